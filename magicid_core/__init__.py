@@ -1,0 +1,11 @@
+"""MagicID core: the method, usable without ComfyUI.
+
+Face analysis (detection, mesh, masks, skeletons, identity), DDIM inversion,
+mask-guided multi-identity attention and identity restoration. Nothing here
+imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
+"""
+
+from .faces import Face, FaceSet, ImageFaces
+
+__all__ = ["Face", "FaceSet", "ImageFaces"]
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""Conversions between ComfyUI values and the numpy / torch layouts of magicid_core.
+
+ComfyUI's IMAGE is float BHWC in 0..1, MASK is float BHW; the core works on one
+image at a time as HxWx3 uint8 (analysis) or float arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CATEGORY = "MagicID"
+FACES = "FACES"  # the custom type carrying magicid_core.FaceSet between nodes
+
+
+def images_to_numpy(image: torch.Tensor) -> list[np.ndarray]:
+    """IMAGE (B, H, W, C) float -> list of (H, W, C) float32 arrays."""
+    if image.ndim == 3:  # a single image without batch dimension
+        image = image[None]
+    return [im.detach().cpu().float().numpy() for im in image]
+
+
+def numpy_to_images(arrays: list[np.ndarray]) -> torch.Tensor:
+    """List of (H, W, 3) float or uint8 arrays of one size -> IMAGE (B, H, W, 3)."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+        out.append(torch.from_numpy(np.ascontiguousarray(a)))
+    return torch.stack(out)
+
+
+def numpy_to_masks(masks: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """(N, H, W) array -> MASK (N, H, W); an empty stack becomes one empty mask."""
+    if len(masks) == 0:
+        return torch.zeros((1, height, width), dtype=torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))
