@@ -5,7 +5,7 @@ mask-guided multi-identity attention and identity restoration. Nothing here
 imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
 """
 
-from .faces import Face, FaceSet, ImageFaces
+from .faces import Detection, Face, FaceSet, Identity, ImageFaces
 
-__all__ = ["Face", "FaceSet", "ImageFaces"]
+__all__ = ["Detection", "Face", "FaceSet", "Identity", "ImageFaces"]
 __version__ = "0.1.0"

@@ -27,6 +27,27 @@ COCO18_NAMES = (
 
 
 @dataclass
+class Detection:
+    """What a face detector backend returns, before mesh, masks and identity."""
+
+    box: np.ndarray            # (4,) float32 x0, y0, x1, y1
+    score: float               # confidence in 0..1
+    keypoints: np.ndarray      # (5, 2) float32, KEYPOINT_NAMES order
+    source: str = ""           # backend name, e.g. "mediapipe", "insightface", "dlib_hog"
+
+
+@dataclass
+class Identity:
+    """A reference identity: who should appear (the IDENTITIES type is a list of these)."""
+
+    name: str
+    embedding: np.ndarray      # (D,) float32, L2-normalised
+    embedding_model: str       # must match the faces' embedding_model to be compared
+    reference_count: int = 1   # how many reference faces were averaged into it
+    hint: str = ""             # optional prompt text (e.g. "a young girl" from kin blend)
+
+
+@dataclass
 class Face:
     """One detected face in one image."""
 
