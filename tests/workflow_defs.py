@@ -11,9 +11,11 @@ widgets, and in which order the app stores their values in ``widgets_values``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,25 +33,54 @@ def core_definitions() -> dict:
     return json.loads(SNAPSHOT.read_text())["nodes"]
 
 
-def _load_pack_nodes():
-    """The pack's ``nodes`` package under a private name: ComfyUI has a module called
-    ``nodes`` too, so the plain name could pick up the wrong one."""
-    name = "magicid_pack_nodes"
-    if name in sys.modules:
-        return sys.modules[name]
-    if str(PACK_DIR) not in sys.path:  # nodes import magicid_core by its absolute name
-        sys.path.insert(0, str(PACK_DIR))
-    spec = importlib.util.spec_from_file_location(
-        name, PACK_DIR / "nodes" / "__init__.py", submodule_search_locations=[str(PACK_DIR / "nodes")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def _load_pack():
+    """The pack as ComfyUI loads it: its root folder imported as a package (its nodes use
+    relative imports like ``..magicid_core``), under a private name, since ComfyUI has a
+    module called ``nodes`` too."""
+    name = "magicid_pack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, PACK_DIR / "__init__.py", submodule_search_locations=[str(PACK_DIR)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@contextlib.contextmanager
+def comfy_lists_from_snapshot():
+    """While no ComfyUI is importable, answer the two ComfyUI look-ups a node's INPUT_TYPES
+    may make, from the real snapshot: the sampler / scheduler lists (as KSampler lists them)
+    and ``folder_paths.get_filename_list``, which is empty in an empty base directory, as
+    the snapshot's own file combos are. Removed again on exit."""
+    try:
+        import comfy  # noqa: F401  (a real ComfyUI: use it)
+        yield
+        return
+    except ImportError:
+        pass
+    ksampler = core_definitions()["KSampler"]["input"]["required"]
+    samplers = types.ModuleType("comfy.samplers")
+    samplers.KSampler = type("KSampler", (), {"SAMPLERS": list(ksampler["sampler_name"][0]),
+                                              "SCHEDULERS": list(ksampler["scheduler"][0])})
+    samplers.SAMPLER_NAMES, samplers.SCHEDULER_NAMES = samplers.KSampler.SAMPLERS, samplers.KSampler.SCHEDULERS
+    comfy = types.ModuleType("comfy")
+    comfy.samplers = samplers
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_filename_list = lambda folder: []
+    shims = {"comfy": comfy, "comfy.samplers": samplers, "folder_paths": folder_paths}
+    sys.modules.update(shims)
+    try:
+        yield
+    finally:
+        for key in shims:
+            sys.modules.pop(key, None)
 
 
 def describe_node_class(cls) -> dict:
     """A node class -> its /object_info entry (the fields ComfyUI's server.node_info fills)."""
-    inputs = cls.INPUT_TYPES()
+    with comfy_lists_from_snapshot():
+        inputs = cls.INPUT_TYPES()
     outputs = list(cls.RETURN_TYPES)
     return {
         "input": {k: v for k, v in inputs.items() if k in ("required", "optional")},
@@ -62,7 +93,7 @@ def describe_node_class(cls) -> dict:
 
 
 def pack_definitions() -> dict:
-    mappings = _load_pack_nodes().NODE_CLASS_MAPPINGS
+    mappings = _load_pack().NODE_CLASS_MAPPINGS
     return {name: describe_node_class(cls) for name, cls in mappings.items()}
 
 
