@@ -3,7 +3,7 @@
 // The logic lives in ./lib (pure, tested with `node --test tests/js/`); this file only
 // wires it to ComfyUI's app and canvas.
 import { app } from "../../scripts/app.js";
-import { faceLabels, facesFromOutput } from "./lib/face_overlay.js";
+import { faceLabels, facesFromOutput, previewCell } from "./lib/face_overlay.js";
 import { assignmentChips, chipRects, cycleIdentity, hitChip, parseIndices, toggleFace } from "./lib/face_indices.js";
 
 const FACE_NODE = "FaceDetectMasks";
@@ -12,18 +12,32 @@ const IDENTITY_NODE = "IdentityFromImages";
 const MAP_NODES = { MultiIDApply: "identities", IDRestore: "faces" };
 const MAP_WIDGET = "face_indices";
 const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
+const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
+
+// Where the front end drew the node's images: one selected image (at most at 1:1 scale) in
+// the preview widget's area, or a grid of cells it records in node.imageRects.
+function previewCells(node) {
+  const widget = node.widgets?.find((w) => w.name === PREVIEW_WIDGET);
+  if (node.imageIndex != null && widget) {
+    const sizeText = app.extensionManager?.setting?.get?.("Comfy.Node.AllowImageSizeDraw") ? 15 : 0;
+    const cell = previewCell(node.size[0], node.size[1], widget.y ?? widget.last_y ?? 0, sizeText);
+    return [{ image: node.imageIndex, cell, maxScale: 1 }];
+  }
+  return (node.imageRects ?? []).map((cell, image) => ({ image, cell, maxScale: Infinity }));
+}
 
 function drawFaceLabels(node, ctx) {
   const perImage = node.magicidFaces;
-  if (!perImage?.length || !node.imgs?.length || !node.imageRects?.length) return;
+  if (!perImage?.length || !node.imgs?.length) return;
   node.magicidLabels = [];
   ctx.save();
   ctx.textAlign = "center";
   ctx.textBaseline = "middle";
-  node.imageRects.forEach((cell, i) => {
-    const img = node.imgs[i] ?? node.imgs[0];
-    const faces = perImage[i] ?? [];
-    for (const label of faceLabels(faces, img.naturalWidth || img.width, img.naturalHeight || img.height, cell)) {
+  previewCells(node).forEach(({ image, cell, maxScale }) => {
+    const img = node.imgs[image];
+    const faces = perImage[image] ?? [];
+    if (!img) return;
+    for (const label of faceLabels(faces, img.naturalWidth, img.naturalHeight, cell, { maxScale })) {
       ctx.beginPath();
       ctx.arc(label.x, label.y, label.size * 0.65, 0, 2 * Math.PI);
       ctx.fillStyle = "rgba(0, 0, 0, 0.65)";

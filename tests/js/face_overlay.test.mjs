@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { faceLabels, facesFromOutput, fitRect } from "../../web/lib/face_overlay.js";
+import { faceLabels, facesFromOutput, fitRect, previewCell } from "../../web/lib/face_overlay.js";
 
 test("fitRect letterboxes a wide image in a square cell", () => {
   // 200x100 into 100x100 at (10, 20): scale 0.5, 100x50, centred vertically.
@@ -27,8 +27,8 @@ test("labels sit on the top centre of each face box, scaled into the cell", () =
 test("label size follows the drawn face within bounds", () => {
   const big = faceLabels([{ index: 1, box: [0, 0, 1000, 1000] }], 1000, 1000, [0, 0, 1000, 1000])[0];
   const small = faceLabels([{ index: 1, box: [0, 0, 2, 2] }], 1000, 1000, [0, 0, 1000, 1000])[0];
-  assert.equal(big.size, 28);
-  assert.equal(small.size, 10);
+  assert.equal(big.size, 32);
+  assert.equal(small.size, 14);
 });
 
 test("facesFromOutput keeps well-formed faces per image and drops the rest", () => {
@@ -41,4 +41,9 @@ test("facesFromOutput keeps well-formed faces per image and drops the rest", () 
   assert.deepEqual(out, [[{ index: 0, box: [1, 2, 3, 4] }], []]);
   assert.deepEqual(facesFromOutput({ images: [] }), []);
   assert.deepEqual(facesFromOutput(undefined), []);
+});
+
+test("a single preview is not drawn larger than the image", () => {
+  // 100x50 image in a 400x400 cell below a widget at y=40: kept at 1:1, centred.
+  assert.deepEqual(fitRect(100, 50, previewCell(400, 455, 40, 15), 1), { x: 150, y: 215, w: 100, h: 50, scale: 1 });
 });

@@ -2,10 +2,11 @@
 // no ComfyUI, tested with `node --test tests/js/`.
 
 // The rectangle an image of imgW x imgH occupies when fitted ("contain") and centred in a
-// cell, as ComfyUI's front end draws previews: scale = min(cellW / imgW, cellH / imgH).
-export function fitRect(imgW, imgH, [cellX, cellY, cellW, cellH]) {
+// cell, as ComfyUI's front end draws previews: scale = min(cellW / imgW, cellH / imgH),
+// and at most `maxScale` (a single preview is never drawn larger than the image).
+export function fitRect(imgW, imgH, [cellX, cellY, cellW, cellH], maxScale = Infinity) {
   if (!(imgW > 0 && imgH > 0 && cellW > 0 && cellH > 0)) return null;
-  const scale = Math.min(cellW / imgW, cellH / imgH);
+  const scale = Math.min(cellW / imgW, cellH / imgH, maxScale);
   const w = imgW * scale;
   const h = imgH * scale;
   return { x: cellX + (cellW - w) / 2, y: cellY + (cellH - h) / 2, w, h, scale };
@@ -27,8 +28,8 @@ export function facesFromOutput(output) {
 
 // One label per face: its index, centred on the top edge of its box, in canvas units.
 // The font grows with the drawn face, within [minSize, maxSize].
-export function faceLabels(faces, imgW, imgH, cell, { minSize = 10, maxSize = 28 } = {}) {
-  const rect = fitRect(imgW, imgH, cell);
+export function faceLabels(faces, imgW, imgH, cell, { minSize = 14, maxSize = 32, maxScale = Infinity } = {}) {
+  const rect = fitRect(imgW, imgH, cell, maxScale);
   if (!rect) return [];
   return faces.map(({ index, box: [x0, y0, x1] }) => {
     const size = Math.max(minSize, Math.min(maxSize, (x1 - x0) * rect.scale * 0.35));
@@ -39,4 +40,10 @@ export function faceLabels(faces, imgW, imgH, cell, { minSize = 10, maxSize = 28
       size,
     };
   });
+}
+
+// The cell a single preview is fitted into: the node's width, from the preview widget's
+// top down to the node's bottom, less the line where the image size may be written.
+export function previewCell(nodeW, nodeH, widgetY, sizeTextH = 0) {
+  return [0, widgetY, nodeW, nodeH - widgetY - sizeTextH];
 }
