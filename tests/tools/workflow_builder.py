@@ -35,6 +35,7 @@ class Node:
     widgets: list = field(default_factory=list)
     links: dict = field(default_factory=dict)  # input name -> Output
     color: str | None = None
+    height: float | None = None  # notes: sized to their text
 
     def __getitem__(self, key) -> Output:
         outputs = self.defn["output"]
@@ -83,7 +84,9 @@ class Graph:
         return node
 
     def note(self, text: str, title: str = "Read me") -> Node:
-        node = Node(len(self.nodes) + 1, "Note", None, title, widgets=[text], color="#432")
+        lines = sum(1 + len(line) // 48 for line in text.splitlines())  # ~48 characters a line
+        node = Node(len(self.nodes) + 1, "Note", None, title, widgets=[text], color="#432",
+                    height=60 + 16 * lines)
         self.nodes.append(node)
         return node
 
@@ -125,7 +128,7 @@ class Graph:
         for order, node in enumerate(self.nodes):
             col = columns[node.id]
             rows = len(inputs_of[node.id]) + len(node.widgets) + (len(node.defn["output"]) if node.defn else 0)
-            height = 200 if node.defn is None else 46 + 24 * rows
+            height = node.height or 46 + 24 * rows
             y = next_y.get(col, 40.0)
             next_y[col] = y + height + ROW_GAP
             ui = {

@@ -1,0 +1,119 @@
+"""Write the shipped workflows (workflows/*.json) and their previews from the graphs below.
+
+    python tests/tools/build_workflows.py
+
+Each workflow is a short function over ``Graph``; the node definitions are the ones the
+tests check against (ComfyUI's core snapshot and this pack's NODE_CLASS_MAPPINGS), so a
+renamed input fails here. A workflow whose nodes are not in the pack yet is skipped.
+Model file names come from MODELS, the same names the README lists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.tools.workflow_builder import Graph  # noqa: E402
+from tests.tools.workflow_preview import write_previews  # noqa: E402
+from tests.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
+
+# file name -> (models folder, where to get it); the README's model table lists the same.
+MODELS = {
+    "v1-5-pruned-emaonly.safetensors": ("checkpoints", "SD1.5 (Comfy-Org/stable-diffusion-v1-5-archive)"),
+    "sd_xl_base_1.0.safetensors": ("checkpoints", "SDXL base (stabilityai/stable-diffusion-xl-base-1.0)"),
+    "control_v11p_sd15_openpose_fp16.safetensors": (
+        "controlnet", "OpenPose ControlNet for SD1.5 (comfyanonymous/ControlNet-v1-1_fp16_safetensors)"),
+    "control_v2p_sd15_mediapipe_face.safetensors": (
+        "controlnet", "MediaPipe-face ControlNet for SD1.5 (CrucibleAI/ControlNetMediaPipeFace)"),
+    "OpenPoseXL2.safetensors": ("controlnet", "OpenPose ControlNet for SDXL (thibaud/controlnet-openpose-sdxl-1.0)"),
+    "ip-adapter-faceid_sd15.bin": ("ipadapter", "IP-Adapter FaceID for SD1.5 (h94/IP-Adapter-FaceID)"),
+    "ip-adapter-faceid_sdxl.bin": ("ipadapter", "IP-Adapter FaceID for SDXL (h94/IP-Adapter-FaceID)"),
+}
+INSIGHTFACE = "antelopev2 (or buffalo_l) unpacked into models/insightface/antelopev2/*.onnx"
+
+NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
+
+
+def model_note(what: str, files: list[str], extra: list[str] = ()) -> str:
+    lines = [what, "", "Load these before pressing Run:"]
+    lines += [f"- {name} -> ComfyUI/models/{MODELS[name][0]}/  ({MODELS[name][1]})" for name in files]
+    lines += [f"- {line}" for line in extra]
+    lines += ["", "Model list and troubleshooting: the README of ComfyUI-MagicID."]
+    return "\n".join(lines)
+
+
+def sd_base(g: Graph, ckpt: str, positive: str):
+    loader = g.add("CheckpointLoaderSimple", ckpt_name=ckpt)
+    pos = g.add("CLIPTextEncode", title="Prompt", text=positive, clip=loader["CLIP"])
+    neg = g.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=loader["CLIP"])
+    return loader, pos, neg
+
+
+# --- the workflows ----------------------------------------------------------------------
+
+def faces_and_masks(g: Graph) -> str:
+    photo = g.add("LoadImage", title="Any photo with faces", image="group_photo.jpg")
+    faces = g.add("FaceDetectMasks", image=photo["IMAGE"])
+    g.add("PreviewImage", title="Faces, numbered", images=faces["preview"])
+    union = g.add("MaskToImage", mask=faces["union_mask"])
+    g.add("PreviewImage", title="All face masks", images=union[0])
+    g.note("Finds every face, numbers them left to right and makes one mask per face. "
+           "No model files are needed: the detector ships with mediapipe. With insightface's "
+           f"models installed ({INSIGHTFACE}) backend 'auto' uses them.\n\n"
+           "Load your photo in 'Any photo with faces'. The numbers drawn over the preview are the "
+           "face indices that MultiIDApply and IDRestore refer to.")
+    return "Faces and masks"
+
+
+def restore_faces(ckpt: str, control: str | None):
+    def build(g: Graph) -> str:
+        loader, pos, neg = sd_base(g, ckpt, "a sharp, detailed photo of a face, natural skin")
+        picture = g.add("LoadImage", title="Picture to repair", image="picture_to_repair.png")
+        faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
+        extra = {}
+        if control:
+            cn = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=control)
+            extra = {"control_net": cn[0]}
+        restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=loader["MODEL"],
+                         vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
+        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        files = [ckpt] + ([control] if control else [])
+        g.note(model_note("Repairs every face of any picture (DDIM inversion, then regeneration) and "
+                          "leaves every pixel outside the face masks exactly as it was. Load the picture "
+                          "in 'Picture to repair'; face_indices picks faces by the numbers FaceDetectMasks "
+                          "shows.", files))
+        return "Restore the faces of any picture"
+    return build
+
+
+# name -> (node types it needs, builder)
+WORKFLOWS = {
+    "magicid_faces_and_masks": faces_and_masks,
+    "magicid_restore_faces_sd15": restore_faces("v1-5-pruned-emaonly.safetensors",
+                                                "control_v2p_sd15_mediapipe_face.safetensors"),
+    "magicid_restore_faces_sdxl": restore_faces("sd_xl_base_1.0.safetensors", None),
+}
+
+
+def main() -> None:
+    defs = all_definitions()
+    WORKFLOWS_DIR.mkdir(exist_ok=True)
+    for name, build in WORKFLOWS.items():
+        g = Graph(defs)
+        try:
+            title = build(g)
+        except KeyError as missing:  # a node of this workflow is not in the pack yet
+            print(f"skip {name}: {missing}")
+            continue
+        path = WORKFLOWS_DIR / f"{name}.json"
+        path.write_text(json.dumps(g.to_ui(), indent=1) + "\n")
+        write_previews(path, title)
+        print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
+
+
+if __name__ == "__main__":
+    main()
