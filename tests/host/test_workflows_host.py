@@ -1,0 +1,120 @@
+"""Every shipped workflow runs on a real ``--cpu`` ComfyUI server, queued as the app queues it.
+
+Each ``workflows/*.json`` is converted from the UI format to an API prompt
+(tests/workflow_api.py) against the live server's /object_info and posted to /prompt.
+
+What is substituted, and why:
+- Model loaders: CheckpointLoaderSimple and ControlNetLoader become the test-only nodes
+  of tests/host/tiny_loader_nodes.py (same outputs, asserted below), which return tiny
+  real ComfyUI models: ComfyUI recognises a checkpoint by its tensor shapes, so a tiny
+  file with the real key layout would be refused, and the real files are gigabytes.
+- Work size: step counts and the working size of IDRestore are turned down (FAST) so a
+  workflow finishes in seconds on a shared CPU; every node still runs its full code path.
+- Input pictures: the workflows name example files (group_photo.jpg, ...); the test puts
+  the pack's public-domain sample photo under those names into the server's input folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.workflow_api import to_api_prompt
+from tests.workflow_check import check_workflow, readme_model_files
+from tests.workflow_defs import PACK_DIR, WORKFLOWS_DIR
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from tiny_loader_nodes import SUBSTITUTES  # noqa: E402
+
+WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
+SAMPLE = PACK_DIR / "assets" / "group6.jpg"
+FAST = {"steps": 2, "inversion_refine": 0, "zoom_size": 256}
+OUTPUT_NODES = ("SaveImage", "PreviewImage")
+
+
+def _host_conftest():
+    """The already loaded tests/host/conftest.py (for its ComfyServer class)."""
+    path = str(HERE / "conftest.py")
+    return next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == path)
+
+
+def input_pictures() -> dict[str, Image.Image]:
+    """The example inputs the workflows name, made from the pack's sample group photo."""
+    group = Image.open(SAMPLE).convert("RGB")
+    w, h = group.size
+    two_faces = group.crop((0, 0, w // 3, h)).resize((256, 256 * h // (w // 3)))
+    return {"group_photo.jpg": group.resize((w // 2, h // 2)), "picture_to_repair.png": two_faces}
+
+
+@pytest.fixture(scope="module")
+def workflow_server(tmp_path_factory):
+    conftest = _host_conftest()
+    base = tmp_path_factory.mktemp("workflow_server")
+    for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
+        (base / sub).mkdir()
+    (base / "custom_nodes" / conftest.PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
+    (base / "custom_nodes" / "magicid_tiny_loaders.py").symlink_to(HERE / "tiny_loader_nodes.py")
+    for name, picture in input_pictures().items():
+        picture.save(base / "input" / name)
+    server = conftest.ComfyServer(base)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_defs(workflow_server):
+    return workflow_server.get("/object_info")
+
+
+def test_stand_ins_have_the_real_loaders_outputs(live_defs):
+    for real, stand_in in SUBSTITUTES.items():
+        assert live_defs[stand_in]["output"] == live_defs[real]["output"], real
+
+
+def test_template_browser_lists_the_workflows(workflow_server):
+    assert WORKFLOWS
+    listed = workflow_server.get("/workflow_templates")
+    assert sorted(listed.get(_host_conftest().PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS)
+
+
+def runnable_prompt(wf: dict, defs: dict) -> dict:
+    prompt = to_api_prompt(wf, defs)
+    for node in prompt.values():
+        node["class_type"] = SUBSTITUTES.get(node["class_type"], node["class_type"])
+        for name, value in FAST.items():
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                node["inputs"][name] = value
+    return prompt
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs(workflow_server, live_defs, path):
+    wf = json.loads(path.read_text())
+    # the live server's definitions agree with the committed snapshot the static test uses
+    readme_models = readme_model_files((PACK_DIR / "README.md").read_text())
+    assert check_workflow(wf, live_defs, readme_models) == []
+
+    prompt = runnable_prompt(wf, live_defs)
+    history = workflow_server.run_prompt(prompt, timeout=900)
+    status = history["status"]
+    errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+    assert status["status_str"] == "success" and not errors, json.dumps(errors, indent=1)[:4000]
+
+    outputs = [nid for nid, node in prompt.items() if node["class_type"] in OUTPUT_NODES]
+    assert outputs, "a shipped workflow should show or save a result"
+    for nid in outputs:
+        images = history["outputs"][nid]["images"]
+        assert images, f"node {nid} produced no image"
+        for ref in images:
+            folder = workflow_server.base_dir / ref["type"] / ref["subfolder"]
+            pixels = np.asarray(Image.open(folder / ref["filename"]))
+            assert pixels.ndim == 3 and pixels.shape[2] in (3, 4) and pixels.std() > 0
