@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
-from magicid_core.detection import BACKENDS, DEFAULT_MIN_FACE
-from magicid_core.image_io import to_rgb_uint8
-from magicid_core.masks import MASK_MODES
-from magicid_core.preview import draw_preview
+from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
+from ..magicid_core.detection import BACKENDS, DEFAULT_MIN_FACE
+from ..magicid_core.image_io import to_rgb_uint8
+from ..magicid_core.masks import MASK_MODES
+from ..magicid_core.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
 
