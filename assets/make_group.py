@@ -7,6 +7,7 @@ Sources (both public domain, both shipped with common Python packages, no downlo
 Each person is a head-and-shoulders cut-out (soft alpha) scaled so the face is about
 120 px high, varied by mirroring, scale and colour, and placed in a staggered row in
 front of a painted studio backdrop. Deterministic: running it again gives the same file.
+The tests reuse ``paste_person`` and ``backdrop`` to build scenes with known faces.
 
     python assets/make_group.py            # writes assets/group6.jpg
 """
@@ -22,14 +23,18 @@ import skimage.data
 from PIL import Image
 
 CANVAS_W, CANVAS_H = 1200, 600
-FACE_SIDE = 100  # mediapipe box side of each face; hairline to chin is ~1.2x this
+FACE_HEIGHT = 120  # px from forehead to chin (the face oval's height)
 
-# Per source: face centre and mediapipe box side in source pixels (measured once), the head
-# ellipse (centre offset and radii, in units of the box side) that takes in hair or hat, and
-# the half width of the shoulders in the same units.
+# Per source, measured once on the full-resolution portrait: the face oval (centre x, y,
+# width, height in source px; an ellipse fitted to mediapipe's face-mesh outline, checked by
+# eye). The cut-out is in units of the oval height h, relative to the oval centre: head
+# ellipse (dx, dy, rx, ry) taking in hair or hat, neck (top, bottom, half width), shoulders
+# ellipse (dy, rx, ry) whose lower half continues down as a rectangle.
 SOURCES = {
-    "astronaut": dict(center=(225, 130), side=95, head=(0.0, -0.22, 0.8, 0.98), shoulders=1.8),
-    "hopper": dict(center=(269, 244), side=194, head=(-0.02, -0.3, 0.6, 0.88), shoulders=1.25),
+    "astronaut": dict(oval=(224.6, 119.4, 95.3, 112.5), head=(0.0, -0.09, 0.68, 0.83),
+                      neck=(0.6, 1.28, 0.3), shoulders=(1.95, 1.52, 0.84)),
+    "hopper": dict(oval=(262.5, 225.3, 199.1, 216.0), head=(0.01, -0.18, 0.54, 0.79),
+                   neck=(0.62, 1.35, 0.31), shoulders=(2.06, 1.12, 0.9)),
 }
 
 # (source, mirrored, scale, colour gain RGB, desaturate, face centre x, face centre y);
@@ -51,56 +56,58 @@ def load_source(name: str) -> np.ndarray:
         return np.array(Image.open(f).convert("RGB"))
 
 
-def backdrop(rng: np.random.Generator) -> np.ndarray:
-    """A mottled blue-grey studio backdrop, lighter in the middle."""
+def backdrop(rng: np.random.Generator, width: int = CANVAS_W, height: int = CANVAS_H) -> np.ndarray:
+    """A mottled blue-grey studio backdrop, lighter in the middle (float32 RGB)."""
     low = rng.normal(0.0, 1.0, (6, 12)).astype(np.float32)
-    mottle = cv2.resize(low, (CANVAS_W, CANVAS_H), interpolation=cv2.INTER_CUBIC)
-    yy, xx = np.mgrid[0:CANVAS_H, 0:CANVAS_W].astype(np.float32)
-    vignette = 1.0 - 0.35 * (((xx - CANVAS_W / 2) / CANVAS_W) ** 2 + ((yy - CANVAS_H / 3) / CANVAS_H) ** 2)
+    mottle = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    vignette = 1.0 - 0.35 * (((xx - width / 2) / width) ** 2 + ((yy - height / 3) / height) ** 2)
     base = np.array([150, 160, 175], np.float32)
-    img = base * vignette[..., None] + 12.0 * mottle[..., None]
-    return np.clip(img, 0, 255)
+    return np.clip(base * vignette[..., None] + 12.0 * mottle[..., None], 0, 255)
 
 
-def cutout(src: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float]:
-    """The person with a soft head-and-shoulders alpha; body extended down past the frame."""
-    img = cv2.copyMakeBorder(src, 0, 400, 0, 0, cv2.BORDER_REPLICATE)  # torso continues downwards
-    h, w = img.shape[:2]
-    (cx, cy), s = spec["center"], spec["side"]
-    alpha = np.zeros((h, w), np.float32)
+def cutout(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The portrait (body extended downwards) and a soft head-and-shoulders alpha."""
+    spec = SOURCES[name]
+    img = cv2.copyMakeBorder(load_source(name), 0, 400, 0, 0, cv2.BORDER_REPLICATE)  # torso continues
+    h_img, _ = img.shape[:2]
+    cx, cy, _, h = spec["oval"]
+    at = lambda dx, dy: (int(cx + dx * h), int(cy + dy * h))  # noqa: E731  (units of h -> px)
+    alpha = np.zeros(img.shape[:2], np.float32)
     dx, dy, rx, ry = spec["head"]
-    cv2.ellipse(alpha, (int(cx + dx * s), int(cy + dy * s)), (int(rx * s), int(ry * s)), 0, 0, 360, 1.0, -1)
-    neck_y = int(cy + 0.6 * s)
-    cv2.rectangle(alpha, (int(cx - 0.35 * s), neck_y), (int(cx + 0.35 * s), int(cy + 1.4 * s)), 1.0, -1)
-    half = spec["shoulders"] * s
-    cv2.ellipse(alpha, (int(cx), int(cy + 2.2 * s)), (int(half), int(1.0 * s)), 0, 180, 360, 1.0, -1)
-    cv2.rectangle(alpha, (int(cx - half), int(cy + 2.2 * s)), (int(cx + half), h), 1.0, -1)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.04 * s)
-    return img, alpha, (cx, cy), s
+    cv2.ellipse(alpha, at(dx, dy), (int(rx * h), int(ry * h)), 0, 0, 360, 1.0, -1)
+    top, bottom, half = spec["neck"]
+    cv2.rectangle(alpha, at(-half, top), at(half, bottom), 1.0, -1)
+    sy, srx, sry = spec["shoulders"]
+    cv2.ellipse(alpha, at(0, sy), (int(srx * h), int(sry * h)), 0, 180, 360, 1.0, -1)
+    cv2.rectangle(alpha, at(-srx, sy), (at(srx, sy)[0], h_img), 1.0, -1)
+    return img, cv2.GaussianBlur(alpha, (0, 0), 0.035 * h)
 
 
-def place(canvas: np.ndarray, person: tuple) -> None:
-    name, mirrored, scale, gain, desat, fx, fy = person
-    img, alpha, (cx, cy), s = cutout(load_source(name), SOURCES[name])
+def paste_person(canvas: np.ndarray, name: str, face_height: float, fx: float, fy: float, mirrored: bool = False,
+                 gain=(1.0, 1.0, 1.0), desaturate: float = 0.0) -> tuple[float, float, float, float]:
+    """Paste a person into the float canvas with the face oval centred at (fx, fy) and
+    face_height px high; returns that oval (centre x, y, width, height) in canvas px."""
+    img, alpha = cutout(name)
+    cx, cy, ow, oh = SOURCES[name]["oval"]
     img = img.astype(np.float32) * np.array(gain, np.float32)
-    gray = img.mean(axis=2, keepdims=True)
-    img = np.clip(img * (1 - desat) + gray * desat, 0, 255)
+    img = np.clip(img * (1 - desaturate) + img.mean(axis=2, keepdims=True) * desaturate, 0, 255)
     if mirrored:
         img, alpha, cx = img[:, ::-1], alpha[:, ::-1], img.shape[1] - 1 - cx
-    k = FACE_SIDE * scale / s
-    # Affine map source -> canvas: scale by k about the face centre, put it at (fx, fy).
+    k = face_height / oh
+    # Affine map source -> canvas: scale by k about the oval centre, put it at (fx, fy).
     m = np.array([[k, 0, fx - k * cx], [0, k, fy - k * cy]], np.float32)
-    warped = cv2.warpAffine(np.ascontiguousarray(img), m, (CANVAS_W, CANVAS_H), flags=cv2.INTER_AREA,
-                            borderMode=cv2.BORDER_CONSTANT)
-    a = cv2.warpAffine(np.ascontiguousarray(alpha), m, (CANVAS_W, CANVAS_H), flags=cv2.INTER_LINEAR)[..., None]
+    size = (canvas.shape[1], canvas.shape[0])
+    warped = cv2.warpAffine(np.ascontiguousarray(img), m, size, flags=cv2.INTER_AREA)
+    a = cv2.warpAffine(np.ascontiguousarray(alpha), m, size, flags=cv2.INTER_LINEAR)[..., None]
     canvas[:] = canvas * (1 - a) + warped * a
+    return fx, fy, ow * k, oh * k
 
 
 def build() -> np.ndarray:
-    rng = np.random.default_rng(6)
-    canvas = backdrop(rng)
-    for person in PEOPLE:
-        place(canvas, person)
+    canvas = backdrop(np.random.default_rng(6))
+    for name, mirrored, scale, gain, desat, fx, fy in PEOPLE:
+        paste_person(canvas, name, FACE_HEIGHT * scale, fx, fy, mirrored, gain, desat)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
