@@ -71,18 +71,31 @@ def _roi(polys: list[np.ndarray], pad: float, height: int, width: int) -> tuple[
     return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
 
 
+def _fill(hard: np.ndarray, poly: np.ndarray) -> None:
+    """Set the pixels whose centres lie in the polygon (continuous coordinates: pixel i spans [i, i+1))."""
+    xs, ys = poly[:, 0], poly[:, 1]
+    if len(poly) == 4 and len(set(xs.tolist())) == 2 and len(set(ys.tolist())) == 2:  # axis-aligned box: exact
+        c0, c1 = (int(np.ceil(v - 0.5)) for v in (xs.min(), xs.max()))
+        r0, r1 = (int(np.ceil(v - 0.5)) for v in (ys.min(), ys.max()))
+        hard[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)] = 1
+        return
+    pts = np.round((poly - 0.5) * (1 << SUBPIXEL)).astype(np.int32)
+    cv2.fillPoly(hard, [pts], 1, lineType=cv2.LINE_8, shift=SUBPIXEL)
+
+
 def _soft(polys: list[np.ndarray], roi: tuple[int, int, int, int], dilation: float, feather: float) -> np.ndarray:
     """Soft mask on the roi: 1 where the signed distance s to the shape is <= dilation,
     smoothstep down to 0 at s = dilation + feather (s > 0 outside, < 0 inside)."""
     x0, y0, x1, y1 = roi
     hard = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    pts = [np.round((p - (x0, y0)) * (1 << SUBPIXEL)).astype(np.int32) for p in polys]
-    cv2.fillPoly(hard, pts, 1, lineType=cv2.LINE_8, shift=SUBPIXEL)
+    for p in polys:  # one call per polygon: fillPoly fills several polygons even-odd
+        _fill(hard, p - (x0, y0))
     if dilation == 0 and feather == 0:
         return hard.astype(np.float32)
     outside = cv2.distanceTransform(1 - hard, cv2.DIST_L2, 5)
     inside = cv2.distanceTransform(hard, cv2.DIST_L2, 5)
-    signed = outside - inside
+    # Distances between pixel centres; the shape's edge lies half a pixel inside either one.
+    signed = np.where(hard > 0, 0.5 - inside, outside - 0.5)
     if feather <= 0:
         return (signed <= dilation).astype(np.float32)
     t = np.clip((dilation + feather - signed) / feather, 0.0, 1.0)
