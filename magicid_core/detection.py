@@ -4,7 +4,7 @@ Backends:
 - ``mediapipe``: mediapipe's full-range BlazeFace run on overlapping square tiles at
   several scales, merged by non-maximum suppression. On the whole frame the model sees a
   192x192 copy, so a 40 px face in a 1200 px group photo shrinks to 6 px and is lost;
-  each tile instead brings faces of one size band to 1/10..1/3 of the model's input.
+  each tile instead brings faces of one size band to 1/12..1/3 of the model's input.
 - ``dlib_hog``: dlib's HOG + linear SVM frontal detector, 5-point landmarks for the eyes.
 - ``insightface``: SCRFD from insightface models, supplied by ``magicid_core.insightface``
   (see ``register_detector`` below).
@@ -178,7 +178,8 @@ class TiledMediapipeDetector:
 
     name = "mediapipe"
 
-    def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, min_score: float = 0.5, tiled: bool = True):
+    def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, min_score: float = 0.5,
+                 tiled: bool = True):
         self.min_face = float(min_face)
         self.max_faces = int(max_faces)
         self.min_score = float(min_score)
@@ -288,8 +289,13 @@ BACKENDS = ("auto", "mediapipe", "dlib_hog", "insightface")
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector], prefer_in_auto: bool = False) -> None:
-    """REGISTRATION POINT for further backends (magicid_core.insightface registers "insightface"
-    here with prefer_in_auto=True, so "auto" tries it before mediapipe)."""
+    """REGISTRATION POINT for further backends.
+
+    ``factory(min_face=..., max_faces=...)`` returns an object with ``.name`` and
+    ``.detect(image_rgb_uint8) -> list[Detection]``; it raises ValueError (naming the folder
+    and the files expected) when its model files are missing, so "auto" moves on to the next
+    backend. magicid_core.insightface registers "insightface" here with prefer_in_auto=True.
+    """
     DETECTORS[name] = factory
     if prefer_in_auto and name not in AUTO_ORDER:
         AUTO_ORDER.insert(0, name)
