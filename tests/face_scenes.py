@@ -6,6 +6,8 @@ from the portrait's annotated oval through the paste's exact scale and shift.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -19,6 +21,7 @@ def scene(width: int, height: int, faces: list[tuple], seed: int = 0) -> tuple[n
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8), ovals
 
 
+@functools.cache  # shared by several test modules; callers must not modify the arrays
 def sizes_scene(sizes=(24, 32, 48, 64, 96, 128), seed: int = 1) -> tuple[np.ndarray, list[tuple]]:
     """A 1200 x 640 group with one face of each size, left to right, alternating people."""
     faces, x = [], 60.0
@@ -29,6 +32,7 @@ def sizes_scene(sizes=(24, 32, 48, 64, 96, 128), seed: int = 1) -> tuple[np.ndar
     return scene(1200, 640, faces, seed)
 
 
+@functools.cache
 def group6(factor: int = 1) -> tuple[np.ndarray, list[tuple]]:
     """The shipped sample's picture (rebuilt exactly, not JPEG-decoded) shrunk by factor, and its ovals."""
     image = build()

@@ -25,7 +25,7 @@ def test_face_masks_match_the_known_face_region(sizes_analysis):
         assert iou > (0.75 if oval[3] < 48 else 0.8), f"face {oval[3]:.0f} px high: IoU {iou:.2f}"
 
 
-def test_ellipse_without_mesh_still_covers_the_face(sizes_analysis):
+def test_ellipse_without_mesh_still_covers_the_face():
     image, ovals = sizes_scene()
     faces = analyze_image(image, AnalysisSettings(min_face=20, dilation=0, feather=0, mesh=False))
     for oval, i in zip(ovals, match(faces.faces, ovals)):
