@@ -94,14 +94,20 @@ def paste_person(canvas: np.ndarray, name: str, face_height: float, fx: float, f
     img = np.clip(img * (1 - desaturate) + img.mean(axis=2, keepdims=True) * desaturate, 0, 255)
     if mirrored:
         img, alpha, cx = img[:, ::-1], alpha[:, ::-1], img.shape[1] - 1 - cx
-    k = face_height / oh
-    # Affine map source -> canvas: scale by k about the oval centre, put it at (fx, fy).
-    m = np.array([[k, 0, fx - k * cx], [0, k, fy - k * cy]], np.float32)
+    # Scale with area averaging (warpAffine alone would alias when shrinking), then shift so
+    # the oval centre lands on (fx, fy); resize maps x -> (x + 0.5) * k - 0.5.
+    h_src, w_src = img.shape[:2]
+    dsize = (max(1, round(w_src * face_height / oh)), max(1, round(h_src * face_height / oh)))
+    kx, ky = dsize[0] / w_src, dsize[1] / h_src
+    interp = cv2.INTER_AREA if kx < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(np.ascontiguousarray(img), dsize, interpolation=interp)
+    alpha = cv2.resize(np.ascontiguousarray(alpha), dsize, interpolation=interp)
+    m = np.array([[1, 0, fx - ((cx + 0.5) * kx - 0.5)], [0, 1, fy - ((cy + 0.5) * ky - 0.5)]], np.float32)
     size = (canvas.shape[1], canvas.shape[0])
-    warped = cv2.warpAffine(np.ascontiguousarray(img), m, size, flags=cv2.INTER_AREA)
-    a = cv2.warpAffine(np.ascontiguousarray(alpha), m, size, flags=cv2.INTER_LINEAR)[..., None]
+    warped = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR)
+    a = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR)[..., None]
     canvas[:] = canvas * (1 - a) + warped * a
-    return fx, fy, ow * k, oh * k
+    return fx, fy, ow * kx, oh * ky
 
 
 def build() -> np.ndarray:

@@ -68,24 +68,34 @@ def five_keypoints(eye_a, eye_b, nose, mouth_center=None) -> np.ndarray:
 
 # --------------------------------------------------------------------------- merging
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4) -> (N, M)."""
+def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every box in a (N, 4) against every box in b (M, 4): IoU and intersection over
+    the smaller box's area, both (N, M)."""
     x0 = np.maximum(a[:, None, 0], b[None, :, 0])
     y0 = np.maximum(a[:, None, 1], b[None, :, 1])
     x1 = np.minimum(a[:, None, 2], b[None, :, 2])
     y1 = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-6)
+    area_a = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
+    area_b = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :]
+    iou = inter / np.maximum(area_a + area_b - inter, 1e-6)
+    return iou, inter / np.maximum(np.minimum(area_a, area_b), 1e-6)
 
 
-def nms(dets: list[Detection], iou_threshold: float = 0.3) -> list[Detection]:
-    """Keep the best-scoring detection of each overlapping group (ties: earlier first)."""
+def nms(dets: list[Detection], iou_threshold: float = 0.3, inside_threshold: float = 0.6) -> list[Detection]:
+    """Keep the best-scoring detection of each group of duplicates (ties: earlier first).
+
+    Two boxes are duplicates when their IoU is high, or when one lies mostly inside the
+    other: a coarse tile level often boxes a small face together with its hair.
+    """
     order = sorted(range(len(dets)), key=lambda i: -dets[i].score)
     kept: list[Detection] = []
     for i in order:
-        if not kept or box_iou(dets[i].box[None], np.stack([k.box for k in kept])).max() < iou_threshold:
-            kept.append(dets[i])
+        if kept:
+            iou, inside = box_overlaps(dets[i].box[None], np.stack([k.box for k in kept]))
+            if iou.max() >= iou_threshold or inside.max() >= inside_threshold:
+                continue
+        kept.append(dets[i])
     return kept
 
 

@@ -34,16 +34,19 @@ def crop_square(image: np.ndarray, box: np.ndarray, scale: float, size: int) -> 
     """A size x size crop of the square of side scale * max(box sides) around the box centre.
 
     Returns the crop and (x0, y0, px) with image = (x0, y0) + crop_pixel * px; outside the
-    image is black.
+    image is black. Cut first, then resize (area averaging when shrinking), so the cost
+    follows the face, not the image.
     """
+    h, w = image.shape[:2]
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * scale
-    x0, y0, px = cx - side / 2, cy - side / 2, side / size
-    # crop = M @ image: x_crop = (x - x0) / px
-    m = np.array([[1 / px, 0, -x0 / px], [0, 1 / px, -y0 / px]], np.float32)
-    interp = cv2.INTER_AREA if px > 1 else cv2.INTER_LINEAR
-    crop = cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
-    return crop, x0, y0, px
+    side = max(int(round(max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0) * scale)), 2)
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    cut = image[max(y0, 0):max(min(y0 + side, h), 0), max(x0, 0):max(min(x0 + side, w), 0)]
+    top, left = max(-y0, 0), max(-x0, 0)
+    cut = cv2.copyMakeBorder(cut, top, side - top - cut.shape[0], left, side - left - cut.shape[1],
+                             cv2.BORDER_CONSTANT, value=0)
+    crop = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+    return crop, float(x0), float(y0), side / size
 
 
 def face_mesh(image_rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
