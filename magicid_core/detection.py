@@ -126,6 +126,7 @@ MODEL_INPUT = 192     # the full-range BlazeFace input side
 TILE_PER_FACE = 12    # a tile is 12x the smallest face it must find (measured: found down to side/14)
 LEVEL_RATIO = 3       # each level's tiles are 3x the previous level's
 HOLD_MARGIN = 1.25    # a level holds whole faces up to 1.25x the next level's smallest
+NEAR_WHOLE = 0.8      # tiles at least this fraction of the image side are left to the whole-frame pass
 
 
 def _axis_starts(length: int, side: int, stride: int) -> list[int]:
@@ -146,7 +147,7 @@ def tile_plan(height: int, width: int, min_face: float) -> list[Tile]:
     sides = [max(int(round(TILE_PER_FACE * min_face)), MODEL_INPUT)]
     while sides[-1] * LEVEL_RATIO < big:
         sides.append(sides[-1] * LEVEL_RATIO)
-    sides = [t for t in sides if t < big]
+    sides = [t for t in sides if t < NEAR_WHOLE * big]  # a level this close to the whole frame adds nothing
     tiles: list[Tile] = []
     for k, side in enumerate(sides):
         next_side = sides[k + 1] if k + 1 < len(sides) else big
