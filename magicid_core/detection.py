@@ -223,7 +223,9 @@ class TiledMediapipeDetector:
             crop = cv2.copyMakeBorder(crop, 0, MODEL_INPUT - crop.shape[0], 0, MODEL_INPUT - crop.shape[1],
                                       cv2.BORDER_CONSTANT, value=0)
         result = model.process(np.ascontiguousarray(crop))
-        dets = [_mediapipe_to_detection(d, tile.x0, tile.y0, tile.side) for d in (result.detections or [])]
+        # The crop starts at the rounded level pixel (x0, y0): map from there, not from the tile.
+        dets = [_mediapipe_to_detection(d, x0 / scale, y0 / scale, MODEL_INPUT / scale)
+                for d in (result.detections or [])]
         if not tile.interior:
             return dets
         # Faces touching an inner tile edge are cut; a neighbour tile holds them whole.
