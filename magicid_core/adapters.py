@@ -155,7 +155,7 @@ def _summary(shapes) -> str:
 
 def parse_adapter(state: dict, name: str = "adapter") -> IdentityAdapter:
     """Nested {"image_proj": ..., "ip_adapter": ...} state dict -> IdentityAdapter (checked)."""
-    if not isinstance(state, dict) or "image_proj" not in state or "ip_adapter" not in state:
+    if not isinstance(state, dict) or not state.get("image_proj") or not state.get("ip_adapter"):
         keys = list(state)[:6] if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{name} is not an IP-Adapter / InstantID file: it has no 'image_proj' and "
                          f"'ip_adapter' weights (found {keys})")
@@ -181,7 +181,10 @@ def _build_projection(sd: dict, name: str) -> tuple[nn.Module, str]:
         if embedding_dim != ARCFACE_DIM:
             raise ValueError(f"{name} is an IP-Adapter Plus model for CLIP image embeddings "
                              f"({embedding_dim}-d), not a face identity adapter")
-        return _load(_resampler_from(sd), sd, name), "instantid"
+        try:
+            return _load(_resampler_from(sd), sd, name), "instantid"
+        except KeyError as e:
+            raise ValueError(f"{name}: its Resampler weights lack {e}; the file is damaged") from None
     if {"proj.0.weight", "proj.2.weight", "norm.weight"} <= set(sd) and "proj.3.weight" not in sd:
         e, hidden = sd["proj.0.weight"].shape[1], sd["proj.0.weight"].shape[0]
         context_dim = sd["norm.weight"].shape[0]

@@ -18,16 +18,21 @@ def _randn(gen, *shape, std=0.05):
 
 
 def ip_layers(gen, widths, context_dim, with_lora=False) -> dict:
-    """{n}.to_k_ip.weight / {n}.to_v_ip.weight for n = 1, 3, ...; FaceID's LoRA keys optional."""
+    """{n}.to_k_ip.weight / {n}.to_v_ip.weight for n = 1, 3, ...; FaceID's LoRA keys optional.
+
+    Layer i reads rows i .. i+width of one random matrix: distinct weights per layer while
+    SDXL's 70 layers share one storage (torch.save writes it once).
+    """
     out = {}
+    base_k, base_v = (_randn(gen, max(widths) + len(widths), context_dim) for _ in range(2))
     for i, width in enumerate(widths):
         n = 2 * i + 1
-        out[f"{n}.to_k_ip.weight"] = _randn(gen, width, context_dim)
-        out[f"{n}.to_v_ip.weight"] = _randn(gen, width, context_dim)
+        out[f"{n}.to_k_ip.weight"] = base_k[i:i + width]
+        out[f"{n}.to_v_ip.weight"] = base_v[i:i + width]
         if with_lora:  # FaceID files carry the LoRA of self- and cross-attention processors
             for m in (n - 1, n):
-                out[f"{m}.to_q_lora.down.weight"] = _randn(gen, 128, width)
-                out[f"{m}.to_q_lora.up.weight"] = _randn(gen, width, 128)
+                out[f"{m}.to_q_lora.down.weight"] = _randn(gen, 8, width)
+                out[f"{m}.to_q_lora.up.weight"] = _randn(gen, width, 8)
     return out
 
 
@@ -68,4 +73,4 @@ def instantid_state_dict(widths=SDXL_WIDTHS, context_dim=2048, dim=1280, tokens=
 
 def flatten(state: dict) -> dict:
     """The .safetensors layout: one flat dict with image_proj. / ip_adapter. prefixes."""
-    return {f"{group}.{k}": v.contiguous() for group, sd in state.items() for k, v in sd.items()}
+    return {f"{group}.{k}": v.clone() for group, sd in state.items() for k, v in sd.items()}
