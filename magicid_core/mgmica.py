@@ -228,7 +228,10 @@ def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
 
 def build_patch(adapter: IdentityAdapter, identities, masks: np.ndarray, weights, layer_of: dict,
                 sigma_range=(math.inf, 0.0), attention=sdpa_attention) -> MultiIDAttention:
-    """The patch for identities placed on masks (one mask per identity, image pixels)."""
+    """The patch for identities placed on masks (one mask per identity, image pixels).
+
+    ``identities`` holds only the placed ones, in the order of ``masks`` (see place_identities).
+    """
     cond, uncond = adapter.tokens_for(adapter_inputs(adapter, identities))
     tokens = IdentityTokens(cond, uncond, adapter.to_k, adapter.to_v)
     return MultiIDAttention(tokens, masks, weights, layer_of, sigma_range, attention)
@@ -288,3 +291,55 @@ def _hungarian(identities, faces) -> list[int]:
     for r, c in zip(rows, cols):
         out[r] = int(c)
     return out
+
+
+def parse_number_list(text: str, kind=float, what: str = "values") -> list | None:
+    """"0, 2, -1" -> [0, 2, -1]; blank -> None (the automatic choice)."""
+    text = (text or "").replace(";", ",").strip()
+    if not text:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def place_identities(identities, image_faces, face_indices=None, weights=None):
+    """Faces for the identities: (identity positions kept, their masks (K, H, W), their weights).
+
+    Identities assigned to no face (-1) are left out: they act nowhere.
+    """
+    n_id = len(identity_embeddings(identities))
+    weights = [1.0] * n_id if weights is None else [float(w) for w in weights]
+    if len(weights) != n_id:
+        raise ValueError(f"{len(weights)} weights given for {n_id} identities")
+    faces = image_faces.faces
+    assigned = assign_faces(identities if isinstance(identities, list) else np.asarray(identities),
+                            faces, face_indices)
+    kept = [i for i, f in enumerate(assigned) if f >= 0]
+    masks = [face_mask(faces[assigned[i]], image_faces.height, image_faces.width) for i in kept]
+    stack = np.stack(masks) if masks else np.zeros((0, image_faces.height, image_faces.width), np.float32)
+    return kept, stack, [weights[i] for i in kept]
+
+
+def face_mask(face, height: int, width: int) -> np.ndarray:
+    """The face's mask, checked against its image's size."""
+    if face.mask is None:
+        raise ValueError(f"face {face.index} has no mask: use the FACES output of FaceDetectMasks")
+    mask = np.asarray(face.mask, dtype=np.float32)
+    if mask.shape != (height, width):
+        raise ValueError(f"the mask of face {face.index} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                         f"is {width}x{height}: masks must be in the image's pixels")
+    return mask
+
+
+def multi_id_patch(adapter: IdentityAdapter, identities, image_faces, layer_of: dict,
+                   face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
+                   attention=sdpa_attention) -> MultiIDAttention | None:
+    """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do."""
+    adapter.check_embeddings(identity_embeddings(identities))
+    kept, masks, kept_weights = place_identities(identities, image_faces, face_indices, weights)
+    if not kept:
+        return None
+    placed = [identities[i] for i in kept] if isinstance(identities, list) else np.asarray(identities)[kept]
+    return build_patch(adapter, placed, masks, kept_weights, layer_of, sigma_range, attention)

@@ -5,7 +5,12 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 """
 
 # name -> (class, display name); one line per node, grouped by step.
-_NODES = {}
+from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
+
+_NODES = {
+    "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
+}
 
 NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {name: title for name, (_, title) in _NODES.items()}
