@@ -140,7 +140,7 @@ class MultiIDAttention:
             return _done[id(self)]
         masks = crop_and_resize(self.masks, box_xyxy, out_hw) if len(self.masks) else self.masks
         keep = [i for i, m in enumerate(masks) if (m > 0).any()]
-        previous = {key: (p.cropped(box_xyxy, out_hw, _done) if isinstance(p, MultiIDAttention) else p)
+        previous = {key: (p.cropped(box_xyxy, out_hw, _done) if callable(getattr(p, "cropped", None)) else p)
                     for key, p in self.previous.items()}
         copy = MultiIDAttention(self.tokens.subset(keep), masks[keep], self.weights.numpy()[keep],
                                 self.layer_of, (self.sigma_start, self.sigma_end), self.attention, previous)

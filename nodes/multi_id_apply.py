@@ -153,7 +153,8 @@ def crop_multi_id_patches(model, box_xyxy, out_hw):
     Returns the model itself when it carries no MultiIDApply patch.
     """
     attn2 = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    ours = {key: p for key, p in attn2.items() if isinstance(p, MultiIDAttention)}
+    # Duck-typed: a second import of the pack (a reload) makes a second MultiIDAttention class.
+    ours = {key: p for key, p in attn2.items() if callable(getattr(p, "cropped", None))}
     if not ours:
         return model
     clone, done = model.clone(), {}

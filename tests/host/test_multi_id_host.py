@@ -42,12 +42,9 @@ def identities(n=2, dim=512):
     return out
 
 
-def pack_module():
+def pack_module(classes):
     """The pack's nodes/multi_id_apply.py as ComfyUI's loader imported it."""
-    for name, module in list(sys.modules.items()):
-        if name.endswith("nodes.multi_id_apply") and hasattr(module, "cross_attention_layers"):
-            return module
-    raise AssertionError("ComfyUI did not import nodes/multi_id_apply.py")
+    return sys.modules[classes["MultiIDApply"].__module__]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +52,9 @@ def setup(comfy_nodes, tmp_path_factory):
     """Node classes, the tiny model, its layers, and an adapter loaded from models/ipadapter."""
     import folder_paths
 
+    classes = comfy_nodes.NODE_CLASS_MAPPINGS
     model = tiny_sd15_model(seed=0)
-    pack = pack_module()
+    pack = pack_module(classes)
     layers = pack.cross_attention_layers(model)
     folder = tmp_path_factory.mktemp("ipadapter")
     # The tiny UNet is SD1.5-shaped (768-wide text) with 32/64-wide layers: an adapter to match.
@@ -64,7 +62,6 @@ def setup(comfy_nodes, tmp_path_factory):
                folder / "tiny-faceid.bin")
     pack.register_adapter_folders()
     folder_paths.add_model_folder_path("ipadapter", str(folder))
-    classes = comfy_nodes.NODE_CLASS_MAPPINGS
     assert "ipadapter/tiny-faceid.bin" in classes["MagicIDAdapterLoader"].INPUT_TYPES()["required"]["adapter_file"][0]
     (adapter,) = classes["MagicIDAdapterLoader"]().load("ipadapter/tiny-faceid.bin")
     return {"nodes": comfy_nodes, "apply": classes["MultiIDApply"](), "model": model,
