@@ -123,6 +123,8 @@ def cross_attention_layers(model) -> list[tuple[tuple, int, int]]:
     """(block key, width, context width) of every cross-attention layer, in diffusers order
     (input blocks, output blocks, middle block) -- the order adapter files number them in."""
     unet = model.model.diffusion_model
+    if not all(hasattr(unet, a) for a in ("input_blocks", "middle_block", "output_blocks")):
+        raise ValueError(f"MultiIDApply needs an SD1.5 or SDXL UNet; this model is a {type(model.model).__name__}")
     found = []
     for name, blocks in (("input", unet.input_blocks), ("output", unet.output_blocks), ("middle", [unet.middle_block])):
         for block_id, block in enumerate(blocks):

@@ -134,6 +134,41 @@ def test_weight_zero_and_unassigned_identities_leave_the_model_exactly_unchanged
     assert torch.equal(sample(setup, apply(setup, face_indices="-1, -1"), seed=5), plain)
 
 
+def tiny_controlnet(seed=1):
+    """A ControlNet of the tiny UNet's shape (3-channel hint), seeded, wrapped as ComfyUI does."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+    import comfy.supported_models
+    from tiny_models import TINY_SD15_UNET, _seed_weights
+
+    # the UNet config as ComfyUI completes it for SD1.5 (heads etc.), less the output channels
+    unet_config = comfy.supported_models.SD15(dict(TINY_SD15_UNET)).unet_config
+    config = {k: v for k, v in unet_config.items() if k != "out_channels"}
+    net = comfy.cldm.cldm.ControlNet(**config, hint_channels=3, dtype=torch.float32,
+                                     device=torch.device("cpu"), operations=comfy.ops.disable_weight_init)
+    _seed_weights(net, seed)
+    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"))
+
+
+def test_composes_with_a_controlnet(setup):
+    """ControlNets never see the attn2 patch; the identity still acts, and weight 0 is still exact."""
+    nodes = setup["nodes"]
+    hint = torch.rand(1, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(0))
+    positive, negative = nodes.ControlNetApplyAdvanced().apply_controlnet(
+        text_conditioning(1), text_conditioning(2), tiny_controlnet(), hint, 1.0, 0.0, 1.0)[:2]
+
+    def run(model):
+        (latent,) = nodes.EmptyLatentImage().generate(SIZE, SIZE, 2)
+        return nodes.KSampler().sample(model, 3, 3, 3.0, "euler", "normal", positive, negative, latent)[0]["samples"]
+
+    with_control = run(setup["model"])
+    assert not torch.equal(with_control, sample(setup, setup["model"], seed=3))   # the ControlNet acts
+    both = run(apply(setup))
+    assert torch.isfinite(both).all() and not torch.allclose(both, with_control)
+    assert torch.equal(run(apply(setup, weight=0.0)), with_control)
+
+
 def test_crop_helper_reregisters_a_cropped_patch(setup):
     patched = apply(setup)
     zoomed = setup["pack"].crop_multi_id_patches(patched, (4, 12, 36, 44), (SIZE, SIZE))
