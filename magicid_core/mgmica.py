@@ -75,16 +75,20 @@ class MultiIDAttention:
         out = self._base(key, q, k, v, extra_options)
         if not self._acts(key, extra_options):
             return out
-        return out + self.residual(q, extra_options)
+        rows, added = self._owned_residual(q, extra_options)
+        return out.index_add(1, rows, added)                  # owned cells only; the rest untouched
 
     def residual(self, q: torch.Tensor, extra_options: dict) -> torch.Tensor:
         """sum_j w_j M_j Attn(q, K_j, V_j) for the layer in extra_options, (B, N, width)."""
+        rows, added = self._owned_residual(q, extra_options)
+        return torch.zeros_like(q).index_add(1, rows, added)
+
+    def _owned_residual(self, q: torch.Tensor, extra_options: dict):
+        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows)."""
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
         rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
         attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
-        out = torch.zeros_like(q)
-        out[:, rows] = attended * scale[:, None]
-        return out
+        return rows, attended * scale[:, None]
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):

@@ -105,15 +105,15 @@ def test_patch_fires_on_every_cross_attention_layer_with_cfg_and_batch_2(setup):
     ours = {p for p in patched.model_options["transformer_options"]["patches_replace"]["attn2"].values()}
     assert len(ours) == 1 and type(next(iter(ours))).__name__ == "MultiIDAttention"
     patch = next(iter(ours))
-    residual = patch.residual
+    owned_residual = patch._owned_residual
 
-    def observed(q, extra_options):   # watch the residual of our patch per layer, unchanged
-        out = residual(q, extra_options)
-        if out.abs().max() > 0:
+    def observed(q, extra_options):   # watch the identity residual of our patch per layer, unchanged
+        rows, added = owned_residual(q, extra_options)
+        if len(rows) and added.abs().max() > 0:
             residual_keys.add((extra_options["block"][0], extra_options["block"][1], extra_options["block_index"]))
-        return out
+        return rows, added
 
-    patch.residual = observed
+    patch._owned_residual = observed
     out = sample(setup, patched, batch=2, cfg=3.0)
     expected = {key for key, _, _ in setup["layers"]}
     assert seen == expected and residual_keys == expected
