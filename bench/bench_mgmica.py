@@ -2,7 +2,8 @@
 
 1. Ownership: small faces in a 1024 px picture, at every cross-attention layer size of SD1.5
    and SDXL, under bilinear mask shrinking (what peer packs do) and under our ownership rule.
-2. Cost: one MultiIDAttention patch serving 1, 2, 4, 6, 8 identities against a chain of as
+2. Cost (CPU time of this process, so other load on the machine does not skew it): one
+   MultiIDAttention patch serving 1, 2, 4, 6, 8 identities against a chain of as
    many single-identity patches (one per identity, each wrapping the previous), on real-size
    SD1.5 / SDXL attention tensors (cond + uncond batch of 2, 77 text tokens).
 """
@@ -74,15 +75,15 @@ def time_calls(fns, repeats=15):
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, out in zip(fns, times):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            out.append(time.perf_counter() - t0)
+            out.append(time.process_time() - t0)
     return [min(t) for t in times]
 
 
 def cost_report():
     torch.set_num_threads(1)
-    print("== Cost per attention call (fastest of 15 interleaved rounds over all cases, ms; one thread). ratio = vs 1 identity of the same method")
+    print("== Cost per attention call (CPU time of this process, fastest of 15 interleaved rounds, ms; one thread). ratio = vs 1 identity of the same method")
     cases = [("SD1.5 128x128, width 320, FaceID 4 tokens", 128, 320, 8, 768, 4),
              ("SDXL 64x64, width 640, InstantID 16 tokens", 64, 640, 10, 2048, 16)]
     for label, cells, width, heads, context, t in cases:
