@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .adapters import IdentityAdapter
-from .ownership import crop_and_resize, owner_map, validate_masks
+from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
 
 LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
 
@@ -150,6 +150,12 @@ class MultiIDAttention:
                                 self.layer_of, (self.sigma_start, self.sigma_end), self.attention, previous)
         _done[id(self)] = copy
         return copy
+
+    def preview(self, height: int, width: int) -> np.ndarray:
+        """(H, W, 3) picture of who owns which cell at a height x width layer (see ownership.py)."""
+        if len(self.masks) == 0:
+            return np.zeros((1, 1, 3), np.float32)
+        return ownership_preview(self.masks, height, width)
 
     def stacked_on(self, previous: dict) -> "MultiIDAttention":
         """The same patch wrapping other attn2 patches (by block key)."""

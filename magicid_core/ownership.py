@@ -102,3 +102,23 @@ def crop_and_resize(masks: np.ndarray, box_xyxy, out_hw: tuple[int, int]) -> np.
     mode = "area" if shrinking else "bilinear"
     kwargs = {} if shrinking else {"align_corners": False}
     return F.interpolate(t, size=tuple(out_hw), mode=mode, **kwargs)[:, 0].numpy()
+
+
+# Distinct colours for up to 8 identities (then they repeat), RGB in 0..1.
+PALETTE = np.array([[0.90, 0.25, 0.20], [0.20, 0.55, 0.90], [0.25, 0.75, 0.30], [0.95, 0.75, 0.15],
+                    [0.65, 0.35, 0.85], [0.10, 0.80, 0.80], [0.95, 0.45, 0.70], [0.60, 0.45, 0.25]],
+                   np.float32)
+
+
+def ownership_preview(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) picture: each identity's mask dimmed, the cells it owns at a height x width layer bright."""
+    h, w = masks.shape[1:]
+    colours = PALETTE[np.arange(len(masks)) % len(PALETTE)]
+    picture = 0.35 * np.einsum("nhw,nc->hwc", np.clip(masks, 0, 1), colours)
+    owner = owner_map(masks, height, width)
+    rows = np.minimum(np.arange(h) * height // h, height - 1)      # nearest cell of every pixel
+    cols = np.minimum(np.arange(w) * width // w, width - 1)
+    cell_owner = owner[rows[:, None], cols[None, :]]
+    owned = cell_owner >= 0
+    picture[owned] = colours[cell_owner[owned]]
+    return np.clip(picture, 0, 1).astype(np.float32)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+
+import torch
 
 from ..magicid_core.adapters import load_adapter_file
 from ..magicid_core.mgmica import MultiIDAttention, multi_id_patch, parse_number_list
@@ -86,7 +89,11 @@ class MultiIDApply:
             },
         }
 
-    RETURN_TYPES = ("MODEL",)
+    RETURN_TYPES = ("MODEL", "IMAGE")
+    RETURN_NAMES = ("model", "ownership")
+    OUTPUT_TOOLTIPS = ("The model with the identities in its cross-attention.",
+                       "Who owns which cell at the coarsest attention layer (the middle block): "
+                       "each identity's mask dimmed, its cells bright. Every face keeps a cell.")
     FUNCTION = "apply"
     CATEGORY = f"{CATEGORY}/identity"
     DESCRIPTION = ("Puts several identities into one picture, each confined to its own face inside "
@@ -106,9 +113,12 @@ class MultiIDApply:
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
             attention=comfy_attention)
+        image = faces[image_index]
         if patch is None:  # every identity assigned to no face: the model is unchanged
-            return (model,)
-        return (register_patch(model.clone(), patch, [key for key, _, _ in layers]),)
+            return (model, torch.zeros((1, image.height, image.width, 3)))
+        preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
+        return (register_patch(model.clone(), patch, [key for key, _, _ in layers]),
+                torch.from_numpy(preview)[None])
 
 
 def comfy_attention(q, k, v, heads, extra_options):
@@ -136,6 +146,16 @@ def cross_attention_layers(model) -> list[tuple[tuple, int, int]]:
     if not found:
         raise ValueError("this model has no UNet cross-attention layers: MultiIDApply needs an SD1.5 or SDXL model")
     return found
+
+
+def coarsest_layer_size(model, height: int, width: int) -> tuple[int, int]:
+    """Cells of the middle block for an image of height x width (latent = image / 8)."""
+    unet = model.model.diffusion_model
+    downsamples = sum(type(m).__name__ == "Downsample" for block in unet.input_blocks for m in block)
+    h, w = math.ceil(height / 8), math.ceil(width / 8)
+    for _ in range(downsamples):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
 
 
 def register_patch(model, patch: MultiIDAttention, keys):

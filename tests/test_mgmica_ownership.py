@@ -99,3 +99,13 @@ def test_crop_and_resize_follows_the_box():
     assert abs(ys.mean() - 200) < 2 and abs(xs.mean() - 200) < 2
     with pytest.raises(ValueError, match="outside"):
         crop_and_resize(masks, (2000, 0, 2100, 10), (64, 64))
+
+
+def test_preview_shows_every_face_owning_a_cell_at_the_coarsest_layer():
+    from magicid_core.ownership import PALETTE, ownership_preview
+
+    masks = disc_masks(SIX_SMALL, 40)
+    picture = ownership_preview(masks, 16, 16)
+    assert picture.shape == (1024, 1024, 3) and np.isfinite(picture).all()
+    for i in range(6):                                   # each identity's full colour is somewhere
+        assert np.isclose(picture, PALETTE[i], atol=1e-6).all(axis=-1).any()

@@ -86,6 +86,15 @@ def apply(setup, **kw):
 def test_tiny_unet_layers_include_the_middle_block(setup):
     keys = [key for key, _, _ in setup["layers"]]
     assert ("middle", 0, 0) in keys and len(keys) == 7       # input 1, 3; output 0-3; middle
+    assert setup["pack"].coarsest_layer_size(setup["model"], SIZE, SIZE) == (4, 4)
+
+
+def test_ownership_preview_output(setup):
+    model, preview = setup["apply"].apply(setup["model"], setup["adapter"], identities(), two_faces(),
+                                          1.0, 0.0, 1.0)
+    assert preview.shape == (1, SIZE, SIZE, 3) and torch.isfinite(preview).all()
+    bright = {tuple(np.round(c, 2)) for c in preview[0].reshape(-1, 3).numpy() if c.max() > 0.5}
+    assert len(bright) == 2                                   # both identities own cells at 4x4
 
 
 def test_patch_fires_on_every_cross_attention_layer_with_cfg_and_batch_2(setup):
