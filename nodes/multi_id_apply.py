@@ -103,17 +103,17 @@ class MultiIDApply:
               face_indices="", identity_weights="", image_index=0):
         if len(faces) == 0 or image_index >= len(faces):
             raise ValueError(f"FACES holds {len(faces)} image(s); image_index {image_index} does not exist")
+        image = faces[image_index]
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
         multipliers = parse_number_list(identity_weights, float, "identity_weights")
         sampling = model.get_model_object("model_sampling")
         patch = multi_id_patch(
-            adapter, identities, faces[image_index], {key: i for i, (key, _, _) in enumerate(layers)},
+            adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
             face_indices=parse_number_list(face_indices, int, "face_indices"),
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
             attention=comfy_attention)
-        image = faces[image_index]
         if patch is None:  # every identity assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
