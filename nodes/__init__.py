@@ -5,10 +5,13 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 """
 
 from .face_detect import FaceDetectMasks
+from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
     "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
 }
 
 NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
