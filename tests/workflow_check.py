@@ -119,7 +119,8 @@ def _check_required_inputs(where: str, node: dict, defn: dict) -> list[str]:
 
 
 def model_files(wf: dict, defs: dict) -> set[str]:
-    """Every model file name a workflow's loaders ask for."""
+    """Every model file name a workflow's loaders ask for (without the sub-folder some
+    loaders put in front, like "ipadapter/ip-adapter-faceid_sd15.bin")."""
     names = set()
     for node in wf["nodes"]:
         defn = defs.get(node["type"])
@@ -128,7 +129,7 @@ def model_files(wf: dict, defs: dict) -> set[str]:
         slots = widget_slots(defn)
         for slot, value in zip(slots, node.get("widgets_values") or []):
             if slot.extra is None and is_model_choice(slot.spec, value):
-                names.add(value)
+                names.add(value.replace("\\", "/").rsplit("/", 1)[-1])
     return names
 
 

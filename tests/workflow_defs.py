@@ -51,8 +51,8 @@ def _load_pack():
 def comfy_lists_from_snapshot():
     """While no ComfyUI is importable, answer the two ComfyUI look-ups a node's INPUT_TYPES
     may make, from the real snapshot: the sampler / scheduler lists (as KSampler lists them)
-    and ``folder_paths.get_filename_list``, which is empty in an empty base directory, as
-    the snapshot's own file combos are. Removed again on exit."""
+    and ``folder_paths``' model folders, which are empty in an empty base directory, as the
+    snapshot's own file combos are. Removed again on exit."""
     try:
         import comfy  # noqa: F401  (a real ComfyUI: use it)
         yield
@@ -66,8 +66,13 @@ def comfy_lists_from_snapshot():
     samplers.SAMPLER_NAMES, samplers.SCHEDULER_NAMES = samplers.KSampler.SAMPLERS, samplers.KSampler.SCHEDULERS
     comfy = types.ModuleType("comfy")
     comfy.samplers = samplers
+    # folder_paths as in an empty base directory: folders known, no files in them
     folder_paths = types.ModuleType("folder_paths")
+    folder_paths.models_dir = "models"
+    folder_paths.supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+    folder_paths.folder_names_and_paths = {}
     folder_paths.get_filename_list = lambda folder: []
+    folder_paths.get_folder_paths = lambda folder: []
     shims = {"comfy": comfy, "comfy.samplers": samplers, "folder_paths": folder_paths}
     sys.modules.update(shims)
     try:

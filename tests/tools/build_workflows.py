@@ -90,12 +90,117 @@ def restore_faces(ckpt: str, control: str | None):
     return build
 
 
-# name -> (node types it needs, builder)
+def identities_from(g: Graph, files: list[str], backend: str = "auto"):
+    """One IdentityFromImages per reference photo, chained: identity i is person i."""
+    chain = None
+    for i, file in enumerate(files):
+        photo = g.add("LoadImage", title=f"Reference photo: person {i}", image=file)
+        extra = {"identities": chain["identities"]} if chain else {}
+        chain = g.add("IdentityFromImages", title=f"Identity of person {i}", images=photo["IMAGE"],
+                      name=f"person {i}", backend=backend, **extra)
+    return chain
+
+
+def mmf_controls(g: Graph, faces, pos, neg, skeleton_cn: str, face_cn: str | None):
+    """MMF: the layout photo's body skeletons and face landmarks as two masked ControlNets."""
+    maps = g.add("MMFControlMaps", faces=faces["faces"])
+    skeleton = g.add("ControlNetLoader", title="OpenPose ControlNet", control_net_name=skeleton_cn)
+    extra = {}
+    if face_cn:
+        face = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=face_cn)
+        extra = {"face_control_net": face[0], "face_map": maps["landmark_map"], "face_mask": maps["face_mask"]}
+    return g.add("MMFControlApply", positive=pos[0], negative=neg[0], skeleton_control_net=skeleton[0],
+                 skeleton_map=maps["skeleton_map"], person_mask=maps["person_mask"], **extra)
+
+
+FAMILIES = {  # checkpoint, adapter, skeleton ControlNet, face ControlNet
+    "sd15": ("v1-5-pruned-emaonly.safetensors", "ip-adapter-faceid_sd15.bin",
+             "control_v11p_sd15_openpose_fp16.safetensors", "control_v2p_sd15_mediapipe_face.safetensors"),
+    "sdxl": ("sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", "OpenPoseXL2.safetensors", None),
+}
+IDENTITY_NOTE = f"Identities need insightface's face models: {INSIGHTFACE}."
+
+
+def group_photo(family: str, people: int, kin: bool = False):
+    ckpt, adapter, skeleton_cn, face_cn = FAMILIES[family]
+
+    def build(g: Graph) -> str:
+        who = "a family: two parents and their child" if kin else f"{people} friends"
+        loader, pos, neg = sd_base(g, ckpt, f"a group photo of {who}, smiling, natural light, 35mm photo")
+        layout = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
+        faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
+        if kin:
+            a = identities_from(g, ["parent_a.jpg"])
+            b = g.add("IdentityFromImages", title="Identity of parent b", name="parent b",
+                      images=g.add("LoadImage", title="Reference photo: parent b", image="parent_b.jpg")["IMAGE"])
+            identities = g.add("KinIDBlend", parent_a=a["identities"], parent_b=b["identities"], include_parents=True)
+        else:
+            identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
+        ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+        patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+                        identities=identities["identities"], faces=faces["faces"])
+        controls = mmf_controls(g, faces, pos, neg, skeleton_cn, face_cn)
+        latent = g.add("VAEEncode", pixels=layout["IMAGE"], vae=loader["VAE"])
+        sample = g.add("KSampler", model=patched["model"], positive=controls["positive"],
+                       negative=controls["negative"], latent_image=latent[0], seed=42, steps=30, cfg=5.0,
+                       sampler_name="dpmpp_2m", scheduler="karras")
+        image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
+        g.add("SaveImage", images=image[0], filename_prefix=f"MagicID_{'family' if kin else 'group'}")
+        g.add("PreviewImage", title="Who owns which face", images=patched["ownership"])
+        refs = ("parent_a.jpg and parent_b.jpg: one photo of each parent; KinIDBlend adds their child"
+                if kin else f"person_a.jpg ... : one reference photo per person, in the order of the faces")
+        g.note(model_note(
+            f"A group photo of {who}, each with their own face and no identity leaking onto the others "
+            "(MGMICA), posed like the layout photo (MMF: body skeletons and face landmarks). Layout photo: "
+            f"any photo with {people} people. {refs}. MultiIDApply's face_indices (or the chips under it) "
+            "pick which identity goes to which numbered face.",
+            [ckpt, adapter, skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+        return f"Family photo ({family.upper()})" if kin else f"Group photo, {people} identities ({family.upper()})"
+    return build
+
+
+def restore_with_references(family: str):
+    ckpt, adapter, _, face_cn = FAMILIES[family]
+
+    def build(g: Graph) -> str:
+        loader, pos, neg = sd_base(g, ckpt, "a sharp, detailed group photo, natural skin")
+        picture = g.add("LoadImage", title="Output of another workflow", image="picture_to_repair.png")
+        faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
+        identities = identities_from(g, ["person_a.jpg", "person_b.jpg"])
+        ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+        patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+                        identities=identities["identities"], faces=faces["faces"])
+        extra = {}
+        if face_cn:
+            extra = {"control_net": g.add("ControlNetLoader", title="Face landmark ControlNet",
+                                          control_net_name=face_cn)[0]}
+        restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
+                         vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
+        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        g.note(model_note(
+            "Repairs the faces of a picture another workflow made, each towards its own person: the "
+            "references are matched to the faces automatically (leave face_indices empty), or set by hand "
+            "with the chips under MultiIDApply. Everything outside the face masks stays as it was.",
+            [ckpt, adapter] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+        return f"Restore faces with matched references ({family.upper()})"
+    return build
+
+
+# name -> builder
 WORKFLOWS = {
     "magicid_faces_and_masks": faces_and_masks,
     "magicid_restore_faces_sd15": restore_faces("v1-5-pruned-emaonly.safetensors",
                                                 "control_v2p_sd15_mediapipe_face.safetensors"),
     "magicid_restore_faces_sdxl": restore_faces("sd_xl_base_1.0.safetensors", None),
+    "magicid_restore_matched_references_sd15": restore_with_references("sd15"),
+    "magicid_restore_matched_references_sdxl": restore_with_references("sdxl"),
+    "magicid_group_2_ids_sd15": group_photo("sd15", 2),
+    "magicid_group_4_ids_sd15": group_photo("sd15", 4),
+    "magicid_group_2_ids_sdxl": group_photo("sdxl", 2),
+    "magicid_group_4_ids_sdxl": group_photo("sdxl", 4),
+    "magicid_family_kin_sd15": group_photo("sd15", 3, kin=True),
+    "magicid_family_kin_sdxl": group_photo("sdxl", 3, kin=True),
 }
 
 
