@@ -8,6 +8,12 @@ loaders and the outputs (the pack's and ComfyUI's) run unchanged.
 Why substitute the loaders instead of writing tiny checkpoint files: ComfyUI recognises
 a checkpoint by its tensor shapes (SD1.5 needs 320 base channels, a ~1 GB UNet), so a
 tiny file with the real key layout is refused as an unknown model type.
+
+The identity model is the one other stand-in: the adapters need 512-d ArcFace embeddings
+from insightface's ONNX files, which are not here. TinyIdentityFromImages runs the pack's
+own IdentityFromImages code with one change, the embedder: the pack's dlib face finder
+and descriptor (real, shipped weights) lifted to 512-d by a fixed orthonormal map and
+labelled as ArcFace, so different people still get different embeddings.
 """
 
 from __future__ import annotations
@@ -81,6 +87,52 @@ class TinyControlNetLoader:
         return (tiny_controlnet(seed=4),)
 
 
-# real loader -> its stand-in; the stand-in keeps the real loader's inputs
-SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader"}
-NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader}
+class _LiftedDlibEmbedder:
+    """Stands in for ArcFaceEmbedder: the pack's dlib embedder, 128-d -> 512-d (orthonormal)."""
+
+    model_name = "arcface:antelopev2"
+
+    def __init__(self, identity_core):
+        import numpy as np
+
+        self.dlib = identity_core.DlibEmbedder()
+        self.threshold = self.dlib.threshold
+        q, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((512, 128)))
+        self.lift = q.astype(np.float32)  # columns orthonormal: cosine similarities are kept
+
+    def find_faces(self, image):
+        return self.dlib.find_faces(image)
+
+    def embed(self, image, box, keypoints):
+        return self.lift @ self.dlib.embed(image, box, keypoints)
+
+
+class TinyIdentityFromImages:
+    """Stands in for IdentityFromImages (same inputs and output), with the embedder above."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "build"
+    RETURN_TYPES = ("IDENTITIES",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": ""}),
+                             "backend": ("STRING", {"default": "auto"})},
+                "optional": {"identities": ("IDENTITIES",)}}
+
+    def build(self, images, name, backend, identities=None):
+        import nodes  # ComfyUI's: the pack's own classes, as the server loaded them
+
+        pack_node = sys.modules[nodes.NODE_CLASS_MAPPINGS["IdentityFromImages"].__module__]
+        identity_core = sys.modules[pack_node.build_identity.__module__]
+        before = list(identities or [])
+        identity = pack_node.build_identity(name.strip() or f"person {len(before) + 1}",
+                                            pack_node.images_to_numpy(images), _LiftedDlibEmbedder(identity_core))
+        return (before + [identity],)
+
+
+# real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
+SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
+               "IdentityFromImages": "TinyIdentityFromImages"}
+NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
+                       "TinyIdentityFromImages": TinyIdentityFromImages}
