@@ -139,3 +139,9 @@ def test_api_prompt_of_the_sound_graph():
 def test_readme_model_list_reads_only_model_sections():
     readme = "## Models\n- `a.safetensors` in models/x\n## Nodes\n`b.safetensors`\n## Workflows\n`c.pth`\n"
     assert readme_model_files(readme) == {"a.safetensors", "c.pth"}
+
+
+def test_readme_names_every_workflow():
+    workflows_section = (PACK_DIR / "README.md").read_text().split("## Workflows", 1)[1].split("\n## ", 1)[0]
+    missing = [p.stem for p in WORKFLOWS if f"`{p.stem}`" not in workflows_section]
+    assert not missing, f"README's Workflows section does not mention {missing}"

@@ -84,9 +84,9 @@ class Graph:
         return node
 
     def note(self, text: str, title: str = "Read me") -> Node:
-        lines = sum(1 + len(line) // 48 for line in text.splitlines())  # ~48 characters a line
+        lines = sum(1 + len(line) // 40 for line in text.splitlines())  # ~40 characters a line
         node = Node(len(self.nodes) + 1, "Note", None, title, widgets=[text], color="#432",
-                    height=60 + 16 * lines)
+                    height=60 + 18 * lines)
         self.nodes.append(node)
         return node
 

@@ -33,7 +33,7 @@ def _font(size: int):
 def draw_graph(wf: dict, title: str, width: int = 1200) -> Image.Image:
     nodes = wf["nodes"]
     x0 = min(n["pos"][0] for n in nodes) - 40
-    y0 = min(n["pos"][1] for n in nodes) - 80
+    y0 = min(n["pos"][1] for n in nodes) - 140  # room for the title
     x1 = max(n["pos"][0] + n["size"][0] for n in nodes) + 40
     y1 = max(n["pos"][1] + n["size"][1] for n in nodes) + 40
     scale = width / (x1 - x0)
