@@ -4,10 +4,11 @@
 // wires it to ComfyUI's app and canvas.
 import { app } from "../../scripts/app.js";
 import { faceLabels, facesFromOutput, previewCell } from "./lib/face_overlay.js";
-import { assignmentChips, chipRects, cycleIdentity, hitChip, parseIndices, toggleFace } from "./lib/face_indices.js";
+import {
+  assignmentChips, chipRects, cycleIdentity, hitChip, identityCount, parseIndices, toggleFace,
+} from "./lib/face_indices.js";
 
 const FACE_NODE = "FaceDetectMasks";
-const IDENTITY_NODE = "IdentityFromImages";
 // Which nodes get the face map, and what its chips stand for.
 const MAP_NODES = { MultiIDApply: "identities", IDRestore: "faces" };
 const MAP_WIDGET = "face_indices";
@@ -66,12 +67,17 @@ function faceCount(node) {
   return Math.max(0, ...perImage.map((faces) => faces.length));
 }
 
-// Identities wired into a node: each IdentityFromImages in the chain adds one person.
-function identityCount(node, seen = new Set()) {
-  const source = linkedNode(node, "IDENTITIES");
-  if (!source || seen.has(source.id)) return 0;
-  seen.add(source.id);
-  return (source.type === IDENTITY_NODE ? 1 : 0) + identityCount(source, seen);
+// The nodes up a node's IDENTITIES input, nearest first (for identityCount).
+function identityChain(node) {
+  const chain = [];
+  const seen = new Set();
+  for (let source = linkedNode(node, "IDENTITIES"); source && !seen.has(source.id);
+    source = linkedNode(source, "IDENTITIES")) {
+    seen.add(source.id);
+    const includeParents = source.widgets?.find((w) => w.name === "include_parents")?.value;
+    chain.push({ type: source.type, includeParents: includeParents !== false });
+  }
+  return chain;
 }
 
 function addFaceMap(node, kind) {
@@ -79,7 +85,7 @@ function addFaceMap(node, kind) {
   if (!text) return; // a node version without face_indices: nothing to edit
   const chipsNow = (width) => {
     const nFaces = faceCount(node);
-    let nIdentities = identityCount(node);
+    let nIdentities = identityCount(identityChain(node));
     if (kind === "identities") {
       const { mode, indices } = safeParse(text.value);
       nIdentities = Math.max(nIdentities, mode === "list" ? indices.length : 0);

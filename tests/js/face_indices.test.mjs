@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  assignmentChips, chipRects, cycleIdentity, formatIndices, hitChip, nextFace, parseIndices, toggleFace,
+  assignmentChips, chipRects, cycleIdentity, formatIndices, hitChip, identityCount, nextFace, parseIndices,
+  toggleFace,
 } from "../../web/lib/face_indices.js";
 
 test("parseIndices reads lists, auto and all", () => {
@@ -55,4 +56,12 @@ test("chip rectangles tile rows and hit testing finds the chip under a point", (
   assert.equal(hitChip(rects, 150, 30), 3);
   assert.equal(hitChip(rects, 109, 10), -1); // in the gap
   assert.equal(formatIndices([3, 1]), "3, 1");
+});
+
+test("identityCount follows IdentityFromImages chains and KinIDBlend's output", () => {
+  assert.equal(identityCount([]), 0);
+  assert.equal(identityCount([{ type: "IdentityFromImages" }, { type: "IdentityFromImages" }]), 2);
+  assert.equal(identityCount([{ type: "KinIDBlend", includeParents: true }, { type: "IdentityFromImages" }]), 3);
+  assert.equal(identityCount([{ type: "IdentityFromImages" }, { type: "KinIDBlend", includeParents: false }]), 2);
+  assert.equal(identityCount([{ type: "Reroute" }, { type: "IdentityFromImages" }]), 0); // unknown: stop
 });

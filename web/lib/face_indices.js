@@ -75,3 +75,16 @@ export function chipRects(count, width, { perRow = 3, height = 22, gap = 4, marg
 export function hitChip(rects, x, y) {
   return rects.findIndex(([rx, ry, rw, rh]) => x >= rx && x <= rx + rw && y >= ry && y <= ry + rh);
 }
+
+// How many identities reach a node, from the nodes up its IDENTITIES chain, nearest first:
+// each IdentityFromImages appends one person and passes on what came before; KinIDBlend
+// starts a new list: the child, or both parents and the child.
+export function identityCount(chain) {
+  let count = 0;
+  for (const step of chain) {
+    if (step.type === "IdentityFromImages") count += 1;
+    else if (step.type === "KinIDBlend") return count + (step.includeParents ? 3 : 1);
+    else break;
+  }
+  return count;
+}

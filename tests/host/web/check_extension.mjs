@@ -75,6 +75,20 @@ async function drive(page) {
       node.pos = [detect.pos[0] + 420, detect.pos[1] + 300 * maps.length];
       app.graph.add(node);
       detect.connect(0, node, node.inputs.findIndex((i) => i.name === "faces"));
+      let identities = 0;
+      if (type === "MultiIDApply" && window.LiteGraph.registered_node_types.IdentityFromImages) {
+        // two people: IdentityFromImages -> IdentityFromImages -> MultiIDApply.identities
+        let previous = null;
+        for (let i = 0; i < 2; i++) {
+          const person = window.LiteGraph.createNode("IdentityFromImages");
+          person.pos = [node.pos[0] - 400, node.pos[1] + 150 * i];
+          app.graph.add(person);
+          if (previous) previous.connect(0, person, person.inputs.findIndex((s) => s.name === "identities"));
+          previous = person;
+          identities += 1;
+        }
+        previous.connect(0, node, node.inputs.findIndex((s) => s.name === "identities"));
+      }
       app.canvas.draw(true, true);
       await new Promise((r) => setTimeout(r, 300));
       app.canvas.draw(true, true);
@@ -88,7 +102,7 @@ async function drive(page) {
       const clicked = map.mouse({ type: "pointerdown" }, [20, (map.lastY ?? 0) + 5], node);
       const serialized = node.serialize().widgets_values;
       const realWidgets = node.widgets.filter((w) => w.serialize !== false).length;
-      maps.push({ type, map: true, text: true, lastY: map.lastY ?? null, before, after: text.value, clicked,
+      maps.push({ type, map: true, text: true, identities, lastY: map.lastY ?? null, before, after: text.value, clicked,
         serializedCount: serialized.length, realWidgets, hasNull: serialized.some((v) => v === null) });
     }
     app.canvas.draw(true, true);
