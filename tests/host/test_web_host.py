@@ -125,6 +125,8 @@ def test_face_map_sets_face_indices(reports):
         if m["type"] == "IDRestore":  # clicking chip "face 0" turns face 0 off
             assert (m["before"], m["clicked"]) == ("all", True)
             assert m["after"] == ", ".join(str(i) for i in range(1, n_faces))
+        if m["type"] == "MultiIDApply":
+            assert m["identities"] == (2 if "IdentityFromImages" in reports["defs"] else 0)
         if m["type"] == "MultiIDApply" and m["identities"]:
             # "" (auto) becomes the identity order, then identity 0 moves on to face 1
             assert (m["before"], m["clicked"]) == ("", True)
