@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,17 @@ def test_stand_ins_have_the_real_loaders_outputs(live_defs):
 
 
 def test_template_browser_lists_the_workflows(workflow_server):
+    """ComfyUI lists a pack's workflows/ (one of the folder names it reads) and serves each
+    workflow and the <name>.jpg thumbnail its template browser shows."""
     assert WORKFLOWS
+    pack = _host_conftest().PACK_NAME
     listed = workflow_server.get("/workflow_templates")
-    assert sorted(listed.get(_host_conftest().PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS)
+    assert sorted(listed.get(pack, [])) == sorted(p.stem for p in WORKFLOWS)
+    for path in WORKFLOWS:
+        served = workflow_server.get(f"/api/workflow_templates/{pack}/{path.name}")
+        assert served == json.loads(path.read_text())
+        with urllib.request.urlopen(f"{workflow_server.url}/api/workflow_templates/{pack}/{path.stem}.jpg") as r:
+            assert r.headers["Content-Type"] == "image/jpeg" and r.read() == path.with_suffix(".jpg").read_bytes()
 
 
 def runnable_prompt(wf: dict, defs: dict) -> dict:
