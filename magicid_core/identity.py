@@ -158,11 +158,12 @@ def make_embedder(backend: str = "auto", models_roots=None):
     return _cached_embedder(backend, roots if backend == "arcface" else None)
 
 
-def build_identity(name: str, images, embedder, hint: str = "") -> Identity:
+def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -> Identity:
     """An Identity from one or several reference images of one person.
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
     others' and renormalised. An image without a face is an error naming that image.
+    ``on_image(i)`` is called after each image (progress reporting).
     """
     images = list(images)
     if not images:
@@ -175,5 +176,7 @@ def build_identity(name: str, images, embedder, hint: str = "") -> Identity:
             raise ValueError(f"identity {name!r}: no face found in reference image {i + 1} of {len(images)} "
                              f"({image.shape[1]}x{image.shape[0]}); use a clear, roughly frontal photo of the face")
         vectors.append(embedder.embed(image, face.box, face.keypoints))
+        if on_image is not None:
+            on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
                     embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint)
