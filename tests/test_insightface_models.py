@@ -12,7 +12,7 @@ import pytest
 from magicid_core.identity import make_embedder
 from magicid_core.insightface import (ARCFACE_TEMPLATE, ArcFaceRecognizer, InsightFaceDetector,
                                       InsightFaceModelError, find_pack, align_face, similarity_transform)
-from magicid_core.insightface.scrfd import (anchor_centers, decode_level, distances_to_boxes, letterbox,
+from magicid_core.insightface.scrfd import (anchor_centers, decode_level, distances_to_boxes, input_side, letterbox,
                                             non_max_suppression)
 
 
@@ -126,3 +126,10 @@ def test_align_face_moves_keypoints_onto_the_arcface_template():
     for x, y in ARCFACE_TEMPLATE:
         assert crop[int(round(y)), int(round(x))].min() > 200
     assert crop.mean() < 30   # the rest stays dark
+
+
+def test_input_side_keeps_the_smallest_face_findable():
+    assert input_side(1536, 2048, min_face=32) == 1024      # a 32 px face -> 16 px at the model
+    assert input_side(1000, 1000, min_face=20) == 800
+    assert input_side(512, 512, min_face=32) == 640          # never below insightface's 640
+    assert input_side(8000, 8000, min_face=16) == 1920       # bounded for 8k images

@@ -46,6 +46,20 @@ def offsets_to_keypoints(centers: np.ndarray, offsets: np.ndarray) -> np.ndarray
     return centers[:, None, :] + offsets.reshape(len(offsets), -1, 2)
 
 
+# SCRFD's finest anchors (stride 8, 16 px) find faces from about this size at the model's input.
+SMALLEST_FACE = 16
+# Dynamic-size models get the image at a side in this range (multiples of 32, the coarsest stride).
+MIN_INPUT, MAX_INPUT = 640, 1920
+
+
+def input_side(height: int, width: int, min_face: float) -> int:
+    """The square input side for a dynamic-size SCRFD: small enough to be quick, large enough that a
+    min_face face keeps SMALLEST_FACE pixels; a multiple of 32 within MIN/MAX_INPUT (like insightface,
+    images smaller than MIN_INPUT are enlarged)."""
+    side = max(height, width) * min(1.0, SMALLEST_FACE / max(min_face, 1.0))
+    return int(np.clip(32 * np.ceil(side / 32), MIN_INPUT, MAX_INPUT))
+
+
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
     """Resize keeping the aspect ratio into the top-left of a black (height, width) canvas; return it and the scale."""
     height, width = size
@@ -86,7 +100,7 @@ class InsightFaceDetector:
 
     name = "insightface"
 
-    def __init__(self, pack: InsightFacePack, input_size: int = 640, score_threshold: float = 0.5,
+    def __init__(self, pack: InsightFacePack, min_face: float = 32, score_threshold: float = 0.5,
                  nms_threshold: float = 0.4):
         self.path = pack.detector
         self.session = load_session(pack.detector)
@@ -102,7 +116,8 @@ class InsightFaceDetector:
         self.input_name = model_input.name
         fixed = [d if isinstance(d, int) else None for d in model_input.shape[2:4]]
         # a model exported with a fixed input size must get exactly that size
-        self.input_hw = (fixed[0], fixed[1]) if None not in fixed else (input_size, input_size)
+        self.fixed_hw = (fixed[0], fixed[1]) if None not in fixed else None
+        self.min_face = float(min_face)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
 
@@ -114,12 +129,14 @@ class InsightFaceDetector:
 
     def detect(self, image) -> list[Detection]:
         image = to_rgb_uint8(image)
-        canvas, scale = letterbox(image, self.input_hw)
+        h, w = image.shape[:2]
+        input_hw = self.fixed_hw or (input_side(h, w, self.min_face),) * 2
+        canvas, scale = letterbox(image, input_hw)
         outs = self._run(canvas)
         levels = len(self.strides)
         found = []
         for i, stride in enumerate(self.strides):
-            grid = (self.input_hw[0] // stride, self.input_hw[1] // stride)
+            grid = (input_hw[0] // stride, input_hw[1] // stride)
             try:
                 found.append(decode_level(outs[i], outs[i + levels], outs[i + 2 * levels], stride,
                                           self.num_anchors, grid, self.score_threshold))
@@ -128,7 +145,6 @@ class InsightFaceDetector:
         scores = np.concatenate([f[0] for f in found])
         boxes = np.concatenate([f[1] for f in found]) / scale
         kps = np.concatenate([f[2] for f in found]) / scale
-        h, w = image.shape[:2]
         boxes = np.clip(boxes, 0, [w, h, w, h])
         return [Detection(box=boxes[k].astype(np.float32), score=float(scores[k]),
                           keypoints=kps[k].astype(np.float32), source=self.name)
