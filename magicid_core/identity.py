@@ -13,18 +13,20 @@ declares its match threshold on cosine similarity.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .detection import DlibHogDetector, face_recognition_models_dir
 from .faces import Detection, Identity
 from .image_io import to_rgb_uint8
 from .insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
 from .insightface.arcface import l2_normalise
 
 BACKENDS = ("auto", "arcface", "dlib")
+# Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
+REFERENCE_MIN_FACE = 40
 
 DLIB_MODEL_NAME = "dlib_resnet_v1"
 # dlib documents "same person" as euclidean distance < 0.6 between raw 128-d descriptors.
@@ -60,23 +62,13 @@ class ArcFaceEmbedder:
         found = find_pack(models_roots, pack)
         self.model_name = f"arcface:{found.name}"
         self.recognizer = ArcFaceRecognizer(found)
-        self.detector = InsightFaceDetector(found)
+        self.detector = InsightFaceDetector(found, min_face=REFERENCE_MIN_FACE)
 
     def find_faces(self, image: np.ndarray) -> list[Detection]:
         return self.detector.detect(image)
 
     def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         return self.recognizer.embed(image, keypoints)
-
-
-def face_recognition_models_dir() -> Path:
-    """The folder of dlib weights shipped by ``face_recognition_models`` (without importing it:
-    its ``__init__`` needs pkg_resources, which recent setuptools dropped)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("the dlib identity backend needs the face_recognition_models package: "
-                         "pip install face_recognition_models")
-    return Path(spec.submodule_search_locations[0]) / "models"
 
 
 class DlibEmbedder:
@@ -100,30 +92,15 @@ class DlibEmbedder:
             raise ValueError(f"dlib model files in {folder} could not be loaded ({e}); reinstall "
                              "face_recognition_models") from e
         self._dlib = dlib
-        self._hog = dlib.get_frontal_face_detector()
+        self._hog = DlibHogDetector(min_face=REFERENCE_MIN_FACE)
 
     def find_faces(self, image: np.ndarray) -> list[Detection]:
-        """Reference faces with dlib's HOG detector (what the shape predictor was trained on), 1x upsampled."""
-        image = to_rgb_uint8(image)
-        found = []
-        for r, score in zip(*self._hog.run(image, 1)[:2]):
-            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32)
-            kps = self._keypoints(image, box)
-            found.append(Detection(box=box, score=float(min(1.0, max(0.0, score))), keypoints=kps, source="dlib_hog"))
-        return found
+        """Reference faces with dlib's HOG detector, the boxes its shape predictor was trained on."""
+        return self._hog.detect(to_rgb_uint8(image))
 
     def _shape(self, image: np.ndarray, box: np.ndarray):
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return self.shape_predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
-
-    def _keypoints(self, image, box) -> np.ndarray:
-        # Only for the Detection record (embed() realigns with the shape predictor itself).
-        # dlib's 5 points: subject's left eye corners (2), right eye corners (2), nose base
-        p = np.array([[q.x, q.y] for q in self._shape(image, box).parts()], np.float32)
-        eyes = sorted([p[0:2].mean(0), p[2:4].mean(0)], key=lambda e: e[0])
-        x0, y0, x1, y1 = box
-        mouth_y = p[4, 1] + 0.25 * (y1 - y0)   # dlib gives no mouth: a rough estimate below the nose
-        return np.array([eyes[0], eyes[1], p[4], [eyes[0][0], mouth_y], [eyes[1][0], mouth_y]], np.float32)
 
     def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         image = to_rgb_uint8(image)

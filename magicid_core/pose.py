@@ -2,7 +2,8 @@
 
 mediapipe Pose (BlazePose, ``model_complexity=1``, shipped in the 0.10.21 wheel) finds one
 person per image, so in a group photo it runs once per face on a person crop built around
-that face: the face box grown sideways and, mostly, downwards where the body is.
+that face: the face box grown sideways and, mostly, downwards where the body is, with
+the other people's heads greyed out so that Pose takes the right person.
 
 Result per face: an (18, 3) array in ``faces.COCO18_NAMES`` order, x, y in image pixels
 and a confidence (BlazePose visibility; 0 = missing, e.g. outside the image). The neck,
@@ -16,6 +17,8 @@ body point has confidence 0.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -85,6 +88,7 @@ class PoseEstimator:
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=model_complexity,
                                             enable_segmentation=False,
                                             min_detection_confidence=min_detection_confidence)
+        self._lock = threading.Lock()   # a mediapipe graph runs one image at a time
 
     def close(self):
         self._pose.close()
@@ -101,27 +105,40 @@ class PoseEstimator:
         side = max(crop.shape[:2])
         square = np.zeros((side, side, 3), np.uint8)
         square[:crop.shape[0], :crop.shape[1]] = crop
-        result = self._pose.process(square)
+        with self._lock:
+            result = self._pose.process(square)
         if result.pose_landmarks is None:
             return None
         h = w = side
         return np.array([[p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark], np.float32)
 
-    def skeleton(self, image: np.ndarray, face_box: np.ndarray, keypoints: np.ndarray, score: float = 1.0) -> np.ndarray:
-        """The (18, 3) COCO-18 skeleton of the person whose face is at ``face_box`` (see module doc)."""
+    def skeleton(self, image: np.ndarray, face_box: np.ndarray, keypoints: np.ndarray, score: float = 1.0,
+                 other_heads=()) -> np.ndarray:
+        """The (18, 3) COCO-18 skeleton of the person whose face is at ``face_box`` (see module doc).
+
+        ``other_heads``: head boxes of the other people; they are greyed out in the crop, because
+        BlazePose finds a person by their face and would otherwise often pick a neighbour.
+        """
         image = to_rgb_uint8(image)
         height, width = image.shape[:2]
         x0, y0, x1, y1 = person_crop(face_box, height, width)
-        landmarks = self._landmarks(np.ascontiguousarray(image[y0:y1, x0:x1])) if x1 - x0 > 1 and y1 - y0 > 1 else None
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return head_only_skeleton(keypoints, score)
+        crop = image[y0:y1, x0:x1].copy()
+        for hx0, hy0, hx1, hy1 in (np.round(np.asarray(b, np.float64)).astype(int) for b in other_heads):
+            crop[max(0, hy0 - y0):max(0, hy1 - y0), max(0, hx0 - x0):max(0, hx1 - x0)] = 128
+        landmarks = self._landmarks(crop)
         if landmarks is None:
             return head_only_skeleton(keypoints, score)
         landmarks[:, :2] += (x0, y0)
         skeleton = blazepose_to_coco18(landmarks, height, width)
         if skeleton[0, 2] <= 0 or not _inside(skeleton[0], face_box, grow=0.25):
-            return head_only_skeleton(keypoints, score)   # Pose locked onto someone else
+            return head_only_skeleton(keypoints, score)   # Pose still locked onto someone else
         return skeleton
 
     def skeletons(self, image: np.ndarray, faces) -> list[np.ndarray]:
-        """One skeleton per face (anything with ``box``, ``keypoints``, ``score``)."""
+        """One skeleton per face (Face records, or anything with ``box``, ``keypoints``, ``score``)."""
         image = to_rgb_uint8(image)
-        return [self.skeleton(image, f.box, f.keypoints, f.score) for f in faces]
+        heads = [getattr(f, "head_box", None) if getattr(f, "head_box", None) is not None else f.box for f in faces]
+        return [self.skeleton(image, f.box, f.keypoints, f.score, heads[:i] + heads[i + 1:])
+                for i, f in enumerate(faces)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import cv2
 import matplotlib.cbook
@@ -11,6 +12,8 @@ import skimage.data
 from PIL import Image
 
 from magicid_core.image_io import to_rgb_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.lru_cache(None)
@@ -53,21 +56,3 @@ def group_of_three() -> tuple[np.ndarray, list[tuple[int, int]]]:
     return canvas, spans
 
 
-
-def mediapipe_faces(image: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Face boxes (x0, y0, x1, y1) by mediapipe's short-range face detector run on each x-span, left to right.
-
-    (Whole-frame mediapipe misses faces in wide group pictures; the pack's own detector tiles.)
-    """
-    import mediapipe as mp
-
-    boxes = []
-    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5) as det:
-        for x0, x1 in spans:
-            tile = np.ascontiguousarray(image[:, x0:x1])
-            h, w = tile.shape[:2]
-            for d in det.process(tile).detections or []:
-                b = d.location_data.relative_bounding_box
-                boxes.append(np.array([x0 + b.xmin * w, b.ymin * h, x0 + (b.xmin + b.width) * w,
-                                       (b.ymin + b.height) * h], np.float32))
-    return sorted(boxes, key=lambda b: b[0])

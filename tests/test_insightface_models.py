@@ -12,8 +12,7 @@ import pytest
 from magicid_core.identity import make_embedder
 from magicid_core.insightface import (ARCFACE_TEMPLATE, ArcFaceRecognizer, InsightFaceDetector,
                                       InsightFaceModelError, find_pack, align_face, similarity_transform)
-from magicid_core.insightface.scrfd import (anchor_centers, decode_level, distances_to_boxes, input_side, letterbox,
-                                            non_max_suppression)
+from magicid_core.insightface.scrfd import (anchor_centers, decode_level, distances_to_boxes, input_side, letterbox)
 
 
 def _pack(folder, files):
@@ -92,12 +91,9 @@ def test_decode_level_places_box_and_keypoints_around_the_cell():
         decode_level(scores[:10], dist, kps, 16, 1, (4, 4), 0.5)
 
 
-def test_boxes_nms_and_letterbox():
+def test_boxes_and_letterbox():
     centers = np.array([[10, 10]], np.float32)
     assert distances_to_boxes(centers, np.array([[1, 2, 3, 4]], np.float32)).tolist() == [[9, 8, 13, 14]]
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
-    keep = non_max_suppression(boxes, np.array([0.6, 0.9, 0.7], np.float32), 0.4)
-    assert keep.tolist() == [1, 2]
     canvas, scale = letterbox(np.full((100, 200, 3), 255, np.uint8), (640, 640))
     assert scale == pytest.approx(3.2) and canvas[:320].min() == 255 and canvas[320:].max() == 0
 
@@ -133,3 +129,17 @@ def test_input_side_keeps_the_smallest_face_findable():
     assert input_side(1000, 1000, min_face=20) == 800
     assert input_side(512, 512, min_face=32) == 640          # never below insightface's 640
     assert input_side(8000, 8000, min_face=16) == 1920       # bounded for 8k images
+
+
+def test_detector_registry_and_analysis_name_the_insightface_folder(tmp_path):
+    from magicid_core.analyze import AnalysisSettings, analyze_image
+    from magicid_core.detection import make_detector
+
+    with pytest.raises(InsightFaceModelError, match=f"{tmp_path}.*scrfd_10g_bnkps.onnx"):
+        make_detector("insightface", insightface_roots=[str(tmp_path)])
+    assert make_detector("auto", insightface_roots=[str(tmp_path)]).name == "mediapipe"   # no pack: next backend
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(InsightFaceModelError, match=f"{tmp_path}.*glintr100.onnx"):
+        analyze_image(image, AnalysisSettings(backend="insightface", insightface_roots=(str(tmp_path),)))
+    with pytest.raises(ValueError, match="unknown identity backend"):
+        analyze_image(image, AnalysisSettings(identity_backend="facenet"))

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces import Face, Identity
 from magicid_core.identity import build_identity, make_embedder
 from magicid_core.matching import assign_identities, similarity_matrix
-from people import astronaut, grace_hopper, group_of_three, mediapipe_faces
+from people import astronaut, grace_hopper, group_of_three
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +16,10 @@ def embedder():
 
 
 @pytest.fixture(scope="module")
-def group(embedder):
-    """The composite (cameraman, Grace Hopper, astronaut) and its detected, embedded faces."""
+def group():
+    """The faces of the composite (cameraman, Grace Hopper, astronaut), found and embedded by the analysis."""
     image, spans = group_of_three()
-    faces = []
-    for i, box in enumerate(mediapipe_faces(image, spans)):
-        faces.append(Face(index=i, box=box, score=1.0, keypoints=np.zeros((5, 2), np.float32), head_box=box,
-                          embedding=embedder.embed(image, box, None), embedding_model=embedder.model_name))
+    faces = analyze_image(image, AnalysisSettings(skeletons=False, identity_backend="dlib")).faces
     assert [next(k for k, (x0, x1) in enumerate(spans) if x0 <= f.center[0] < x1) for f in faces] == [0, 1, 2]
     return faces
 

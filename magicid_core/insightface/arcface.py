@@ -5,14 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..detection import ARCFACE_TEMPLATE  # where the 5 keypoints land in the 112x112 crop
 from ..image_io import to_rgb_uint8
 from .packs import InsightFaceModelError, InsightFacePack, load_session
 
-# Where the 5 keypoints (faces.KEYPOINT_NAMES order) land in the 112x112 crop ArcFace was trained on.
-ARCFACE_TEMPLATE = np.array([
-    [38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-    [41.5493, 92.3655], [70.7299, 92.2041],
-], np.float32)
 ARCFACE_SIZE = 112
 
 

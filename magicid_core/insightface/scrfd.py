@@ -16,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..detection import DEFAULT_MIN_FACE, finish, nms
 from ..faces import Detection
 from ..image_io import to_rgb_uint8
 from .packs import InsightFaceModelError, InsightFacePack, load_session
@@ -85,23 +86,13 @@ def decode_level(scores, box_distances, kps_offsets, stride, num_anchors, grid_h
     return scores[keep], boxes, kps
 
 
-def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept, best score first (OpenCV's NMS on x, y, w, h boxes)."""
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), 0.0, iou_threshold)
-    keep = np.asarray(keep, np.int64).reshape(-1)
-    return keep[np.argsort(-scores[keep], kind="stable")]
-
-
 class InsightFaceDetector:
     """SCRFD from an insightface pack: ``detect(image) -> list[Detection]`` in image pixels."""
 
     name = "insightface"
 
-    def __init__(self, pack: InsightFacePack, min_face: float = 32, score_threshold: float = 0.5,
-                 nms_threshold: float = 0.4):
+    def __init__(self, pack: InsightFacePack, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0,
+                 score_threshold: float = 0.5, nms_threshold: float = 0.4):
         self.path = pack.detector
         self.session = load_session(pack.detector)
         outputs = self.session.get_outputs()
@@ -118,6 +109,7 @@ class InsightFaceDetector:
         # a model exported with a fixed input size must get exactly that size
         self.fixed_hw = (fixed[0], fixed[1]) if None not in fixed else None
         self.min_face = float(min_face)
+        self.max_faces = int(max_faces)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
 
@@ -134,18 +126,18 @@ class InsightFaceDetector:
         canvas, scale = letterbox(image, input_hw)
         outs = self._run(canvas)
         levels = len(self.strides)
-        found = []
+        decoded = []
         for i, stride in enumerate(self.strides):
             grid = (input_hw[0] // stride, input_hw[1] // stride)
             try:
-                found.append(decode_level(outs[i], outs[i + levels], outs[i + 2 * levels], stride,
+                decoded.append(decode_level(outs[i], outs[i + levels], outs[i + 2 * levels], stride,
                                           self.num_anchors, grid, self.score_threshold))
             except ValueError as e:
                 raise InsightFaceModelError(f"{self.path} does not produce SCRFD outputs: {e}") from e
-        scores = np.concatenate([f[0] for f in found])
-        boxes = np.concatenate([f[1] for f in found]) / scale
-        kps = np.concatenate([f[2] for f in found]) / scale
+        scores = np.concatenate([d[0] for d in decoded])
+        boxes = np.concatenate([d[1] for d in decoded]) / scale
+        kps = np.concatenate([d[2] for d in decoded]) / scale
         boxes = np.clip(boxes, 0, [w, h, w, h])
-        return [Detection(box=boxes[k].astype(np.float32), score=float(scores[k]),
-                          keypoints=kps[k].astype(np.float32), source=self.name)
-                for k in non_max_suppression(boxes, scores, self.nms_threshold)]
+        found = [Detection(box=boxes[k].astype(np.float32), score=float(scores[k]),
+                           keypoints=kps[k].astype(np.float32), source=self.name) for k in range(len(scores))]
+        return finish(nms(found, self.nms_threshold), self.min_face, self.max_faces)
