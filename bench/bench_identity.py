@@ -61,9 +61,8 @@ def main():
           f"{faces[0].embedding_model} {threshold_for(faces[0].embedding_model)}:")
     for f in faces:
         others = [j for j in np.argsort(-sim[f.index]) if j != f.index]
-        print(f"face {f.index}: most similar {others[0]} ({sim[f.index, others[0]]:.3f}), "
-              f"{others[1]} ({sim[f.index, others[1]]:.3f}); least similar {others[-1]} "
-              f"({sim[f.index, others[-1]]:.3f}); skeleton points {int((f.skeleton[:, 2] > 0).sum())}/18")
+        ranked = ", ".join(f"{j} ({sim[f.index, j]:.3f})" for j in others)
+        print(f"face {f.index}: others by similarity {ranked}; skeleton points {int((f.skeleton[:, 2] > 0).sum())}/18")
 
 
 if __name__ == "__main__":
