@@ -178,6 +178,9 @@ def restore_with_references(family: str):
                          vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
         g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
         g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
+                      assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
+        g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
         g.note(model_note(
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
