@@ -34,7 +34,7 @@ from .schedules import partial_sigmas  # noqa: F401  (part of this module's API)
 Denoiser = Callable[..., torch.Tensor]  # denoise(x, sigma (B,), **cond) -> x0
 Callback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, latent)
 
-DEFAULT_REFINE_ITERS = 6   # most model calls a step may spend after the plain inverse
+DEFAULT_REFINE_ITERS = 12  # most model calls a step may spend after the plain inverse
 DEFAULT_TOL = 1e-6         # per-step residual, relative to the latent's RMS (float32 rounding is ~1e-7)
 DEFAULT_ANDERSON_DEPTH = 4
 ROUNDING_FLOOR = 20        # a step residual below 20 machine epsilons is rounding, not error
@@ -73,6 +73,7 @@ def euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, **cond) ->
     return x + d * (sigma_next - sigma)         # x_next = x + d * (sigma_next - sigma)
 
 
+@torch.no_grad()
 def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
                callback: Optional[Callback] = None, **cond) -> torch.Tensor:
     """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1]."""
@@ -84,6 +85,7 @@ def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     return x
 
 
+@torch.no_grad()
 def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
            refine_iters: int = DEFAULT_REFINE_ITERS, tol: float = DEFAULT_TOL,
            anderson_depth: int = DEFAULT_ANDERSON_DEPTH, measure: bool = True,
@@ -147,6 +149,7 @@ def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refi
     return best_x, best_res
 
 
+@torch.no_grad()
 def flip_schedule_inversion(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
                             sigma_floor: float = 1e-4, **cond) -> Inversion:
     """The peers' baseline (ComfyUI_Noise's Unsampler): run Euler up the flipped schedule.
@@ -165,6 +168,17 @@ def flip_schedule_inversion(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.T
     steps = len(sigmas) - 1
     return Inversion(latent=trajectory[0], trajectory=trajectory, sigmas=sigmas, model_calls=counted.calls,
                      step_residuals=[math.nan] * steps, step_gains=_gaussian_gains(x0, sigmas))
+
+
+@torch.no_grad()
+def measured_error(denoise: Denoiser, inversion: Inversion, **cond) -> float:
+    """The reconstruction error itself: regenerate with the stock sampler and compare.
+
+    Costs one model call per step; exact where :meth:`Inversion.reconstruction_error`
+    is a first-order estimate.
+    """
+    regenerated = regenerate(denoise, inversion.latent, inversion.sigmas, **cond)
+    return relative_rmse(regenerated, inversion.trajectory[-1])
 
 
 def relative_rmse(x: torch.Tensor, reference: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.inversion import DEFAULT_REFINE_ITERS, check_latent, invert
+from ..magicid_core.inversion import DEFAULT_REFINE_ITERS, check_latent, invert, measured_error
 from ..magicid_core.schedules import check_denoise, check_steps, partial_sigmas, start_step
 
 from .common import CATEGORY
@@ -49,7 +49,8 @@ class DDIMInvert:
     RETURN_TYPES = ("LATENT", "FLOAT", "INT")
     RETURN_NAMES = ("latent", "reconstruction_error", "start_at_step")
     OUTPUT_TOOLTIPS = ("The inverted latent (noise_mask kept; schedule and trajectory under 'ddim_inversion').",
-                       "Estimated relative RMSE of regenerating the input from the inverted latent.",
+                       "Relative RMSE of regenerating the input from the inverted latent (measured by one "
+                       "stock regeneration at this cfg).",
                        "KSamplerAdvanced's start_at_step that regenerates this inversion.")
     FUNCTION = "invert"
     CATEGORY = f"{CATEGORY}/sampling"
@@ -78,11 +79,13 @@ class DDIMInvert:
         out[INVERSION_KEY] = {
             "sigmas": inversion.sigmas.cpu(),
             "trajectory": torch.stack([x.cpu() for x in inversion.trajectory]),  # (K+1, B, C, H, W), sampler space
-            "reconstruction_error": inversion.reconstruction_error(),
+            "reconstruction_error": run.error,
+            "estimated_error": inversion.reconstruction_error(),
+            "step_residuals": inversion.step_residuals,
             "model_calls": inversion.model_calls,
             "cfg": cfg,
         }
-        return (out, inversion.reconstruction_error(), start_step(steps, denoise))
+        return (out, run.error, start_step(steps, denoise))
 
 
 class _InversionSampler:
@@ -101,8 +104,9 @@ class _InversionSampler:
         self.flow = isinstance(sampling, comfy.model_sampling.CONST)
         self.refinement = refinement
         self.progress = comfy.utils.ProgressBar(steps)
-        self.inversion = None
+        self.inversion, self.error = None, None
 
+    @torch.no_grad()
     def __call__(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}
         keep = 1.0 - float(sigmas[0]) if self.flow else 1.0
@@ -115,4 +119,5 @@ class _InversionSampler:
 
         self.inversion = invert(denoise, x / keep, sigmas, refine_iters=self.refinement,
                                 callback=lambda done, total, _: self.progress.update_absolute(done, total))
+        self.error = measured_error(denoise, self.inversion)  # one stock regeneration: the error, not a guess
         return self.inversion.latent / keep

@@ -19,7 +19,10 @@ from magicid_core.schedules import ddim_uniform, sd_discrete_sigmas
 from tiny_models import text_conditioning, tiny_sd15_model
 
 STEPS = 25
-SHAPE = (4, 16, 16)  # latent of a 128 x 128 image
+SHAPE = (4, 16, 16)      # latent of a 128 x 128 image, for the analytic model
+UNET_STEPS = 10          # the tiny UNet costs ~0.3 s a call on a shared CPU: fewer, smaller steps
+UNET_SHAPE = (1, 4, 8, 8)
+UNET_BOUND = 5e-5
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +48,16 @@ def _latent(model, mixture, seed=1, batch=1):
     return {"samples": model.get_model_object("latent_format").process_out(x0)}
 
 
-def _invert(nodes_, model, latent, cfg=1.0, denoise=1.0, refinement=None, steps=STEPS, cond=None):
+def _invert(nodes_, model, latent, cfg=1.0, denoise=1.0, refinement=None, steps=STEPS):
     node = nodes_.NODE_CLASS_MAPPINGS["DDIMInvert"]()
-    pos, neg = cond or (text_conditioning(1), text_conditioning(2))
+    pos, neg = text_conditioning(1), text_conditioning(2)
     if refinement is None:  # the node's default: what a user gets without touching it
         refinement = node.INPUT_TYPES()["required"]["refinement"][1]["default"]
     return node.invert(model, pos, neg, latent, steps, "ddim_uniform", denoise, cfg, refinement)
 
 
-def _regenerate(nodes_, model, latent, start_at_step=0, cfg=1.0, steps=STEPS, cond=None):
-    pos, neg = cond or (text_conditioning(1), text_conditioning(2))
+def _regenerate(nodes_, model, latent, start_at_step=0, cfg=1.0, steps=STEPS):
+    pos, neg = text_conditioning(1), text_conditioning(2)
     (out,) = nodes_.KSamplerAdvanced().sample(model, "disable", 0, steps, cfg, "euler", "ddim_uniform", pos, neg,
                                               latent, start_at_step, 10000, "disable")
     return out["samples"]
@@ -74,13 +77,13 @@ def test_analytic_model_regenerates_within_bound(nodes_):
     mixture = _mixture()
     model = _analytic_model(mixture)
     latent = _latent(model, mixture, batch=2)
-    inverted, estimate, start = _invert(nodes_, model, latent)
+    inverted, reported, start = _invert(nodes_, model, latent)
     assert start == 0
     assert inverted["samples"].shape == latent["samples"].shape
     regenerated = _regenerate(nodes_, model, inverted)
     error = relative_rmse(regenerated, latent["samples"])
     assert error <= 1e-5
-    assert math.isfinite(estimate) and error <= 10 * estimate  # the estimate is not hiding the error
+    assert reported == pytest.approx(error, rel=0.5, abs=1e-6)  # the node reports what KSamplerAdvanced gives
     # the plain inversion (refinement 0) through the same pipeline is far worse
     plain, _, _ = _invert(nodes_, model, latent, refinement=0)
     assert relative_rmse(_regenerate(nodes_, model, plain), latent["samples"]) > 100 * max(error, 1e-7)
@@ -98,13 +101,17 @@ def test_partial_inversion_regenerates_from_start_step(nodes_):
     assert relative_rmse(_regenerate(nodes_, model, inverted, start_at_step=start), latent["samples"]) <= 1e-5
 
 
+def _unet_latent(seed):
+    return {"samples": torch.randn(UNET_SHAPE, generator=torch.Generator().manual_seed(seed))}
+
+
 def test_tiny_unet_with_cfg_regenerates(nodes_):
     model = tiny_sd15_model()
-    gen = torch.Generator().manual_seed(3)
-    latent = {"samples": torch.randn((1,) + SHAPE, generator=gen)}
-    inverted, estimate, _ = _invert(nodes_, model, latent, cfg=2.0)
-    error = relative_rmse(_regenerate(nodes_, model, inverted, cfg=2.0), latent["samples"])
-    assert error <= 1e-4, (error, estimate)
+    latent = _unet_latent(3)
+    inverted, reported, _ = _invert(nodes_, model, latent, cfg=2.0, steps=UNET_STEPS)
+    error = relative_rmse(_regenerate(nodes_, model, inverted, cfg=2.0, steps=UNET_STEPS), latent["samples"])
+    assert error <= UNET_BOUND
+    assert reported == pytest.approx(error, rel=0.5, abs=1e-6)  # the node reports what KSamplerAdvanced gives
 
 
 def test_attn2_patched_model_inverts_and_patch_fires(nodes_):
@@ -121,13 +128,12 @@ def test_attn2_patched_model_inverts_and_patch_fires(nodes_):
     patched = base.clone()
     patched.set_model_attn2_replace(sharpen, "input", 1)
     patched.set_model_attn2_replace(sharpen, "middle", 0)
-    gen = torch.Generator().manual_seed(4)
-    latent = {"samples": torch.randn((1,) + SHAPE, generator=gen)}
-    inverted, _, _ = _invert(nodes_, patched, latent)
+    latent = _unet_latent(4)
+    inverted, _, _ = _invert(nodes_, patched, latent, steps=UNET_STEPS)
     assert calls["n"] > 0, "the attn2 patch did not fire during inversion"
-    error_patched = relative_rmse(_regenerate(nodes_, patched, inverted), latent["samples"])
-    error_unpatched = relative_rmse(_regenerate(nodes_, base, inverted), latent["samples"])
-    assert error_patched <= 1e-4
+    error_patched = relative_rmse(_regenerate(nodes_, patched, inverted, steps=UNET_STEPS), latent["samples"])
+    error_unpatched = relative_rmse(_regenerate(nodes_, base, inverted, steps=UNET_STEPS), latent["samples"])
+    assert error_patched <= UNET_BOUND
     assert error_unpatched > 10 * error_patched  # the patch mattered, and inversion honoured it
 
 
@@ -138,8 +144,8 @@ def test_noise_mask_is_kept_and_no_step_is_a_no_op(nodes_):
     latent["noise_mask"] = torch.ones((1, 1, 128, 128))
     inverted, _, _ = _invert(nodes_, model, latent, steps=10)
     assert inverted["noise_mask"] is latent["noise_mask"]
-    unchanged, estimate, start = _invert(nodes_, model, latent, steps=10, denoise=0.04)  # round(0.4) = 0 steps
-    assert torch.equal(unchanged["samples"], latent["samples"]) and estimate == 0.0 and start == 10
+    unchanged, reported, start = _invert(nodes_, model, latent, steps=10, denoise=0.04)  # round(0.4) = 0 steps
+    assert torch.equal(unchanged["samples"], latent["samples"]) and reported == 0.0 and start == 10
     assert torch.equal(_regenerate(nodes_, model, unchanged, start_at_step=start, steps=10), latent["samples"])
 
 
