@@ -30,9 +30,9 @@ def nodes_(comfy_nodes):
     return comfy_nodes
 
 
-def _mixture(seed=0) -> GaussianMixtureDenoiser:
+def _mixture(seed=0, prediction="eps") -> GaussianMixtureDenoiser:
     gen = torch.Generator().manual_seed(seed)
-    return GaussianMixtureDenoiser(torch.randn((4,) + SHAPE, generator=gen), std=0.5)
+    return GaussianMixtureDenoiser(torch.randn((4,) + SHAPE, generator=gen), std=0.5, prediction=prediction)
 
 
 def _analytic_model(mixture):
@@ -87,6 +87,21 @@ def test_analytic_model_regenerates_within_bound(nodes_):
     # the plain inversion (refinement 0) through the same pipeline is far worse
     plain, _, _ = _invert(nodes_, model, latent, refinement=0)
     assert relative_rmse(_regenerate(nodes_, model, plain), latent["samples"]) > 100 * max(error, 1e-7)
+
+
+def test_flow_model_regenerates_within_bound(nodes_):
+    # ComfyUI's own ModelSamplingSD3 node turns the model into a flow (CONST) model
+    mixture = _mixture(prediction="flow")
+    (model,) = nodes_.NODE_CLASS_MAPPINGS["ModelSamplingSD3"]().patch(_analytic_model(mixture), 3.0)
+    latent = _latent(model, mixture)
+    inverted, reported, _ = _invert(nodes_, model, latent)
+    error = relative_rmse(_regenerate(nodes_, model, inverted), latent["samples"])
+    assert error <= 1e-5
+    assert reported == pytest.approx(error, rel=0.5, abs=1e-6)
+    # a flow schedule that starts at sigma 1 leaves nothing a stock sampler can start from
+    with pytest.raises(ValueError, match="sigma 1"):
+        nodes_.NODE_CLASS_MAPPINGS["DDIMInvert"]().invert(
+            model, text_conditioning(1), text_conditioning(2), latent, 10, "simple", 1.0, 1.0, 2)
 
 
 def test_partial_inversion_regenerates_from_start_step(nodes_):
