@@ -184,3 +184,10 @@ def test_non_finite_latent_is_rejected(nodes_, bad):
     latent["samples"][0, 0, 0, 0] = bad
     with pytest.raises(ValueError, match="NaN or Inf"):
         _invert(nodes_, model, latent)
+
+
+def test_empty_latent_is_rejected(nodes_):
+    mixture = _mixture()
+    model = _analytic_model(mixture)
+    with pytest.raises(ValueError, match="all zeros"):
+        _invert(nodes_, model, {"samples": torch.zeros((1,) + SHAPE)})
