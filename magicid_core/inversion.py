@@ -34,10 +34,12 @@ from .schedules import partial_sigmas  # noqa: F401  (part of this module's API)
 Denoiser = Callable[..., torch.Tensor]  # denoise(x, sigma (B,), **cond) -> x0
 Callback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, latent)
 
-DEFAULT_REFINE_ITERS = 12  # most model calls a step may spend after the plain inverse
+DEFAULT_REFINE_ITERS = 30  # most model calls a step may spend after the plain inverse
 DEFAULT_TOL = 1e-6         # per-step residual, relative to the latent's RMS (float32 rounding is ~1e-7)
 DEFAULT_ANDERSON_DEPTH = 4
 ROUNDING_FLOOR = 20        # a step residual below 20 machine epsilons is rounding, not error
+STALL_CALLS = 4            # a step whose residual has not halved in this many calls has
+STALL_NEAR = 100.0         # stalled (twice as many when it is still STALL_NEAR x above target)
 
 
 @dataclass
@@ -139,15 +141,28 @@ def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refi
     x = mixer.next(x_next, -residual(x_next))          # plain DDIM inverse: x_next - r(x_next)
     calls = refine_iters if refine_iters > 0 else int(measure)
     best_x, best_res = x, torch.full_like(target, math.inf if calls else math.nan)
+    history = []  # worst-item best residual after each call, to notice a stalled solve
     for i in range(calls):
         r = residual(x)
         res = _rms(r)
         best_x = torch.where(_expand(res < best_res, x), x, best_x)
         best_res = torch.minimum(res, best_res)
-        if bool((best_res <= target).all()) or i == calls - 1:
+        history.append(float((best_res / target).max()))
+        if history[-1] <= 1.0 or i == calls - 1 or _stalled(history):
             break
         x = mixer.next(x, -r)
     return best_x, best_res
+
+
+def _stalled(history: list[float]) -> bool:
+    """The residual has not halved over the last few calls: the model's own noise floor.
+
+    Near the target (within STALL_NEAR x) a floor shows within STALL_CALLS calls; far from
+    it a plateau may be the nonlinear phase of a hard step, which Anderson mixing gets
+    through given more calls, so it gets twice as many before the step is given up.
+    """
+    window = STALL_CALLS if history[-1] < STALL_NEAR else 2 * STALL_CALLS
+    return len(history) > window and history[-1] > 0.5 * history[-1 - window]
 
 
 @torch.no_grad()
