@@ -5,9 +5,16 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 """
 
 from .ddim_invert import DDIMInvert
+from .face_detect import FaceDetectMasks
+from .identity import IdentityFromImages
+from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
+    "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
+    "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),
 }
 
