@@ -56,9 +56,9 @@ def _invert(nodes_, model, latent, cfg=1.0, denoise=1.0, refinement=None, steps=
     return node.invert(model, pos, neg, latent, steps, "ddim_uniform", denoise, cfg, refinement)
 
 
-def _regenerate(nodes_, model, latent, start_at_step=0, cfg=1.0, steps=STEPS):
+def _regenerate(nodes_, model, latent, start_at_step=0, cfg=1.0, steps=STEPS, sampler="euler"):
     pos, neg = text_conditioning(1), text_conditioning(2)
-    (out,) = nodes_.KSamplerAdvanced().sample(model, "disable", 0, steps, cfg, "euler", "ddim_uniform", pos, neg,
+    (out,) = nodes_.KSamplerAdvanced().sample(model, "disable", 0, steps, cfg, sampler, "ddim_uniform", pos, neg,
                                               latent, start_at_step, 10000, "disable")
     return out["samples"]
 
@@ -84,6 +84,7 @@ def test_analytic_model_regenerates_within_bound(nodes_):
     error = relative_rmse(regenerated, latent["samples"])
     assert error <= 1e-5
     assert reported == pytest.approx(error, rel=0.5, abs=1e-6)  # the node reports what KSamplerAdvanced gives
+    assert relative_rmse(_regenerate(nodes_, model, inverted, sampler="ddim"), latent["samples"]) <= 1e-5
     # the plain inversion (refinement 0) through the same pipeline is far worse
     plain, _, _ = _invert(nodes_, model, latent, refinement=0)
     assert relative_rmse(_regenerate(nodes_, model, plain), latent["samples"]) > 100 * max(error, 1e-7)
