@@ -190,6 +190,28 @@ def restore_with_references(family: str):
     return build
 
 
+def invert_and_regenerate(g: Graph) -> str:
+    ckpt = "v1-5-pruned-emaonly.safetensors"
+    loader, pos, neg = sd_base(g, ckpt, "a photo")
+    photo = g.add("LoadImage", title="Photo to invert", image="picture_to_repair.png")
+    latent = g.add("VAEEncode", pixels=photo["IMAGE"], vae=loader["VAE"])
+    steps, scheduler = 25, "ddim_uniform"  # the sampler below must walk the same schedule back
+    inverted = g.add("DDIMInvert", model=loader["MODEL"], positive=pos[0], negative=neg[0],
+                     latent_image=latent[0], steps=steps, scheduler=scheduler, cfg=1.0)
+    sample = g.add("KSamplerAdvanced", model=loader["MODEL"], add_noise="disable", steps=steps, cfg=1.0,
+                   sampler_name="euler", scheduler=scheduler, positive=pos[0], negative=neg[0],
+                   latent_image=inverted["latent"], start_at_step=inverted["start_at_step"],
+                   return_with_leftover_noise="disable")
+    image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
+    g.add("SaveImage", images=image[0], filename_prefix="MagicID_regenerated")
+    g.note(model_note(
+        "DDIM inversion on its own: the photo is inverted to the noise the sampler turns back into it, "
+        "then regenerated with stock KSamplerAdvanced (no added noise, same steps and scheduler). With the "
+        "same prompt the photo comes back (DDIMInvert reports the error); change the prompt to edit it.",
+        [ckpt]))
+    return "DDIM inversion and regeneration (SD15)"
+
+
 # name -> builder
 WORKFLOWS = {
     "magicid_faces_and_masks": faces_and_masks,
@@ -204,6 +226,7 @@ WORKFLOWS = {
     "magicid_group_4_ids_sdxl": group_photo("sdxl", 4),
     "magicid_family_kin_sd15": group_photo("sd15", 3, kin=True),
     "magicid_family_kin_sdxl": group_photo("sdxl", 3, kin=True),
+    "magicid_invert_regenerate_sd15": invert_and_regenerate,
 }
 
 
