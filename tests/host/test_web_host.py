@@ -16,12 +16,17 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.tools.workflow_builder import Graph
+from tests.workflow_defs import WORKFLOWS_DIR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from example_inputs import write_input_pictures  # noqa: E402
 
 WEB_TEST_DIR = Path(__file__).parent / "web"
 PACK_DIR = Path(__file__).resolve().parents[2]
@@ -131,3 +136,28 @@ def test_face_map_sets_face_indices(reports):
             # "" (auto) becomes the identity order, then identity 0 moves on to face 1
             assert (m["before"], m["clicked"]) == ("", True)
             assert m["after"] == ", ".join(["1"] + [str(i) for i in range(1, m["identities"])])
+
+
+def test_shipped_workflows_load_in_the_app(comfy_server, reports):
+    """Opening each shipped workflow in the real front end keeps its nodes, links and
+    widget values (what the app saves back is what the file holds), with no new errors."""
+    paths = sorted(WORKFLOWS_DIR.glob("*.json"))
+    write_input_pictures(comfy_server.base_dir / "input")  # the pictures the workflows name
+    cmd = ["node", "load_workflows.mjs", comfy_server.url, *map(str, paths)]
+    out = subprocess.run(cmd, cwd=WEB_TEST_DIR, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report.get("failure") is None, report["failure"]
+    for path in paths:
+        wf, loaded = json.loads(path.read_text()), report["workflows"][str(path)]
+        assert not loaded["missing"], (path.name, loaded["missing"])
+        saved = {n["id"]: n for n in loaded["nodes"]}
+        # a link joins an output to a named input (the app may renumber input slots)
+        named = lambda links, inputs: sorted((l[1], l[2], l[3], inputs(l[3])[l[4]], l[5]) for l in links)  # noqa: E731
+        file_inputs = {n["id"]: [i["name"] for i in n.get("inputs", [])] for n in wf["nodes"]}
+        assert named(loaded["links"], lambda nid: saved[nid]["inputs"]) == named(wf["links"], file_inputs.get), path.name
+        for node in wf["nodes"]:
+            assert saved[node["id"]]["type"] == node["type"]
+            assert saved[node["id"]]["widgets_values"] == node["widgets_values"], (path.name, node["type"])
+    found = {re.sub(r":\d+:\d+", "", e.replace(comfy_server.url, "SERVER")) for e in report["errors"]}
+    assert found <= errors(reports["baseline"], comfy_server.url), found - errors(reports["baseline"], comfy_server.url)

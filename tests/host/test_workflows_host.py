@@ -37,6 +37,7 @@ from tests.workflow_defs import PACK_DIR, WORKFLOWS_DIR
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from example_inputs import write_input_pictures  # noqa: E402
 from tiny_loader_nodes import SUBSTITUTES  # noqa: E402
 
 from tests.mgmica_layouts import faceid_state_dict  # noqa: E402
@@ -46,7 +47,6 @@ TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
 ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin")
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
-SAMPLE = PACK_DIR / "assets" / "group6.jpg"
 FAST = {"steps": 2, "inversion_refine": 0, "zoom_size": 256}
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
 
@@ -57,18 +57,6 @@ def _host_conftest():
     return next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == path)
 
 
-def input_pictures() -> dict[str, Image.Image]:
-    """The example inputs the workflows name, made from the pack's sample group photo
-    (six people in a row): the layout, a two-person picture, and one portrait per person."""
-    group = Image.open(SAMPLE).convert("RGB")
-    w, h = group.size
-    two_faces = group.crop((0, 0, w // 3, h)).resize((256, 256 * h // (w // 3)))
-    portraits = [group.crop((i * w // 6, 0, (i + 1) * w // 6, h // 2)).resize((2 * w // 6, h)) for i in range(6)]
-    names = ["person_a.jpg", "person_b.jpg", "person_c.jpg", "person_d.jpg", "parent_a.jpg", "parent_b.jpg"]
-    return {"group_photo.jpg": group.resize((w // 2, h // 2)), "picture_to_repair.png": two_faces,
-            **dict(zip(names, portraits))}
-
-
 @pytest.fixture(scope="module")
 def workflow_server(tmp_path_factory):
     conftest = _host_conftest()
@@ -77,8 +65,7 @@ def workflow_server(tmp_path_factory):
         (base / sub).mkdir()
     (base / "custom_nodes" / conftest.PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
     (base / "custom_nodes" / "magicid_tiny_loaders.py").symlink_to(HERE / "tiny_loader_nodes.py")
-    for name, picture in input_pictures().items():
-        picture.save(base / "input" / name)
+    write_input_pictures(base / "input")
     (base / "models" / "ipadapter").mkdir()
     for i, name in enumerate(ADAPTER_FILES):
         torch.save(faceid_state_dict(widths=TINY_UNET_WIDTHS, context_dim=768, seed=i),
