@@ -90,7 +90,8 @@ function addFaceMap(node, kind) {
       const { mode, indices } = safeParse(text.value);
       nIdentities = Math.max(nIdentities, mode === "list" ? indices.length : 0);
     }
-    const chips = assignmentChips(kind, safeText(text.value), nIdentities, Math.max(nFaces, 1));
+    // no faces known yet (FaceDetectMasks has not run): no chips, just a hint
+    const chips = nFaces ? assignmentChips(kind, safeText(text.value), nIdentities, nFaces) : [];
     return { chips, rects: chipRects(chips.length, width, CHIP), nFaces, nIdentities };
   };
   const widget = {
@@ -106,9 +107,10 @@ function addFaceMap(node, kind) {
       ctx.font = "12px sans-serif";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      if (!chips.length || nFaces === 0) {
+      if (!chips.length) {
         ctx.fillStyle = "#999";
-        ctx.fillText("run FaceDetectMasks to see the faces", width / 2, y + CHIP.height / 2);
+        const hint = nFaces ? "connect identities to place them" : "run FaceDetectMasks to see the faces";
+        ctx.fillText(hint, width / 2, y + CHIP.height / 2);
       }
       chips.forEach((chip, i) => {
         const [x, cy, w, h] = rects[i];
