@@ -145,3 +145,13 @@ def test_readme_names_every_workflow():
     workflows_section = (PACK_DIR / "README.md").read_text().split("## Workflows", 1)[1].split("\n## ", 1)[0]
     missing = [p.stem for p in WORKFLOWS if f"`{p.stem}`" not in workflows_section]
     assert not missing, f"README's Workflows section does not mention {missing}"
+
+
+def test_widget_slots_follow_the_apps_seed_convention():
+    from tests.workflow_defs import widget_slots
+
+    seed = {"input": {"required": {"seed": ["INT", {"default": 0}], "n": ["INT", {}]}}}
+    assert [(s.spec.name, s.extra) for s in widget_slots(seed)] == [
+        ("seed", None), ("seed", "control_after_generate"), ("n", None)]
+    told = {"input": {"required": {"seed": ["INT", {"control_after_generate": False}]}}}
+    assert [s.extra for s in widget_slots(told)] == [None]

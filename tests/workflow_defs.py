@@ -152,7 +152,9 @@ def widget_slots(defn: dict) -> list[WidgetSlot]:
         if not spec.is_widget:
             continue
         slots.append(WidgetSlot(spec))
-        if spec.options.get("control_after_generate"):
+        # the app gives INT "seed" / "noise_seed" a control widget unless told otherwise
+        legacy_seed = spec.type == "INT" and spec.name in ("seed", "noise_seed")
+        if spec.options.get("control_after_generate", legacy_seed):
             slots.append(WidgetSlot(spec, "control_after_generate"))
         if spec.options.get("image_upload"):
             slots.append(WidgetSlot(spec, "upload"))
