@@ -10,10 +10,10 @@ a checkpoint by its tensor shapes (SD1.5 needs 320 base channels, a ~1 GB UNet),
 tiny file with the real key layout is refused as an unknown model type.
 
 The identity model is the one other stand-in: the adapters need 512-d ArcFace embeddings
-from insightface's ONNX files, which are not here. TinyIdentityFromImages runs the pack's
-own IdentityFromImages code with one change, the embedder: the pack's dlib face finder
-and descriptor (real, shipped weights) lifted to 512-d by a fixed orthonormal map and
-labelled as ArcFace, so different people still get different embeddings.
+from insightface's ONNX files, which are not here. TinyIdentityFromImages / TinyIDSimilarity
+run the pack's own IdentityFromImages / IDSimilarity with one change, the embedder: the
+pack's dlib face finder and descriptor (real, shipped weights) lifted to 512-d by a fixed
+orthonormal map and labelled as ArcFace, so different people still get different embeddings.
 """
 
 from __future__ import annotations
@@ -107,8 +107,24 @@ class _LiftedDlibEmbedder:
         return self.lift @ self.dlib.embed(image, box, keypoints)
 
 
+def _with_stand_in_embedder(node_type: str, **inputs):
+    """Run the pack's own node, as the server loaded it, with ArcFace replaced by the
+    stand-in embedder for this one call (the node module's ``make_embedder`` name)."""
+    import nodes  # ComfyUI's
+
+    cls = nodes.NODE_CLASS_MAPPINGS[node_type]
+    module = sys.modules[cls.__module__]
+    identity_core = sys.modules[module.make_embedder.__module__]
+    real = module.make_embedder
+    module.make_embedder = lambda backend="auto", roots=None: _LiftedDlibEmbedder(identity_core)
+    try:
+        return getattr(cls(), cls.FUNCTION)(**inputs)
+    finally:
+        module.make_embedder = real
+
+
 class TinyIdentityFromImages:
-    """Stands in for IdentityFromImages (same inputs and output), with the embedder above."""
+    """Stands in for IdentityFromImages (same inputs and output)."""
 
     CATEGORY = "MagicID tests"
     FUNCTION = "build"
@@ -120,19 +136,29 @@ class TinyIdentityFromImages:
                              "backend": ("STRING", {"default": "auto"})},
                 "optional": {"identities": ("IDENTITIES",)}}
 
-    def build(self, images, name, backend, identities=None):
-        import nodes  # ComfyUI's: the pack's own classes, as the server loaded them
+    def build(self, **inputs):
+        return _with_stand_in_embedder("IdentityFromImages", **inputs)
 
-        pack_node = sys.modules[nodes.NODE_CLASS_MAPPINGS["IdentityFromImages"].__module__]
-        identity_core = sys.modules[pack_node.build_identity.__module__]
-        before = list(identities or [])
-        identity = pack_node.build_identity(name.strip() or f"person {len(before) + 1}",
-                                            pack_node.images_to_numpy(images), _LiftedDlibEmbedder(identity_core))
-        return (before + [identity],)
+
+class TinyIDSimilarity:
+    """Stands in for IDSimilarity (same inputs and outputs)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "score"
+    RETURN_TYPES = ("FLOAT", "FLOAT", "STRING", "IMAGE")
+    OUTPUT_IS_LIST = (True, True, False, False)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "identities": ("IDENTITIES",), "assignment": ("STRING",)},
+                "optional": {"faces": ("FACES",), "image_before": ("IMAGE",)}}
+
+    def score(self, **inputs):
+        return _with_stand_in_embedder("IDSimilarity", **inputs)
 
 
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
-               "IdentityFromImages": "TinyIdentityFromImages"}
+               "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
-                       "TinyIdentityFromImages": TinyIdentityFromImages}
+                       "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity}
