@@ -247,3 +247,26 @@ def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) 
         out["face_mask"].append(face_region(frame))
         out["person_mask"].append(person_region(frame, min_confidence))
     return {name: np.stack(maps) for name, maps in out.items()}
+
+
+# --- when each map acts ---------------------------------------------------------------
+
+SCHEDULES = ("together", "skeleton_then_face")
+
+
+def mmf_schedule(schedule: str, start: float, end: float, switch: float = 0.5) -> dict[str, tuple[float, float]]:
+    """The (start, end) fraction of sampling during which each control acts.
+
+    "together": both over start..end. "skeleton_then_face": the paper's two modalities
+    used in turn: the skeleton lays out the bodies early (start..switch), the face
+    landmarks shape the faces late (switch..end). A range of zero length means that
+    control is left out.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0.0 <= start <= end <= 1.0:
+        raise ValueError(f"need 0 <= start_percent <= end_percent <= 1, got {start} and {end}")
+    if schedule == "together":
+        return {"skeleton": (start, end), "face": (start, end)}
+    cut = min(max(switch, start), end)
+    return {"skeleton": (start, cut), "face": (cut, end)}

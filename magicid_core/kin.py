@@ -92,3 +92,23 @@ def blend_child(parent_a: Identity, parent_b: Identity, resemblance: float = 0.5
         hint=hint,
     )
 
+
+
+def family(parents_a: list[Identity], parents_b: list[Identity] | None = None, resemblance: float = 0.5,
+           seed: int = 0, age: str = "", gender: str = "", include_parents: bool = True) -> tuple[list[Identity], str]:
+    """Parents + child as an IDENTITIES list, and the child's prompt hint.
+
+    The parents are the first identity of each list, or the first two of ``parents_a``
+    when ``parents_b`` is not given.
+    """
+    if parents_b:
+        if not parents_a:
+            raise ValueError("the first parent's IDENTITIES is empty")
+        a, b = parents_a[0], parents_b[0]
+    elif parents_a is not None and len(parents_a) >= 2:
+        a, b = parents_a[0], parents_a[1]
+    else:
+        raise ValueError("KinIDBlend needs two parents: connect parent_b, or give parent_a two identities")
+    hint = kin_hint(age, gender)
+    child = blend_child(a, b, resemblance, seed, hint=hint)
+    return ([a, b, child] if include_parents else [child]), hint

@@ -189,3 +189,14 @@ def test_bad_input_gives_clear_errors():
         cm.skeleton_map(_frame(_face(skeleton=np.zeros((17, 3)))))
     with pytest.raises(ValueError, match="468 or 478"):
         cm.landmark_map(_frame(_face(landmarks=np.zeros((5, 2)))))
+
+
+def test_schedule_gives_skeleton_first_then_face():
+    assert cm.mmf_schedule("together", 0.1, 0.9) == {"skeleton": (0.1, 0.9), "face": (0.1, 0.9)}
+    assert cm.mmf_schedule("skeleton_then_face", 0.0, 1.0, 0.4) == {"skeleton": (0.0, 0.4), "face": (0.4, 1.0)}
+    # the switch is kept inside start..end: here the skeleton gets no time at all
+    assert cm.mmf_schedule("skeleton_then_face", 0.5, 0.8, 0.2) == {"skeleton": (0.5, 0.5), "face": (0.5, 0.8)}
+    with pytest.raises(ValueError, match="start_percent"):
+        cm.mmf_schedule("together", 0.8, 0.2)
+    with pytest.raises(ValueError, match="schedule"):
+        cm.mmf_schedule("alternate", 0.0, 1.0)

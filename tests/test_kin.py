@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from magicid_core.faces import Identity
-from magicid_core.kin import blend_child, gene_mask, kin_hint
+from magicid_core.kin import blend_child, family, gene_mask, kin_hint
 from magicid_core.scoring import cosine
 
 D = 512
@@ -105,3 +105,15 @@ def test_hint_words():
         kin_hint("elderly", "")
     a, b = _parents()
     assert blend_child(a, b, hint=kin_hint("baby", "male")).hint == "a baby boy"
+
+
+def test_family_lists_parents_then_child():
+    a, b = _parents()
+    people, hint = family([a], [b], 0.7, seed=1, age="child")
+    assert [p.name for p in people] == ["Ann", "Bob", "child of Ann and Bob"] and hint == "a child"
+    assert people[2].hint == "a child"
+    # both parents in one list; the child alone
+    alone, _ = family([a, b], None, 0.7, seed=1, age="child", include_parents=False)
+    assert len(alone) == 1 and np.array_equal(alone[0].embedding, people[2].embedding)
+    with pytest.raises(ValueError, match="two parents"):
+        family([a], None)
