@@ -1,0 +1,163 @@
+"""MMF control, kin blend (and identity score) inside a real ComfyUI.
+
+The ControlNet is real ComfyUI code: ``comfy.cldm.cldm.ControlNet`` shaped like the tiny
+UNet of tiny_models.py, seeded, wrapped as ``comfy.controlnet.ControlNet`` exactly as
+ComfyUI's loader wraps a checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from magicid_core.faces import Face, FaceSet, Identity, ImageFaces
+
+from tiny_models import TINY_SD15_UNET, _seed_weights, text_conditioning, tiny_sd15_model
+
+SIZE = 64                      # image pixels; the latent is 8 x 8
+
+
+def tiny_controlnet(seed: int = 3):
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    config = {k: v for k, v in TINY_SD15_UNET.items() if k != "out_channels"}
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, num_heads=8, num_head_channels=-1, dtype=torch.float32,
+                                     device=torch.device("cpu"), operations=comfy.ops.disable_weight_init, **config)
+    _seed_weights(net, seed)
+    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"))
+
+
+def _run(comfy_nodes, name, **inputs):
+    cls = comfy_nodes.NODE_CLASS_MAPPINGS[name]
+    return getattr(cls(), cls.FUNCTION)(**inputs)
+
+
+def _faces() -> FaceSet:
+    """One person on the left half of a 64 x 64 image: face mask on the top-left quarter."""
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[0:32, 0:32] = 1.0
+    box = np.array([8, 6, 24, 26], np.float32)
+    kps = np.array([[12, 12], [20, 12], [16, 16], [13, 21], [19, 21]], np.float32)
+    skeleton = np.zeros((18, 3), np.float32)
+    skeleton[[0, 1, 2, 5, 8, 11]] = [[16, 16, 1], [16, 30, 1], [8, 30, 1], [24, 30, 1], [10, 56, 1], [22, 56, 1]]
+    face = Face(index=0, box=box, score=0.9, keypoints=kps, head_box=box.copy(), mask=mask, skeleton=skeleton)
+    return FaceSet([ImageFaces(SIZE, SIZE, [face])])
+
+
+def _controls_at(control, model, sigma: float, batch: int = 2):
+    """The residuals a control chain gives for one noisy latent at one sigma."""
+    ms = model.model.model_sampling
+    control.pre_run(model.model, lambda p: ms.percent_to_sigma(p))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 4, SIZE // 8, SIZE // 8, generator=gen)
+    cond = {"c_crossattn": torch.cat([text_conditioning(0)[0][0]] * batch)}
+    try:
+        return control.get_control(x, torch.full((batch,), sigma), cond, batch, {})
+    finally:
+        control.cleanup()
+
+
+def _maps(comfy_nodes):
+    skel, lms, kps, fused, person, face = _run(comfy_nodes, "MMFControlMaps", faces=_faces(),
+                                               min_confidence=0.0, stick_scale=1)
+    return {"skeleton": skel, "landmarks": lms, "kps": kps, "fused": fused, "person": person, "face": face}
+
+
+def _apply(comfy_nodes, **overrides):
+    maps = _maps(comfy_nodes)
+    inputs = dict(positive=text_conditioning(0), negative=text_conditioning(1), skeleton_strength=1.0,
+                  face_strength=1.0, start_percent=0.0, end_percent=1.0, schedule="together", switch_percent=0.5,
+                  face_control_net=tiny_controlnet(3), face_map=maps["kps"], face_mask=maps["face"])
+    inputs.update(overrides)
+    return _run(comfy_nodes, "MMFControlApply", **inputs)
+
+
+def test_maps_node_gives_images_and_masks_at_image_size(comfy_nodes):
+    maps = _maps(comfy_nodes)
+    for name in ("skeleton", "landmarks", "kps", "fused"):
+        assert maps[name].shape == (1, SIZE, SIZE, 3) and maps[name].dtype == torch.float32
+    assert maps["person"].shape == maps["face"].shape == (1, SIZE, SIZE)
+    assert maps["skeleton"].max() == 1.0 and maps["kps"][0, 21, 19].tolist() == [1.0, 0.0, 1.0]   # mouth_right magenta
+    assert maps["landmarks"].max() == 0          # no face mesh on this face: nothing drawn
+    assert maps["face"][0, :32, :32].min() == 1 and maps["face"][0, 40:, 40:].max() == 0
+
+
+def test_face_control_residuals_are_the_stock_residuals_inside_the_mask_and_zero_outside(comfy_nodes):
+    model = tiny_sd15_model()
+    maps = _maps(comfy_nodes)
+    cnet = tiny_controlnet(3)
+    positive, _ = _apply(comfy_nodes, face_control_net=cnet)
+    masked = positive[0][1]["control"]
+    assert type(masked).__name__ == "MaskedControlNet" and masked.previous_controlnet is None
+    stock_pos, _ = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(
+        text_conditioning(0), text_conditioning(1), cnet, maps["kps"], 1.0, 0.0, 1.0)
+    got = _controls_at(masked, model, sigma=5.0)
+    want = _controls_at(stock_pos[0][1]["control"], model, sigma=5.0)
+    n_checked = 0
+    for key in want:
+        for r_masked, r_stock in zip(got[key], want[key]):
+            h, w = r_stock.shape[-2:]
+            inside = (slice(None), slice(None), slice(0, h // 2), slice(0, w // 2))   # the top-left quarter
+            assert torch.allclose(r_masked[inside], r_stock[inside], atol=1e-6)
+            outside = torch.ones(h, w, dtype=torch.bool)
+            outside[: h // 2, : w // 2] = False
+            assert r_masked[..., outside].abs().max() == 0
+            assert r_stock[..., outside].abs().max() > 0       # the stock control does act there
+            n_checked += 1
+    assert n_checked >= 3
+
+
+def test_skeleton_then_face_schedule_chains_two_controls(comfy_nodes):
+    model = tiny_sd15_model()
+    maps = _maps(comfy_nodes)
+    positive, negative = _apply(comfy_nodes, schedule="skeleton_then_face", switch_percent=0.4,
+                                skeleton_control_net=tiny_controlnet(4), skeleton_map=maps["skeleton"],
+                                person_mask=maps["person"])
+    face_ctrl = positive[0][1]["control"]
+    skel_ctrl = face_ctrl.previous_controlnet
+    assert negative[0][1]["control"] is face_ctrl                 # one chain, shared like Apply ControlNet
+    assert skel_ctrl.inner.timestep_percent_range == (0.0, 0.4)
+    assert face_ctrl.inner.timestep_percent_range == (0.4, 1.0)
+    ms = model.model.model_sampling
+    early, late = float(ms.percent_to_sigma(0.1)), float(ms.percent_to_sigma(0.9))
+    # early on only the skeleton acts, late only the face
+    both_early = _controls_at(face_ctrl, model, early)
+    skel_early = _controls_at(skel_ctrl, model, early)
+    assert all(torch.equal(a, b) for a, b in zip(both_early["output"], skel_early["output"]))
+    assert _controls_at(skel_ctrl, model, late) is None
+    assert _controls_at(face_ctrl, model, late) is not None
+
+
+def test_sampling_with_the_masked_controls(comfy_nodes):
+    model = tiny_sd15_model()
+    latent = {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}
+
+    def sample(positive, negative):
+        return comfy_nodes.common_ksampler(model, 7, 2, 4.0, "euler", "normal", positive, negative, latent)[0]["samples"]
+
+    plain = sample(text_conditioning(0), text_conditioning(1))
+    controlled = sample(*_apply(comfy_nodes))
+    assert torch.isfinite(controlled).all()
+    assert (controlled - plain).abs().max() > 1e-3
+    # An empty face mask leaves the conditioning as it was (documented no-op).
+    empty = _apply(comfy_nodes, face_mask=torch.zeros(1, SIZE, SIZE))
+    assert "control" not in empty[0][0][1]
+    assert torch.equal(sample(*empty), plain)
+
+
+def test_apply_refuses_a_control_net_without_its_map(comfy_nodes):
+    with pytest.raises(ValueError, match="face_map"):
+        _apply(comfy_nodes, face_map=None)
+
+
+def test_kin_blend_node_gives_parents_and_child(comfy_nodes):
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 512)).astype(np.float32))
+    ann, bob = Identity("Ann", a, "dlib_resnet_v1"), Identity("Bob", b, "dlib_resnet_v1")
+    people, hint = _run(comfy_nodes, "KinIDBlend", parent_a=[ann], parent_b=[bob], resemblance=0.5, seed=1,
+                        age="teenager", gender="female", include_parents=True)
+    assert [p.name for p in people[:2]] == ["Ann", "Bob"] and hint == "a teenage girl"
+    assert people[2].hint == hint and np.linalg.norm(people[2].embedding) == pytest.approx(1.0, abs=1e-5)
