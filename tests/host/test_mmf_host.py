@@ -1,9 +1,5 @@
-"""MMF control, kin blend (and identity score) inside a real ComfyUI.
-
-The ControlNet is real ComfyUI code: ``comfy.cldm.cldm.ControlNet`` shaped like the tiny
-UNet of tiny_models.py, seeded, wrapped as ``comfy.controlnet.ControlNet`` exactly as
-ComfyUI's loader wraps a checkpoint.
-"""
+"""MMF control, kin blend (and identity score) inside a real ComfyUI, with a tiny real
+ControlNet (tiny_controlnet.py) and the tiny UNet of tiny_models.py."""
 
 from __future__ import annotations
 
@@ -13,21 +9,10 @@ import torch
 
 from magicid_core.faces import Face, FaceSet, Identity, ImageFaces
 
-from tiny_models import TINY_SD15_UNET, _seed_weights, text_conditioning, tiny_sd15_model
+from tiny_controlnet import tiny_controlnet
+from tiny_models import text_conditioning, tiny_sd15_model
 
 SIZE = 64                      # image pixels; the latent is 8 x 8
-
-
-def tiny_controlnet(seed: int = 3):
-    import comfy.cldm.cldm
-    import comfy.controlnet
-    import comfy.ops
-
-    config = {k: v for k, v in TINY_SD15_UNET.items() if k != "out_channels"}
-    net = comfy.cldm.cldm.ControlNet(hint_channels=3, num_heads=8, num_head_channels=-1, dtype=torch.float32,
-                                     device=torch.device("cpu"), operations=comfy.ops.disable_weight_init, **config)
-    _seed_weights(net, seed)
-    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"))
 
 
 def _run(comfy_nodes, name, **inputs):
