@@ -1,71 +1,162 @@
-"""Identity scoring: how much each face in an image looks like its reference identity.
+"""Identity scoring: how much each person in an image looks like their reference identity.
 
-score = cos(e_face, e_ref) = e_face . e_ref / (|e_face| |e_ref|), with both embeddings
-from the same identity model. Faces are paired with identities either in index
-order (face i <-> identity i, the order MultiIDApply uses) or by the best overall
-matching (Hungarian assignment on the similarity matrix). Comparing an image
-before and after a restore shows what the restore did to each face.
+score = cos(e_face, e_ref), both embeddings from the same identity model (ArcFace when
+its files are present, dlib's offline descriptor otherwise). Each identity is paired with
+a face either in index order (identity i <-> face i, the order MultiIDApply uses) or by
+the best one-to-one matching. Given the image before a restore too, the same faces
+(a restore does not move them) are scored in both images, so one sees what it did.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from .faces import Identity, ImageFaces
+from .identity import DLIB_MODEL_NAME
+from .image_io import to_rgb_uint8
+from .matching import assign_identities, similarity_matrix
 
 ASSIGNMENTS = ("index", "match")
+NO_FACE = -1.0   # the score of an identity no face was paired with (cosine's minimum; never NaN)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """cos(a, b); 0 when either vector is zero."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"embeddings of different lengths cannot be compared ({a.size} vs {b.size})")
-    denom = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denom) if denom > 0 else 0.0
+def embed_faces(image, frame: ImageFaces, embedder) -> ImageFaces:
+    """A copy of ``frame`` whose faces carry ``embedder``'s embedding of them in ``image``.
+
+    Embeddings already made by the same model are kept; the image must be the analysed one's size.
+    """
+    rgb = to_rgb_uint8(image)
+    if rgb.shape[:2] != (frame.height, frame.width):
+        raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but its faces were found in a "
+                         f"{frame.width}x{frame.height} image: the images must have the same size")
+    faces = []
+    for face in frame.faces:
+        if face.embedding is None or face.embedding_model != embedder.model_name:
+            face = replace(face, embedding=embedder.embed(rgb, face.box, face.keypoints),
+                           embedding_model=embedder.model_name)
+        faces.append(face)
+    return ImageFaces(frame.height, frame.width, faces)
+
+
+def face_of_identity(frame: ImageFaces, identities: list[Identity], assignment: str) -> list[int | None]:
+    """Per identity, the position of its face in ``frame.faces`` (None: no face for it)."""
+    if assignment == "index":
+        return [i if i < len(frame.faces) else None for i in range(len(identities))]
+    if assignment == "match":
+        # every pair may be made (threshold -1): a face that a restore made worse is still scored
+        return assign_identities(identities, frame.faces, threshold=-1.0).face_of_identity
+    raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
 
 
 @dataclass
-class FaceScore:
-    face_index: int          # the face's index in its image
-    identity_index: int      # which reference identity it was paired with
-    identity_name: str
-    similarity: float        # cosine similarity in -1..1
+class IdentityScore:
+    identity: str
+    face_index: int | None     # the face's index in the image, None when no face was paired
+    after: float               # similarity in the (restored) image, NO_FACE without a face
+    before: float | None       # similarity in the image before, None when not given
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.face_index is None:
+            return None
+        return self.after - self.before
 
 
-def similarity_matrix(frame: ImageFaces, identities: list[Identity]) -> np.ndarray:
-    """(faces, identities) cosine similarities; every face must carry an embedding of the identities' model."""
-    for face in frame.faces:
-        if face.embedding is None:
-            raise ValueError(f"face {face.index} has no identity embedding: analyse the image with an identity model")
-    for ident in identities:
-        model = frame.faces[0].embedding_model if frame.faces else ident.embedding_model
-        if ident.embedding_model != model:
-            raise ValueError(f"identity {ident.name!r} comes from {ident.embedding_model!r} but the faces were "
-                             f"embedded with {model!r}: use the same identity model for both")
-    return np.array([[cosine(f.embedding, i.embedding) for i in identities] for f in frame.faces],
-                    np.float64).reshape(len(frame.faces), len(identities))
-
-
-def pair_faces(sim: np.ndarray, assignment: str = "index") -> list[tuple[int, int]]:
-    """(face row, identity column) pairs: index order, or the assignment with the largest total similarity."""
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
-    n = min(sim.shape)
-    if assignment == "index":
-        return [(i, i) for i in range(n)]
-    from scipy.optimize import linear_sum_assignment
-
-    rows, cols = linear_sum_assignment(-sim)
-    return sorted(zip(rows.tolist(), cols.tolist()))
-
-
-def score_faces(frame: ImageFaces, identities: list[Identity], assignment: str = "index") -> list[FaceScore]:
-    """One score per paired face; faces without an identity (or identities without a face) are left out."""
+def score_identities(frame: ImageFaces, identities: list[Identity], assignment: str = "index",
+                     frame_before: ImageFaces | None = None) -> list[IdentityScore]:
+    """One row per identity. ``frame_before`` holds the same faces embedded in the image before."""
     if not identities:
         raise ValueError("no reference identities to score against")
-    sim = similarity_matrix(frame, identities)
-    return [FaceScore(frame.faces[r].index, c, identities[c].name, float(sim[r, c]))
-            for r, c in pair_faces(sim, assignment)]
+    paired = face_of_identity(frame, identities, assignment)
+    after = similarity_matrix(identities, frame.faces)
+    before = None if frame_before is None else similarity_matrix(identities, frame_before.faces)
+    rows = []
+    for i, (ident, f) in enumerate(zip(identities, paired)):
+        rows.append(IdentityScore(
+            identity=ident.name,
+            face_index=None if f is None else frame.faces[f].index,
+            after=NO_FACE if f is None else float(after[i, f]),
+            before=None if before is None else (NO_FACE if f is None else float(before[i, f])),
+        ))
+    return rows
+
+
+def backend_of(embedding_model: str) -> str:
+    """The identity backend that makes vectors of this model (see identity.BACKENDS)."""
+    if embedding_model == DLIB_MODEL_NAME:
+        return "dlib"
+    if embedding_model.startswith("arcface:"):
+        return "arcface"
+    raise ValueError(f"unknown identity model {embedding_model!r}: build the identities with IdentityFromImages")
+
+
+def score_batch(images, identities: list[Identity], embedder, assignment: str = "index", faces=None,
+                images_before=None, on_image=None) -> list[list[IdentityScore]]:
+    """Rows per image of a batch. ``faces``: the FaceSet of ``images`` (re-analysed when None);
+    ``images_before``: the same images before a restore (scored at the same faces);
+    ``on_image(n)`` is called after each image (progress)."""
+    from .analyze import analyze_image
+
+    images = list(images)
+    if faces is not None and len(faces) != len(images):
+        raise ValueError(f"FACES holds {len(faces)} images but {len(images)} images were given")
+    if images_before is not None and len(images_before) != len(images):
+        raise ValueError(f"{len(images_before)} 'before' images for {len(images)} images: give one before each after")
+    out = []
+    for n, image in enumerate(images):
+        frame = faces[n] if faces is not None else analyze_image(image)
+        after = embed_faces(image, frame, embedder)
+        before = None if images_before is None else embed_faces(images_before[n], frame, embedder)
+        out.append(score_identities(after, identities, assignment, before))
+        if on_image is not None:
+            on_image(n)
+    return out
+
+
+# --- reporting -----------------------------------------------------------------------
+
+def report_text(rows: list[IdentityScore], threshold: float) -> str:
+    """One line per identity, e.g. ``Ann  face 0  0.412 -> 0.655 (+0.243)  match``."""
+    lines = []
+    for r in rows:
+        if r.face_index is None:
+            lines.append(f"{r.identity}: no face")
+            continue
+        score = f"{r.after:.3f}" if r.before is None else f"{r.before:.3f} -> {r.after:.3f} ({r.change:+.3f})"
+        verdict = "match" if r.after >= threshold else "no match"
+        lines.append(f"{r.identity}: face {r.face_index}  {score}  {verdict}")
+    return "\n".join(lines) + f"\n(match threshold {threshold:.3f})"
+
+
+TABLE_ROW = 28
+TABLE_COLUMNS = ((8, "identity"), (190, "face"), (250, "before"), (330, "after"), (410, "change"))
+TABLE_WIDTH = 500
+
+
+def report_table(rows: list[IdentityScore], threshold: float) -> np.ndarray:
+    """(H, W, 3) uint8: the scores as a small table; 'after' is green at or above the threshold, red below."""
+    height = TABLE_ROW * (len(rows) + 2)
+    table = np.full((height, TABLE_WIDTH, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def text(s, col, row, color=(0, 0, 0)):
+        cv2.putText(table, s, (TABLE_COLUMNS[col][0], TABLE_ROW * row + 19), font, 0.5, color, 1, cv2.LINE_AA)
+
+    for col, (_, title) in enumerate(TABLE_COLUMNS):
+        text(title, col, 0, (90, 90, 90))
+    cv2.line(table, (0, TABLE_ROW), (TABLE_WIDTH, TABLE_ROW), (180, 180, 180), 1)
+    for n, r in enumerate(rows, start=1):
+        text(r.identity[:22], 0, n)
+        if r.face_index is None:
+            text("no face", 1, n, (160, 0, 0))
+            continue
+        text(str(r.face_index), 1, n)
+        if r.before is not None:
+            text(f"{r.before:.3f}", 2, n)
+            text(f"{r.change:+.3f}", 4, n, (0, 130, 0) if r.change >= 0 else (190, 0, 0))
+        text(f"{r.after:.3f}", 3, n, (0, 140, 0) if r.after >= threshold else (200, 0, 0))
+    text(f"match threshold {threshold:.3f}", 0, len(rows) + 1, (90, 90, 90))
+    return table

@@ -16,8 +16,8 @@ class MMFControlMaps:
     def INPUT_TYPES(cls):
         return {"required": {
             "faces": (FACES, {"tooltip": "Faces from FaceDetectMasks (with skeletons and face mesh)."}),
-            "min_confidence": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                         "tooltip": "Skeleton keypoints at or below this confidence are left out."}),
+            "min_confidence": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "tooltip": "Skeleton keypoints at or below this confidence (pose visibility) are left out; 0 keeps every found point."}),
             "stick_scale": ("INT", {"default": 1, "min": 1, "max": 7,
                                     "tooltip": "Limb thickness multiplier (xinsir's SDXL OpenPose ControlNet reads thicker limbs)."}),
         }}
