@@ -200,3 +200,32 @@ def test_schedule_gives_skeleton_first_then_face():
         cm.mmf_schedule("together", 0.8, 0.2)
     with pytest.raises(ValueError, match="schedule"):
         cm.mmf_schedule("alternate", 0.0, 1.0)
+
+
+def test_real_group_photo_maps_line_up_with_its_faces():
+    from magicid_core.analyze import analyze_image
+    from magicid_core.pose import PoseEstimator
+    from people import group_of_three
+
+    image, _ = group_of_three()          # three real people side by side
+    frame = analyze_image(image)
+    with PoseEstimator() as pose:
+        for face, skeleton in zip(frame.faces, pose.skeletons(image, frame.faces)):
+            face.skeleton = skeleton
+    assert len(frame.faces) == 3 and all(f.landmarks is not None for f in frame.faces)
+    for face in frame.faces:
+        alone = ImageFaces(frame.height, frame.width, [face])
+        drawn = cm.landmark_map(alone).any(axis=-1)
+        assert drawn.sum() > 500                                  # a whole face's contours
+        assert (face.mask[drawn] > 0).mean() > 0.95               # ... inside this face's own mask
+        x0, y0, x1, y1 = face.head_box
+        kps_drawn = cm.kps_map(alone)
+        for x, y in face.keypoints:                               # the 5 keypoints on the head
+            assert x0 <= x <= x1 and y0 <= y <= y1 and kps_drawn[int(y), int(x)].any()
+        nose = face.skeleton[0]                                   # the skeleton's head on the face
+        assert nose[2] > 0 and x0 <= nose[0] <= x1 and y0 <= nose[1] <= y1
+        assert cm.person_region(alone)[face.mask > 0.5].min() == 1          # the person region holds the face
+    maps = cm.mmf_maps(FaceSet([frame]), min_confidence=0.3)
+    landmark_px = maps["landmarks"][0].any(axis=-1)
+    assert (maps["face_mask"][0][landmark_px] > 0).mean() > 0.98
+    assert maps["skeleton"][0].any(axis=-1)[maps["person_mask"][0] == 0].sum() == 0   # no skeleton off the people

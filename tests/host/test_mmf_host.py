@@ -15,8 +15,8 @@ from tiny_models import text_conditioning, tiny_sd15_model
 SIZE = 64                      # image pixels; the latent is 8 x 8
 
 
-def _run(comfy_nodes, name, **inputs):
-    cls = comfy_nodes.NODE_CLASS_MAPPINGS[name]
+def _run(comfy_nodes, node, **inputs):
+    cls = comfy_nodes.NODE_CLASS_MAPPINGS[node]
     return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
@@ -146,3 +146,43 @@ def test_kin_blend_node_gives_parents_and_child(comfy_nodes):
                         age="teenager", gender="female", include_parents=True)
     assert [p.name for p in people[:2]] == ["Ann", "Bob"] and hint == "a teenage girl"
     assert people[2].hint == hint and np.linalg.norm(people[2].embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+# --- with the real analysis (FaceDetectMasks) and identities (IdentityFromImages) -------------
+
+def _astronaut_image() -> torch.Tensor:
+    import skimage.data
+
+    return torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255.0)[None]
+
+
+def _detect(comfy_nodes, image):
+    return _run(comfy_nodes, "FaceDetectMasks", image=image, backend="mediapipe", min_face_px=40, mask_mode="face",
+                dilation_px=4, feather_px=8, max_faces=0, order="left_to_right", error_if_no_face=True)
+
+
+def test_maps_of_a_real_photo_line_up_with_its_faces(comfy_nodes):
+    faces = _detect(comfy_nodes, _astronaut_image())[0]
+    skel, lms, kps, fused, person, face = _run(comfy_nodes, "MMFControlMaps", faces=faces, min_confidence=0.3,
+                                               stick_scale=1)
+    assert lms.shape == (1, 512, 512, 3) and face.shape == (1, 512, 512)
+    drawn = lms[0].amax(dim=-1) > 0
+    assert drawn.sum() > 500 and (face[0][drawn] > 0).float().mean() > 0.98
+    assert (kps[0].amax(dim=-1) > 0).sum() > 0
+
+
+def test_id_similarity_node_before_and_after(comfy_nodes):
+    import cv2
+
+    image = _astronaut_image()
+    reference = torch.from_numpy(cv2.resize(image[0, 30:330, 90:390].numpy(), (200, 200)))[None]
+    identities = _run(comfy_nodes, "IdentityFromImages", images=reference, name="Eileen", backend="dlib")[0]
+    before = image.clone()
+    before[0, 60:180, 170:280] = torch.from_numpy(cv2.GaussianBlur(image[0, 60:180, 170:280].numpy(), (0, 0), 9))
+    after_scores, before_scores, report, table = _run(comfy_nodes, "IDSimilarity", image=image,
+                                                      identities=identities, assignment="match",
+                                                      image_before=before)
+    assert len(after_scores) == len(before_scores) == 1
+    assert after_scores[0] > 0.912 and after_scores[0] > before_scores[0] + 0.05
+    assert "Eileen" in report and "->" in report
+    assert table.shape[0] == 1 and table.shape[-1] == 3 and table.shape[2] == 500
