@@ -65,10 +65,12 @@ class MMFControlApply:
             "optional": {
                 "skeleton_control_net": ("CONTROL_NET", {"tooltip": "An OpenPose ControlNet (ControlNetLoader)."}),
                 "skeleton_map": ("IMAGE", {"tooltip": "skeleton_map (or fused_map) from MMFControlMaps."}),
-                "person_mask": ("MASK", {"tooltip": "Where the skeleton control may act; everywhere when not connected."}),
+                "person_mask": ("MASK", {"tooltip": "Where the skeleton control may act, one mask per image; "
+                                                    "everywhere when not connected."}),
                 "face_control_net": ("CONTROL_NET", {"tooltip": "A MediaPipe-face (or keypoint) ControlNet."}),
                 "face_map": ("IMAGE", {"tooltip": "landmark_map or kps_map from MMFControlMaps."}),
-                "face_mask": ("MASK", {"tooltip": "Where the face control may act; everywhere when not connected."}),
+                "face_mask": ("MASK", {"tooltip": "Where the face control may act, one mask per image (e.g. "
+                                                  "FaceDetectMasks' union_mask); everywhere when not connected."}),
                 "vae": ("VAE", {"tooltip": "Only for ControlNets that need one (as in Apply ControlNet)."}),
             },
         }
@@ -104,7 +106,12 @@ def _acts(name, control_net, image, mask, strength, percent_range) -> bool:
         return False
     if not image.max() > 0:          # a black map: no skeleton / no face was drawn
         return False
-    return mask is None or bool(mask.max() > 0)
+    if mask is None:
+        return True
+    if len(_as_batch(mask)) not in (1, len(image)):
+        raise ValueError(f"MMFControlApply: {len(_as_batch(mask))} masks for {len(image)} {name} map(s); give one "
+                         "mask per image (MMFControlMaps' masks, or FaceDetectMasks' union_mask), not one per face")
+    return bool(mask.max() > 0)
 
 
 def _as_batch(mask: torch.Tensor) -> torch.Tensor:

@@ -133,9 +133,11 @@ def test_sampling_with_the_masked_controls(comfy_nodes):
     assert torch.equal(sample(*empty), plain)
 
 
-def test_apply_refuses_a_control_net_without_its_map(comfy_nodes):
+def test_apply_refuses_a_control_net_without_its_map_and_per_face_masks(comfy_nodes):
     with pytest.raises(ValueError, match="face_map"):
         _apply(comfy_nodes, face_map=None)
+    with pytest.raises(ValueError, match="one mask per image"):
+        _apply(comfy_nodes, face_mask=torch.ones(3, SIZE, SIZE))   # e.g. one mask per face of one image
 
 
 def test_kin_blend_node_gives_parents_and_child(comfy_nodes):
