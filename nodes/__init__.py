@@ -4,7 +4,10 @@ This package is the only code of the pack that imports ``comfy``, and it does so
 lazily inside the nodes, so importing it needs no host. Each module holds one step.
 """
 
+from .ddim_invert import DDIMInvert
 from .face_detect import FaceDetectMasks
+from .id_similarity import IDSimilarity
+from .identity import IdentityFromImages
 from .kin_blend import KinIDBlend
 from .mmf_control import MMFControlApply, MMFControlMaps
 from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
@@ -12,11 +15,14 @@ from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
     "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
+    "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),
     "MMFControlMaps": (MMFControlMaps, "MMF Control Maps (MagicID)"),
     "MMFControlApply": (MMFControlApply, "MMF Control Apply, masked (MagicID)"),
     "KinIDBlend": (KinIDBlend, "Kin ID Blend (MagicID)"),
+    "IDSimilarity": (IDSimilarity, "ID Similarity (MagicID)"),
 }
 
 NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
