@@ -128,7 +128,8 @@ def draw_face_mesh(canvas: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         raise ValueError(f"a face mesh has 468 or 478 (x, y) landmarks, got shape {pts.shape}")
     h, w = canvas.shape[:2]
     # MediaPipe drops points outside the image and floors the rest onto the pixel grid.
-    inside = np.isfinite(pts[:, :2]).all(axis=1) & (pts[:, 0] >= 0) & (pts[:, 0] <= w) & (pts[:, 1] >= 0) & (pts[:, 1] <= h)
+    x, y = pts[:, 0], pts[:, 1]
+    inside = np.isfinite(pts[:, :2]).all(axis=1) & (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
     px = np.stack([np.minimum(np.floor(pts[:, 0]), w - 1), np.minimum(np.floor(pts[:, 1]), h - 1)], 1)
     px = np.nan_to_num(px).astype(np.int64)
     for (a, b), color in face_part_edges():
@@ -236,7 +237,8 @@ def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) 
         raise ValueError("FACES holds no images: run FaceDetectMasks on an image first")
     sizes = {(im.height, im.width) for im in faces.images}
     if len(sizes) > 1:
-        raise ValueError(f"the images of one batch must share one size to make one map batch, got sizes {sorted(sizes)}")
+        raise ValueError(f"the images of one batch must share one size to make one map batch, "
+                         f"got sizes {sorted(sizes)}")
     out = {"skeleton": [], "landmarks": [], "kps": [], "fused": [], "face_mask": [], "person_mask": []}
     for frame in faces.images:
         skel, lms = skeleton_map(frame, min_confidence, stick_scale), landmark_map(frame)

@@ -23,10 +23,11 @@ ASSIGNMENTS = ("index", "match")
 NO_FACE = -1.0   # the score of an identity no face was paired with (cosine's minimum; never NaN)
 
 
-def embed_faces(image, frame: ImageFaces, embedder) -> ImageFaces:
+def embed_faces(image, frame: ImageFaces, embedder, reuse: bool = True) -> ImageFaces:
     """A copy of ``frame`` whose faces carry ``embedder``'s embedding of them in ``image``.
 
-    Embeddings already made by the same model are kept; the image must be the analysed one's size.
+    ``reuse``: keep embeddings the same model already made, valid only when ``frame`` was
+    analysed on this very image. The image must be the analysed one's size.
     """
     rgb = to_rgb_uint8(image)
     if rgb.shape[:2] != (frame.height, frame.width):
@@ -34,7 +35,7 @@ def embed_faces(image, frame: ImageFaces, embedder) -> ImageFaces:
                          f"{frame.width}x{frame.height} image: the images must have the same size")
     faces = []
     for face in frame.faces:
-        if face.embedding is None or face.embedding_model != embedder.model_name:
+        if not reuse or face.embedding is None or face.embedding_model != embedder.model_name:
             face = replace(face, embedding=embedder.embed(rgb, face.box, face.keypoints),
                            embedding_model=embedder.model_name)
         faces.append(face)
@@ -98,8 +99,10 @@ def score_batch(images, identities: list[Identity], embedder, assignment: str = 
     """Rows per image of a batch. ``faces``: the FaceSet of ``images`` (re-analysed when None);
     ``images_before``: the same images before a restore (scored at the same faces);
     ``on_image(n)`` is called after each image (progress)."""
-    from .analyze import analyze_image
+    from .analyze import AnalysisSettings, analyze_image
 
+    # Re-analysis finds faces only: the embeddings are made below by the identities' own model.
+    settings = AnalysisSettings(skeletons=False, embeddings=False)
     images = list(images)
     if faces is not None and len(faces) != len(images):
         raise ValueError(f"FACES holds {len(faces)} images but {len(images)} images were given")
@@ -107,9 +110,9 @@ def score_batch(images, identities: list[Identity], embedder, assignment: str = 
         raise ValueError(f"{len(images_before)} 'before' images for {len(images)} images: give one before each after")
     out = []
     for n, image in enumerate(images):
-        frame = faces[n] if faces is not None else analyze_image(image)
+        frame = faces[n] if faces is not None else analyze_image(image, settings)
         after = embed_faces(image, frame, embedder)
-        before = None if images_before is None else embed_faces(images_before[n], frame, embedder)
+        before = None if images_before is None else embed_faces(images_before[n], frame, embedder, reuse=False)
         out.append(score_identities(after, identities, assignment, before))
         if on_image is not None:
             on_image(n)

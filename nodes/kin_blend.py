@@ -15,13 +15,14 @@ class KinIDBlend:
                 "parent_a": (IDENTITIES, {"tooltip": "The first parent (its first identity; or both parents, "
                                                      "when parent_b is not connected)."}),
                 "resemblance": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
-                                          "tooltip": "Share of the child's identity taken from parent A (1 = parent A, 0 = parent B)."}),
+                                          "tooltip": "Share of the child's identity taken from parent A "
+                                                     "(1 = parent A, 0 = parent B)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
                                  "tooltip": "Which genes come from which parent: another seed, another child."}),
                 "age": (list(AGES), {"tooltip": "Optional age for the prompt hint."}),
                 "gender": (list(GENDERS), {"tooltip": "Optional gender for the prompt hint."}),
-                "include_parents": ("BOOLEAN", {"default": True,
-                                                "tooltip": "Output parents + child (a family photo) or the child alone."}),
+                "include_parents": ("BOOLEAN", {"default": True, "tooltip":
+                                                "Output parents + child (a family photo) or the child alone."}),
             },
             "optional": {
                 "parent_b": (IDENTITIES, {"tooltip": "The second parent (its first identity)."}),

@@ -29,7 +29,8 @@ class MaskedControlNet(comfy.controlnet.ControlBase):
 
     def _mask_like(self, residual: torch.Tensor, batched_number: int) -> torch.Tensor:
         # Same centre crop as the hint gets; "area" averages the mask over each residual cell.
-        m = comfy.utils.common_upscale(self.mask[:, None].float(), residual.shape[-1], residual.shape[-2], "area", "center")
+        h, w = residual.shape[-2:]
+        m = comfy.utils.common_upscale(self.mask[:, None].float(), w, h, "area", "center")
         m = comfy.controlnet.broadcast_image_to(m, residual.shape[0], batched_number)
         return m.to(device=residual.device, dtype=residual.dtype)
 

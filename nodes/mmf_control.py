@@ -17,9 +17,11 @@ class MMFControlMaps:
         return {"required": {
             "faces": (FACES, {"tooltip": "Faces from FaceDetectMasks (with skeletons and face mesh)."}),
             "min_confidence": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
-                                         "tooltip": "Skeleton keypoints at or below this confidence (pose visibility) are left out; 0 keeps every found point."}),
+                                         "tooltip": "Skeleton keypoints at or below this confidence (pose "
+                                                    "visibility) are left out; 0 keeps every found point."}),
             "stick_scale": ("INT", {"default": 1, "min": 1, "max": 7,
-                                    "tooltip": "Limb thickness multiplier (xinsir's SDXL OpenPose ControlNet reads thicker limbs)."}),
+                                    "tooltip": "Limb thickness multiplier (xinsir's SDXL OpenPose ControlNet "
+                                               "reads thicker limbs)."}),
         }}
 
     RETURN_TYPES = ("IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "MASK")
@@ -54,7 +56,8 @@ class MMFControlApply:
                 "positive": ("CONDITIONING",),
                 "negative": ("CONDITIONING",),
                 "skeleton_strength": ("FLOAT", {**strength, "tooltip": "Strength of the skeleton ControlNet."}),
-                "face_strength": ("FLOAT", {**strength, "tooltip": "Strength of the face (landmark or keypoint) ControlNet."}),
+                "face_strength": ("FLOAT", {**strength,
+                                            "tooltip": "Strength of the face (landmark or keypoint) ControlNet."}),
                 "start_percent": ("FLOAT", {**percent, "default": 0.0, "tooltip": "When the controls start acting."}),
                 "end_percent": ("FLOAT", {**percent, "default": 1.0, "tooltip": "When the controls stop acting."}),
                 "schedule": (list(SCHEDULES), {"tooltip": "together: both over start..end. skeleton_then_face: the "

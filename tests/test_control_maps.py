@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from magicid_core import control_maps as cm
+from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces import Face, FaceSet, ImageFaces
+from people import group_of_three
 
 H, W = 240, 200
 
@@ -203,15 +205,8 @@ def test_schedule_gives_skeleton_first_then_face():
 
 
 def test_real_group_photo_maps_line_up_with_its_faces():
-    from magicid_core.analyze import analyze_image
-    from magicid_core.pose import PoseEstimator
-    from people import group_of_three
-
     image, _ = group_of_three()          # three real people side by side
-    frame = analyze_image(image)
-    with PoseEstimator() as pose:
-        for face, skeleton in zip(frame.faces, pose.skeletons(image, frame.faces)):
-            face.skeleton = skeleton
+    frame = analyze_image(image, AnalysisSettings(embeddings=False))   # with mesh, masks and skeletons
     assert len(frame.faces) == 3 and all(f.landmarks is not None for f in frame.faces)
     for face in frame.faces:
         alone = ImageFaces(frame.height, frame.width, [face])

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from magicid_core.analyze import analyze_image
+from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.identity import build_identity, make_embedder, threshold_for
 from magicid_core.scoring import NO_FACE, report_table, report_text, score_batch
 from people import astronaut, crop_scaled, grace_hopper, group_of_three
@@ -26,9 +26,12 @@ def grace(embedder):
     return build_identity("Grace", [grace_hopper()], embedder)
 
 
+FIND_FACES = AnalysisSettings(skeletons=False)   # faces, masks and the embeddings (auto backend: dlib here)
+
+
 def _main_face_only(image):
     """The analysis of ``image`` keeping its largest face (the photos hold one person)."""
-    frame = analyze_image(image)
+    frame = analyze_image(image, FIND_FACES)
     frame.faces = [max(frame.faces, key=lambda f: f.width * f.height)]
     return frame
 
@@ -59,7 +62,7 @@ def test_before_and_after_show_what_a_restore_did(embedder, eileen):
 
 def test_match_pairs_identities_with_their_faces_where_index_order_does_not(embedder, eileen, grace):
     image, _ = group_of_three()          # cameraman, Grace, Eileen, left to right
-    frame = analyze_image(image)
+    frame = analyze_image(image, FIND_FACES)
     assert len(frame.faces) == 3
     threshold = threshold_for(embedder.model_name)
     [matched] = score_batch([image], [eileen, grace], embedder, "match", faces=[frame])

@@ -121,7 +121,8 @@ def test_sampling_with_the_masked_controls(comfy_nodes):
     latent = {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}
 
     def sample(positive, negative):
-        return comfy_nodes.common_ksampler(model, 7, 2, 4.0, "euler", "normal", positive, negative, latent)[0]["samples"]
+        out = comfy_nodes.common_ksampler(model, 7, 2, 4.0, "euler", "normal", positive, negative, latent)
+        return out[0]["samples"]
 
     plain = sample(text_conditioning(0), text_conditioning(1))
     controlled = sample(*_apply(comfy_nodes))
