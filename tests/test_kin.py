@@ -120,3 +120,21 @@ def test_family_lists_parents_then_child():
     assert len(alone) == 1 and np.array_equal(alone[0].embedding, people[2].embedding)
     with pytest.raises(ValueError, match="two parents"):
         family([a], None)
+
+
+def test_real_parents_from_photos():
+    from magicid_core.identity import build_identity, make_embedder
+    from people import astronaut, grace_hopper
+
+    embedder = make_embedder("dlib")
+    a = build_identity("Eileen", [astronaut()], embedder)
+    b = build_identity("Grace", [grace_hopper()], embedder)
+    c = cosine(a.embedding, b.embedding)
+    for ratio in (0.25, 0.5, 0.75):
+        child = blend_child(a, b, ratio, seed=4)
+        assert cosine(child.embedding, a.embedding) == pytest.approx(ratio + (1 - ratio) * c, abs=0.03)
+        assert cosine(child.embedding, b.embedding) == pytest.approx(1 - ratio + ratio * c, abs=0.03)
+    # an even blend is nearer to each parent than the parents are to each other
+    half = blend_child(a, b, 0.5, seed=4)
+    assert min(cosine(half.embedding, a.embedding), cosine(half.embedding, b.embedding)) > c
+    assert half.embedding_model == "dlib_resnet_v1" and half.reference_count == 2
