@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from magicid_core.faces import Identity
+from magicid_core.identity import build_identity, make_embedder
 from magicid_core.kin import blend_child, family, gene_mask, kin_hint
+from people import astronaut, grace_hopper
 
 D = 512
 
@@ -123,9 +125,6 @@ def test_family_lists_parents_then_child():
 
 
 def test_real_parents_from_photos():
-    from magicid_core.identity import build_identity, make_embedder
-    from people import astronaut, grace_hopper
-
     embedder = make_embedder("dlib")
     a = build_identity("Eileen", [astronaut()], embedder)
     b = build_identity("Grace", [grace_hopper()], embedder)
