@@ -189,3 +189,35 @@ def test_id_similarity_node_before_and_after(comfy_nodes):
     assert after_scores[0] > 0.912 and after_scores[0] > before_scores[0] + 0.05
     assert "Eileen" in report and "->" in report
     assert table.shape[0] == 1 and table.shape[-1] == 3 and table.shape[2] == 500
+
+
+def test_prompt_with_mmf_maps_and_id_similarity_runs_on_the_server(comfy_server):
+    import shutil
+    from pathlib import Path
+
+    from PIL import Image
+
+    sample = Path(__file__).resolve().parents[2] / "assets" / "group6.jpg"
+    shutil.copy(sample, comfy_server.base_dir / "input" / "group6.jpg")
+    info = comfy_server.get("/object_info/MMFControlMaps")["MMFControlMaps"]
+    assert info["output"] == ["IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "MASK"]
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "group6.jpg"}},
+        "2": {"class_type": "FaceDetectMasks", "inputs": {
+            "image": ["1", 0], "backend": "auto", "min_face_px": 32, "mask_mode": "face", "dilation_px": 4,
+            "feather_px": 8, "max_faces": 0, "order": "left_to_right", "error_if_no_face": True,
+            "identity_backend": "dlib", "skeletons": True}},
+        "3": {"class_type": "MMFControlMaps", "inputs": {"faces": ["2", 0], "min_confidence": 0.3, "stick_scale": 1}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 3], "filename_prefix": "mmf_fused"}},
+        "6": {"class_type": "IdentityFromImages", "inputs": {"images": ["1", 0], "name": "someone", "backend": "dlib"}},
+        "7": {"class_type": "IDSimilarity", "inputs": {"image": ["1", 0], "identities": ["6", 0],
+                                                       "assignment": "match", "faces": ["2", 0]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 3], "filename_prefix": "id_table"}},
+    }
+    entry = comfy_server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    fused = entry["outputs"]["4"]["images"][0]
+    fused_img = Image.open(comfy_server.base_dir / "output" / fused["subfolder"] / fused["filename"])
+    assert fused_img.size == (1200, 600) and max(fused_img.getextrema()[0]) > 0
+    table = entry["outputs"]["8"]["images"][0]
+    assert Image.open(comfy_server.base_dir / "output" / table["subfolder"] / table["filename"]).size[0] == 500
