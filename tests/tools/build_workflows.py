@@ -90,14 +90,14 @@ def restore_faces(ckpt: str, control: str | None):
     return build
 
 
-def identities_from(g: Graph, files: list[str], backend: str = "auto"):
+def identities_from(g: Graph, files: list[str], people: list[str] | None = None):
     """One IdentityFromImages per reference photo, chained: identity i is person i."""
+    people = people or [f"person {i}" for i in range(len(files))]
     chain = None
-    for i, file in enumerate(files):
-        photo = g.add("LoadImage", title=f"Reference photo: person {i}", image=file)
+    for file, who in zip(files, people):
+        photo = g.add("LoadImage", title=f"Reference photo: {who}", image=file)
         extra = {"identities": chain["identities"]} if chain else {}
-        chain = g.add("IdentityFromImages", title=f"Identity of person {i}", images=photo["IMAGE"],
-                      name=f"person {i}", backend=backend, **extra)
+        chain = g.add("IdentityFromImages", title=f"Identity of {who}", images=photo["IMAGE"], name=who, **extra)
     return chain
 
 
@@ -130,9 +130,8 @@ def group_photo(family: str, people: int, kin: bool = False):
         layout = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
         faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
         if kin:
-            a = identities_from(g, ["parent_a.jpg"])
-            b = g.add("IdentityFromImages", title="Identity of parent b", name="parent b",
-                      images=g.add("LoadImage", title="Reference photo: parent b", image="parent_b.jpg")["IMAGE"])
+            a = identities_from(g, ["parent_a.jpg"], ["parent a"])
+            b = identities_from(g, ["parent_b.jpg"], ["parent b"])
             identities = g.add("KinIDBlend", parent_a=a["identities"], parent_b=b["identities"], include_parents=True)
         else:
             identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
