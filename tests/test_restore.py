@@ -1,0 +1,232 @@
+"""DIIR restoration on analytic models: known answers, bit-identical background, edge cases."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from analytic_models import MixtureDenoiser, PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, psnr
+from magicid_core import crops
+from magicid_core.faces import Face, FaceSet, ImageFaces
+from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, RestoreSettings, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
+from magicid_core._inversion_pending import invert
+
+ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
+
+
+def astronaut(height: int, width: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The astronaut picture at (height, width), float32 0..1, and her face box there."""
+    image = cv2.resize(skimage.data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
+    sx, sy = width / 512, height / 512
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    return image.astype(np.float32) / 255, (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+
+def face_at(index: int, box, image_hw, mask=None) -> Face:
+    box = np.asarray(box, np.float32)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    kps = np.array([[cx - 5, cy - 5], [cx + 5, cy - 5], [cx, cy], [cx - 4, cy + 6], [cx + 4, cy + 6]], np.float32)
+    if mask is None:
+        mask = crops.feather(box_ellipse_mask(box, image_hw), 2)
+    return Face(index=index, box=box, score=0.99, keypoints=kps, head_box=box.copy(), mask=mask)
+
+
+def faceset(image, boxes) -> FaceSet:
+    hw = image.shape[:2]
+    return FaceSet([ImageFaces(hw[0], hw[1], [face_at(i, b, hw) for i, b in enumerate(boxes)])])
+
+
+# A denoiser that pulls every latent hard towards a flat colour: the face must change a lot,
+# so an unchanged background is the pinning and the paste at work, not a model doing nothing.
+REPAINT = analytic_pipeline(gaussian_denoiser(mean=0.6, var=0.01), invert_denoise=gaussian_denoiser())
+FAST = RestoreSettings(steps=8, strength=0.7, zoom_size=256, context=0.4, feather=3, refine_iters=2)
+
+
+def assert_only_masks_changed(before, after, result_masks):
+    outside = np.max(result_masks, axis=0) == 0
+    assert np.array_equal(after[outside], before[outside]), "a pixel outside the face masks changed"
+    inside = ~outside
+    assert np.abs(after[inside] - before[inside]).mean() > 0.05, "the faces did not change at all"
+
+
+def paste_masks(images, faces, settings, i):
+    jobs, _ = plan_faces(images, faces, settings)
+    return [j.mask for j in jobs if j.image_index == i] or [np.zeros(images[i].shape[:2], np.float32)]
+
+
+# ---- the analytic answer: a degraded face comes back --------------------------------------
+
+def boundary_gradient_energy(image: np.ndarray, mask: np.ndarray, width: int = 1) -> float:
+    """Mean squared image gradient over a band of ``width`` px either side of the mask's edge."""
+    binary = (mask > 0.5).astype(np.uint8)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    band = (cv2.dilate(binary, kernel) > 0) & ~(cv2.erode(binary, kernel) > 0)
+    gray = image.mean(axis=2)
+    gy, gx = np.gradient(gray)
+    return float((gx ** 2 + gy ** 2)[band].mean())
+
+
+SEAM_BOUND = 1.25  # restored picture's boundary gradient energy <= 1.25 x the clean picture's
+
+
+def test_degraded_face_comes_back_closer_without_seam():
+    clean, box = astronaut(160, 160)                       # face about 28 x 34 px: zoomed
+    faces = faceset(clean, [box])
+    mask = faces[0].faces[0].mask[..., None]
+    rng = np.random.default_rng(0)
+    blurred = cv2.GaussianBlur(clean, (0, 0), 2.0) + rng.normal(0, 0.06, clean.shape).astype(np.float32)
+    degraded = np.clip(clean + mask * (blurred - clean), 0, 1).astype(np.float32)
+
+    settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3)
+    (job,), _ = plan_faces([degraded], faces, settings)
+    assert job.plan.zoomed
+    # the mixture knows the clean face, plus two wrong faces in the same surroundings
+    vae = PatchVAE()
+    clean_work = crops.extract(clean, job.plan)
+    other = cv2.resize(skimage.data.camera(), clean_work.shape[1::-1]).astype(np.float32)[..., None] / 255
+    wm = job.work_mask[..., None]
+    options = [clean_work, clean_work[:, ::-1] * wm + clean_work * (1 - wm), other * wm + clean_work * (1 - wm)]
+    means = vae.encode(torch.from_numpy(np.stack([np.ascontiguousarray(o, np.float32) for o in options])))
+    pipeline = analytic_pipeline(MixtureDenoiser(means, var=1e-3), invert_denoise=gaussian_denoiser())
+
+    restored = restore_faces([degraded], faces, pipeline, settings).images[0]
+
+    region = job.mask > 0.5
+    gain = psnr(restored[region], clean[region]) - psnr(degraded[region], clean[region])
+    print(f"\nface PSNR: degraded {psnr(degraded[region], clean[region]):.2f} dB -> restored "
+          f"{psnr(restored[region], clean[region]):.2f} dB (gain {gain:+.2f} dB)")
+    assert gain > 6.0
+
+    energy = boundary_gradient_energy(restored, job.mask)
+    reference = boundary_gradient_energy(clean, job.mask)
+    print(f"boundary gradient energy: restored {energy:.5f}, clean {reference:.5f} "
+          f"(ratio {energy / reference:.2f}, bound {SEAM_BOUND})")
+    assert energy <= SEAM_BOUND * reference
+    # the measure does see a seam: the clean face pasted hard and 20% brighter breaks the bound
+    seamed = np.where(region[..., None], np.clip(clean + 0.2, 0, 1), clean)
+    assert boundary_gradient_energy(seamed, job.mask) > SEAM_BOUND * reference
+
+
+def test_inversion_with_the_same_model_regenerates_the_input():
+    """Pinned regeneration with the inverting model itself gives the crop back (no drift)."""
+    image, box = astronaut(96, 96)
+    vae = PatchVAE()
+    x0 = vae.encode(torch.from_numpy(image)[None])
+    denoise = gaussian_denoiser(mean=0.2, var=0.5)
+    sigmas = karras_sigmas(10)[4:]
+    inv = invert(denoise, x0, sigmas, refine_iters=20, tol=1e-7)
+    mask = torch.zeros(1, 1, *x0.shape[2:])
+    mask[..., 3:9, 3:9] = 1
+    out = pinned_regenerate(denoise, inv.trajectory, sigmas, mask)
+    assert torch.equal(out * (1 - mask), x0 * (1 - mask))    # outside: the trajectory's end, exactly
+    assert (out - x0).abs().max() < 1e-4
+
+
+# ---- the background stays, to the bit --------------------------------------------------------
+
+def test_background_bit_identical_in_a_batch_with_different_face_counts():
+    a, box_a = astronaut(192, 192)
+    b = np.ascontiguousarray(a[:, ::-1])
+    box_b = (192 - box_a[2], box_a[1], 192 - box_a[0], box_a[3])
+    small = (20, 130, 44, 160)
+    c = a.copy()
+    hw = a.shape[:2]
+    faces = FaceSet([
+        ImageFaces(*hw, [face_at(0, box_a, hw), face_at(1, small, hw)]),
+        ImageFaces(*hw, [face_at(0, box_b, hw)]),
+        ImageFaces(*hw, []),
+    ])
+    images = [a, b, c]
+    out = restore_faces(images, faces, REPAINT, FAST)
+    assert len(out.faces) == 3
+    for i in range(2):
+        assert_only_masks_changed(images[i], out.images[i], paste_masks(images, faces, FAST, i))
+    assert np.array_equal(out.images[2], c)
+    assert any("image 2" in m for m in out.messages)
+
+
+def test_face_at_the_border_and_size_not_multiple_of_8():
+    image, _ = astronaut(203, 197)
+    boxes = [(0, 0, 40, 46), (170, 160, 197, 203)]        # top-left corner, bottom-right corner
+    faces = faceset(image, boxes)
+    out = restore_faces([image], faces, REPAINT, FAST)
+    assert out.images[0].shape == image.shape
+    assert len(out.faces) == 2
+    for r in out.faces:
+        x0, y0, x1, y1 = r.box
+        assert 0 <= x0 < x1 <= 197 and 0 <= y0 < y1 <= 203
+    assert_only_masks_changed(image, out.images[0], paste_masks([image], faces, FAST, 0))
+
+
+def test_strength_zero_returns_the_input_exactly():
+    image, box = astronaut(128, 128)
+    out = restore_faces([image], faceset(image, [box]), REPAINT,
+                        RestoreSettings(steps=8, strength=0.0, zoom_size=256))
+    assert np.array_equal(out.images[0], image)
+    assert out.faces == []
+
+
+def test_paste_keeps_input_bits_where_mask_is_zero():
+    rng = np.random.default_rng(1)
+    image = rng.random((40, 50, 3), dtype=np.float32)
+    plan = crops.plan_crop((10, 10, 30, 30), (40, 50), 0.2, 64)
+    mask = np.zeros((40, 50), np.float32)
+    mask[15:25, 15:25] = 0.5
+    out = crops.paste(image, np.ones(plan.crop_hw + (3,), np.float32), mask, plan)
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    np.testing.assert_allclose(out[mask > 0], image[mask > 0] + 0.5 * (1 - image[mask > 0]), rtol=1e-6)
+
+
+# ---- zoom --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("face_px", [12, 30, 48])
+def test_faces_of_48_px_or_less_are_zoomed(face_px):
+    for context in (0.0, 0.5, MAX_CONTEXT):
+        for zoom in (MIN_ZOOM_SIZE, 512, 1024):
+            plan = crops.plan_crop((100, 100, 100 + face_px, 100 + face_px), (400, 400), context, zoom)
+            assert plan.zoomed and max(plan.size) == zoom
+            assert all(p % 8 == 0 for p in plan.padded)
+
+
+def test_large_faces_keep_their_pixels():
+    plan = crops.plan_crop((100, 100, 700, 700), (1000, 1000), 0.25, 512)
+    assert not plan.zoomed and plan.scale == 1.0
+    rng = np.random.default_rng(2)
+    image = rng.random((1000, 1000, 3), dtype=np.float32)
+    work = crops.extract(image, plan)
+    assert np.array_equal(crops.shrink(work, plan), image[plan.box[1]:plan.box[3], plan.box[0]:plan.box[2]])
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+def test_no_faces_passes_through_with_a_message():
+    image, _ = astronaut(64, 64)
+    out = restore_faces([image], FaceSet([ImageFaces(64, 64, [])]), REPAINT, FAST)
+    assert np.array_equal(out.images[0], image)
+    assert out.messages and "no face" in out.messages[0]
+
+
+def test_zero_area_mask_is_skipped_with_a_message():
+    image, box = astronaut(128, 128)
+    empty = face_at(0, box, (128, 128), mask=np.zeros((128, 128), np.float32))
+    real = face_at(1, (10, 10, 40, 40), (128, 128))
+    out = restore_faces([image], FaceSet([ImageFaces(128, 128, [empty, real])]), REPAINT, FAST)
+    assert [r.face_index for r in out.faces] == [1]
+    assert any("face 0" in m and "empty" in m for m in out.messages)
+
+
+def test_faces_from_another_image_size_are_refused():
+    image, box = astronaut(128, 128)
+    with pytest.raises(ValueError, match="run FaceDetectMasks"):
+        restore_faces([image], faceset(np.zeros((100, 128, 3), np.float32), [box]), REPAINT, FAST)
+    with pytest.raises(ValueError, match="FACES describes 1 image"):
+        restore_faces([image, image], faceset(image, [box]), REPAINT, FAST)
+
+
+def test_bad_strength_is_refused():
+    image, box = astronaut(64, 64)
+    with pytest.raises(ValueError, match="strength"):
+        restore_faces([image], faceset(image, [box]), REPAINT, RestoreSettings(strength=1.5))
