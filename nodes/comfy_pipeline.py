@@ -1,0 +1,109 @@
+"""ComfyUI's MODEL / VAE / CONDITIONING as a ``magicid_core.restore.Pipeline``.
+
+Each denoising stage runs inside ComfyUI's own sampler (a ``KSAMPLER`` under a
+``CFGGuider``), so model loading, CFG, ControlNet, model patches and the latent
+format are ComfyUI's; the core's program only sees ``denoise(x, sigma) -> x0``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..magicid_core.restore import Pipeline
+
+
+def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) -> torch.Tensor:
+    """``program(denoise, clean_latent)`` inside ``guider``'s sampling, in the model's latent space.
+
+    ``denoise(x, sigma)`` is ComfyUI's CFG-guided x0 prediction; the program's result
+    leaves through the model's ``process_latent_out`` like any sampler's.
+    """
+    import comfy.samplers
+
+    def sampler(model, x, sigmas, extra_args, callback, disable):
+        def denoise(x, sigma, **_):
+            return model(x, sigma, **extra_args)
+        return program(denoise, model.latent_image)   # the encoded crop, as the model sees it
+
+    return guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(sampler), sigmas,
+                         disable_pbar=True, seed=0)
+
+
+class ComfyPipeline(Pipeline):
+    def __init__(self, model, vae, positive, negative, cfg: float, scheduler: str,
+                 control_net=None, control_strength: float = 0.0):
+        import comfy.model_sampling
+
+        if isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST):
+            raise ValueError("IDRestore works with SD1.5 / SDXL style models (noise added as x0 + sigma*eps); "
+                             "this MODEL is a flow-matching model")
+        self.model, self.vae = model, vae
+        self.positive, self.negative, self.cfg, self.scheduler = positive, negative, cfg, scheduler
+        self.control_net, self.control_strength = control_net, control_strength
+        self.latent_scale = vae.spacial_compression_encode()
+
+    def encode(self, pixels):
+        return self.vae.encode(pixels)
+
+    def decode(self, latent):
+        return self.vae.decode(latent)[..., :3]
+
+    def sigmas(self, steps):
+        import comfy.samplers
+
+        return comfy.samplers.calculate_sigmas(self.model.get_model_object("model_sampling"),
+                                               self.scheduler, steps).cpu()
+
+    def run(self, stage, latent, sigmas, program, jobs):
+        import comfy.samplers
+
+        if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
+            guider = comfy.samplers.CFGGuider(plain_model(self.model))
+            guider.set_conds(self.positive, self.negative)
+            guider.set_cfg(1.0)
+        else:
+            guider = comfy.samplers.CFGGuider(identity_model(self.model, jobs, self.latent_scale))
+            guider.set_conds(*self._controlled(jobs))
+            guider.set_cfg(self.cfg)
+        return run_in_sampler(guider, latent, sigmas, program)
+
+    def _controlled(self, jobs):
+        """positive, negative with the faces' landmark maps on the ControlNet (if one is given)."""
+        if self.control_net is None or self.control_strength == 0:
+            return self.positive, self.negative
+        hint = landmark_hints(jobs).movedim(-1, 1)
+        c_net = self.control_net.copy().set_cond_hint(hint, self.control_strength, (0.0, 1.0), vae=self.vae)
+        return [_with_control(c, c_net) for c in (self.positive, self.negative)]
+
+
+def _with_control(conditioning, c_net):
+    out = []
+    for tokens, options in conditioning:
+        options = options.copy()
+        c = c_net.copy()
+        c.set_previous_controlnet(options.get("control"))
+        options["control"] = c
+        options["control_apply_to_uncond"] = False
+        out.append([tokens, options])
+    return out
+
+
+def has_identity_patch(model) -> bool:
+    """Whether MultiIDApply patched this model (then each face needs its own cropped patch)."""
+    return False   # pending MultiIDApply's node-layer helper (branch mgmica)
+
+
+def plain_model(model):
+    """The model without MultiIDApply's identity patch, for inversion."""
+    return model   # pending MultiIDApply's node-layer helper (branch mgmica)
+
+
+def identity_model(model, jobs, latent_scale: int):
+    """The model with MultiIDApply's identity masks cropped to this face's crop box."""
+    return model   # pending MultiIDApply's node-layer helper: patch.cropped(job.plan.box, job.plan.padded)
+
+
+def landmark_hints(jobs) -> torch.Tensor:
+    """(B, h, w, 3) landmark control maps of the faces at working size."""
+    raise ValueError("the landmark ControlNet input needs magicid_core.control_maps, which this build "
+                     "does not have yet: disconnect control_net")
