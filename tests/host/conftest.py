@@ -39,14 +39,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
-def comfy_base_dir(tmp_path_factory) -> Path:
-    """A ComfyUI base directory whose custom_nodes holds only this pack (a symlink)."""
-    base = tmp_path_factory.mktemp("comfy_base")
+def make_base_dir(base: Path) -> Path:
+    """Lay out a ComfyUI base directory whose custom_nodes holds only this pack (a symlink)."""
     for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
         (base / sub).mkdir()
     (base / "custom_nodes" / PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
     return base
+
+
+@pytest.fixture(scope="session")
+def comfy_base_dir(tmp_path_factory) -> Path:
+    return make_base_dir(tmp_path_factory.mktemp("comfy_base"))
 
 
 @pytest.fixture(scope="session")
@@ -142,11 +145,7 @@ class ComfyServer:
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     """A running ComfyUI server (``--cpu``, loopback) with only this pack installed."""
-    base = tmp_path_factory.mktemp("comfy_server")
-    for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
-        (base / sub).mkdir()
-    (base / "custom_nodes" / PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
-    server = ComfyServer(base)
+    server = ComfyServer(make_base_dir(tmp_path_factory.mktemp("comfy_server")))
     try:
         server.wait_ready()
         yield server

@@ -12,6 +12,11 @@ import torch
 # SD1.5 layout, shrunk: two levels, one res block and one transformer per level,
 # cross-attention to 768-wide text tokens like the real model.
 TINY_SD15_UNET = {
+    # what ComfyUI's model detection sets for every SD-style UNet
+    "use_checkpoint": False,
+    "image_size": 32,
+    "use_spatial_transformer": True,
+    "legacy": False,
     "in_channels": 4,
     "out_channels": 4,
     "model_channels": 32,
