@@ -9,7 +9,8 @@ the inverted trajectory and pastes through the face mask.
 
 Printed per method: model calls and time per face, face PSNR against the clean
 picture, changed pixels outside the face masks, and PSNR of the non-face part of the
-crop (as decoded, and as pasted).
+crop: as decoded (against the input crop zoomed and shrunk the same way, so only the
+model's change counts) and as pasted (against the input).
 
     python bench/bench_restore.py
 """
@@ -109,12 +110,25 @@ def measures(out, decoded_crop, clean, degraded, job):
     face = job.mask > 0.5
     outside = job.mask == 0
     crop_outside = outside[y0:y1, x0:x1]
+    resampled = crops.shrink(job.work, job.plan)     # the input crop through zoom and shrink alone
     return {
         "face_psnr": psnr(out[face], clean[face]),
         "changed_outside": int((out != degraded).any(axis=2)[outside].sum()),
-        "crop_bg_psnr_decoded": psnr(decoded_crop[crop_outside], degraded[y0:y1, x0:x1][crop_outside]),
+        "crop_bg_psnr_decoded": psnr(decoded_crop[crop_outside], resampled[crop_outside]),
         "crop_bg_psnr_pasted": psnr(out[y0:y1, x0:x1][crop_outside], degraded[y0:y1, x0:x1][crop_outside]),
     }
+
+
+REPEATS = 3   # time = the fastest of these runs (the machine is shared)
+
+
+def timed(run):
+    best, result = math.inf, None
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        result = run()
+        best = min(best, 1000 * (time.perf_counter() - t))
+    return best, result
 
 
 def main():
@@ -132,15 +146,12 @@ def main():
         label = f"{int(job.face.width)}px{' z' if job.plan.zoomed else ''}"
 
         regen = Counted(knowing_denoiser(clean, job))
-        t = time.perf_counter()
-        out, crop, invert_calls = idrestore(degraded, faces, regen)
-        ours = dict(measures(out, crop, clean, degraded, job), calls=invert_calls + regen.calls,
-                    ms=1000 * (time.perf_counter() - t))
+        ms, (out, crop, invert_calls) = timed(lambda: idrestore(degraded, faces, regen))
+        ours = dict(measures(out, crop, clean, degraded, job), calls=invert_calls + regen.calls // REPEATS, ms=ms)
 
         regen = Counted(knowing_denoiser(clean, job))
-        t = time.perf_counter()
-        out, crop = detailer(degraded, job, regen, sigmas, seed=n)
-        theirs = dict(measures(out, crop, clean, degraded, job), calls=regen.calls, ms=1000 * (time.perf_counter() - t))
+        ms, (out, crop) = timed(lambda: detailer(degraded, job, regen, sigmas, seed=n))
+        theirs = dict(measures(out, crop, clean, degraded, job), calls=regen.calls // REPEATS, ms=ms)
 
         for name, r in (("IDRestore", ours), ("detailer", theirs)):
             rows[name].append(r)

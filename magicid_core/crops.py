@@ -99,6 +99,14 @@ def shrink(work: np.ndarray, plan: CropPlan) -> np.ndarray:
     return crop
 
 
+def to_work(points: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """Image-pixel (x, y) points (..., 2) as pixels of the working picture."""
+    pts = np.asarray(points, np.float32)
+    (ch, cw), (h, w) = plan.crop_hw, plan.size
+    origin = np.array(plan.box[:2], np.float32)
+    return (pts - origin) * np.array([w / cw, h / ch], np.float32)
+
+
 def paste(image: np.ndarray, crop: np.ndarray, mask: np.ndarray, plan: CropPlan) -> np.ndarray:
     """``image`` with ``crop`` blended in through ``mask`` (image-sized) inside the plan's box.
 

@@ -32,11 +32,6 @@ def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) 
 class ComfyPipeline(Pipeline):
     def __init__(self, model, vae, positive, negative, cfg: float, scheduler: str,
                  control_net=None, control_strength: float = 0.0):
-        import comfy.model_sampling
-
-        if isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST):
-            raise ValueError("IDRestore works with SD1.5 / SDXL style models (noise added as x0 + sigma*eps); "
-                             "this MODEL is a flow-matching model")
         self.model, self.vae = model, vae
         self.positive, self.negative, self.cfg, self.scheduler = positive, negative, cfg, scheduler
         self.control_net, self.control_strength = control_net, control_strength
@@ -89,8 +84,10 @@ def _with_control(conditioning, c_net):
 
 
 def has_identity_patch(model) -> bool:
-    """Whether MultiIDApply patched this model (then each face needs its own cropped patch)."""
-    return False   # pending MultiIDApply's node-layer helper (branch mgmica)
+    """Whether an attn2 patch of this model is mask-bound (MultiIDApply's): then each face
+    needs its own cropped patch and faces go through one at a time."""
+    patches = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    return any(hasattr(p, "cropped") for p in patches.values())
 
 
 def plain_model(model):

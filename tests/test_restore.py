@@ -148,6 +148,18 @@ def test_background_bit_identical_in_a_batch_with_different_face_counts():
     assert any("image 2" in m for m in out.messages)
 
 
+def test_batched_faces_match_one_at_a_time_and_progress_counts_face_steps():
+    image, box = astronaut(192, 192)
+    faces = faceset(image, [box, (20, 130, 44, 160), (150, 20, 170, 44)])   # three crops, all zoomed to 256
+    seen = []
+    together = restore_faces([image], faces, REPAINT, FAST, progress=lambda done, total: seen.append((done, total)))
+    alone = restore_faces([image], faces, REPAINT, RestoreSettings(**{**FAST.__dict__, "batch_size": 1}))
+    np.testing.assert_allclose(together.images[0], alone.images[0], atol=1e-5)
+    steps = 6                                               # round(8 * 0.7) steps of the 8-step schedule
+    assert seen[-1] == (2 * steps * 3, 2 * steps * 3)       # inversion + regeneration steps, per face
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
 def test_face_at_the_border_and_size_not_multiple_of_8():
     image, _ = astronaut(203, 197)
     boxes = [(0, 0, 40, 46), (170, 160, 197, 203)]        # top-left corner, bottom-right corner
@@ -198,6 +210,16 @@ def test_large_faces_keep_their_pixels():
     image = rng.random((1000, 1000, 3), dtype=np.float32)
     work = crops.extract(image, plan)
     assert np.array_equal(crops.shrink(work, plan), image[plan.box[1]:plan.box[3], plan.box[0]:plan.box[2]])
+
+
+def test_points_follow_the_zoom():
+    plan = crops.plan_crop((40, 30, 70, 60), (200, 300), 0.5, 256)
+    image = np.zeros((200, 300), np.float32)
+    image[45, 55] = 1                                        # a dot at x=55, y=45
+    work = crops.extract(image[..., None], plan, interpolation=cv2.INTER_LINEAR)[..., 0]
+    y, x = np.unravel_index(np.argmax(work), work.shape)
+    wx, wy = crops.to_work(np.array([55.5, 45.5]), plan)   # the dot's centre
+    assert abs(x + 0.5 - wx) <= 1 and abs(y + 0.5 - wy) <= 1
 
 
 # ---- bad input ---------------------------------------------------------------------------
