@@ -58,9 +58,10 @@ class RestoreSettings:
 class Pipeline:
     """What restoration needs from a latent diffusion model.
 
-    ``run(stage, latent, program, jobs)`` calls ``program(denoise, latent)`` with the
-    denoiser for ``stage`` ("invert": plain model, no identity or control;
-    "regenerate": identity, landmark control, CFG) for the faces in ``jobs``.
+    ``run(stage, latent, sigmas, program, jobs)`` calls ``program(denoise, latent)`` with
+    the denoiser for ``stage`` ("invert": plain model, no identity or control, no CFG;
+    "regenerate": identity, landmark control, CFG) set up for the faces in ``jobs`` and
+    the schedule ``sigmas``, and returns what the program returns.
     """
 
     latent_scale: int = 8
@@ -74,7 +75,8 @@ class Pipeline:
     def sigmas(self, steps: int) -> torch.Tensor:                # full schedule, descending to 0
         raise NotImplementedError
 
-    def run(self, stage: str, latent: torch.Tensor, program: Program, jobs: list) -> torch.Tensor:
+    def run(self, stage: str, latent: torch.Tensor, sigmas: torch.Tensor, program: Program,
+            jobs: list) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -98,7 +100,7 @@ class CallablePipeline(Pipeline):
     def sigmas(self, steps):
         return self.sigmas_fn(steps)
 
-    def run(self, stage, latent, program, jobs):
+    def run(self, stage, latent, sigmas, program, jobs):
         denoise = self.invert_denoise if stage == "invert" and self.invert_denoise else self.denoise
         return program(denoise, latent)
 
@@ -276,14 +278,40 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
         return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m,
                                  callback=lambda *_: tick(len(group)))
 
-    pipeline.run("invert", latent, do_invert, group)
-    restored = pipeline.run("regenerate", latent, do_regenerate, group)
+    pipeline.run("invert", latent, sigmas, do_invert, group)
+    restored = pipeline.run("regenerate", latent, sigmas, do_regenerate, group)
     return [a for a in pipeline.decode(restored).detach().cpu().float().numpy()]
 
 
-def side_by_side(before: np.ndarray, after: np.ndarray, height: int = 256) -> np.ndarray:
-    """(height, 2 * width, 3) preview: the crop before | after, scaled to ``height``."""
-    h, w = before.shape[:2]
-    width = max(1, int(round(w * height / h)))
-    resize = lambda a: cv2.resize(np.ascontiguousarray(a, np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    return np.concatenate([resize(before), resize(after)], axis=1)
+def side_by_side(before: np.ndarray, after: np.ndarray, size: int = 256) -> np.ndarray:
+    """(size, 2 * size, 3) preview: the crop before | after, each fitted into a square."""
+    return np.concatenate([_fit_square(before, size), _fit_square(after, size)], axis=1)
+
+
+def _fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = np.zeros((size, size, 3), np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = cv2.resize(np.ascontiguousarray(image, np.float32), (nw, nh),
+                                                   interpolation=cv2.INTER_AREA).reshape(nh, nw, -1)[..., :3]
+    return out
+
+
+def parse_indices(text: str) -> list[int] | None:
+    """"all" or "" -> None (every face); "0, 2" -> [0, 2]."""
+    text = text.strip().lower()
+    if text in ("", "all"):
+        return None
+    try:
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"face indices must be 'all' or numbers separated by commas, like '0, 2'; got {text!r}") from None
+
+
+def report(restored: Restored) -> str:
+    """A short text of what was restored and what was left alone."""
+    lines = [f"image {r.image_index} face {r.face_index}: restored in box {list(r.box)}"
+             + (" (zoomed)" if r.zoomed else "") for r in restored.faces]
+    return "\n".join(lines + restored.messages)
