@@ -79,6 +79,10 @@ class Pipeline:
             jobs: list) -> torch.Tensor:
         raise NotImplementedError
 
+    def skip_reason(self, job: "FaceJob") -> str | None:
+        """Why this face should be left alone (e.g. no identity matched it), or None."""
+        return None
+
 
 @dataclass
 class CallablePipeline(Pipeline):
@@ -220,6 +224,10 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
     settings.validate()
     images = [np.asarray(im, np.float32) for im in images]
     jobs, messages = plan_faces(images, faces, settings, indices, pipeline.latent_scale)
+    skipped = {id(job): pipeline.skip_reason(job) for job in jobs}
+    messages += [f"image {job.image_index} face {job.face.index}: {skipped[id(job)]}, left unchanged"
+                 for job in jobs if skipped[id(job)]]
+    jobs = [job for job in jobs if not skipped[id(job)]]
     out = [im.copy() for im in images]
     sigmas = partial_sigmas(pipeline.sigmas(settings.steps), settings.strength)
     steps = len(sigmas) - 1

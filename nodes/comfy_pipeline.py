@@ -7,6 +7,7 @@ format are ComfyUI's; the core's program only sees ``denoise(x, sigma) -> x0``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..magicid_core.restore import Pipeline
@@ -31,7 +32,8 @@ def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) 
 
 class ComfyPipeline(Pipeline):
     def __init__(self, model, vae, positive, negative, cfg: float, scheduler: str,
-                 control_net=None, control_strength: float = 0.0):
+                 control_net=None, control_strength: float = 0.0, only_identified: bool = False):
+        self.only_identified = only_identified and has_identity_patch(model)
         self.model, self.vae = model, vae
         self.positive, self.negative, self.cfg, self.scheduler = positive, negative, cfg, scheduler
         self.control_net, self.control_strength = control_net, control_strength
@@ -62,6 +64,11 @@ class ComfyPipeline(Pipeline):
             guider.set_cfg(self.cfg)
         return run_in_sampler(guider, latent, sigmas, program)
 
+    def skip_reason(self, job):
+        if self.only_identified and not has_identity(self.model, job.mask):
+            return "no identity of MultiIDApply matched this face (name it in face_indices to restore it anyway)"
+        return None
+
     def _controlled(self, jobs):
         """positive, negative with the faces' landmark maps on the ControlNet (if one is given)."""
         if self.control_net is None or self.control_strength == 0:
@@ -83,11 +90,25 @@ def _with_control(conditioning, c_net):
     return out
 
 
-def has_identity_patch(model) -> bool:
-    """Whether an attn2 patch of this model is mask-bound (MultiIDApply's): then each face
-    needs its own cropped patch and faces go through one at a time."""
+def _identity_patches(model) -> list:
+    """The mask-bound attn2 patches of this model (MultiIDApply's: they have ``cropped``)."""
     patches = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    return any(hasattr(p, "cropped") for p in patches.values())
+    return [p for p in patches.values() if hasattr(p, "cropped")]
+
+
+def has_identity_patch(model) -> bool:
+    """Whether MultiIDApply patched this model: then each face needs its own cropped patch
+    and faces go through one at a time."""
+    return bool(_identity_patches(model))
+
+
+def has_identity(model, face_mask: np.ndarray) -> bool:
+    """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
+    for patch in _identity_patches(model):
+        masks = np.asarray(patch.masks)
+        if masks.shape[1:] != face_mask.shape or (masks * face_mask[None] > 0).any():
+            return True          # masks of another size cannot be compared: do not skip
+    return False
 
 
 def plain_model(model):

@@ -62,11 +62,12 @@ class IDRestore:
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
                                    feather=feather, refine_iters=inversion_refine,
                                    batch_size=1 if has_identity_patch(model) else 4)
-        pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength)
+        indices = parse_indices(face_indices)
+        pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
+                                 only_identified=indices is None)
         bar = comfy.utils.ProgressBar(1)
-        arrays = images_to_numpy(image)
-        restored = restore_faces([a[..., :3] for a in arrays], faces, pipeline, settings,
-                                 parse_indices(face_indices), progress=lambda done, total: bar.update_absolute(done, total))
+        restored = restore_faces([a[..., :3] for a in images_to_numpy(image)], faces, pipeline, settings, indices,
+                                 progress=lambda done, total: bar.update_absolute(done, total))
         for message in restored.messages:
             logging.info("IDRestore: %s", message)
         previews = [side_by_side(r.before, r.after) for r in restored.faces] or [np.zeros((64, 128, 3), np.float32)]

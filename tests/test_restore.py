@@ -240,6 +240,20 @@ def test_zero_area_mask_is_skipped_with_a_message():
     assert any("face 0" in m and "empty" in m for m in out.messages)
 
 
+def test_faces_the_pipeline_declines_are_left_alone():
+    class NoIdentityForFace0(type(REPAINT)):
+        def skip_reason(self, job):
+            return "no identity matched this face" if job.face.index == 0 else None
+
+    image, box = astronaut(128, 128)
+    faces = faceset(image, [box, (5, 80, 35, 110)])
+    out = restore_faces([image], faces, NoIdentityForFace0(**REPAINT.__dict__), FAST)
+    assert [r.face_index for r in out.faces] == [1]
+    assert any("face 0: no identity" in m for m in out.messages)
+    face0 = plan_faces([image], faces, FAST)[0][0].mask > 0
+    assert np.array_equal(out.images[0][face0], image[face0])
+
+
 def test_faces_from_another_image_size_are_refused():
     image, box = astronaut(128, 128)
     with pytest.raises(ValueError, match="run FaceDetectMasks"):
