@@ -287,8 +287,11 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
                                  callback=lambda *_: tick(len(group)))
 
     pipeline.run("invert", latent, sigmas, do_invert, group)
-    restored = pipeline.run("regenerate", latent, sigmas, do_regenerate, group)
-    return [a for a in pipeline.decode(restored).detach().cpu().float().numpy()]
+    restored = pipeline.decode(pipeline.run("regenerate", latent, sigmas, do_regenerate, group))
+    if not torch.isfinite(restored).all():
+        raise ValueError("the model or the VAE gave NaN or Inf for a face; try a lower cfg, or run "
+                         "the VAE in float32 (ComfyUI's --fp32-vae)")
+    return [a for a in restored.detach().cpu().float().numpy()]
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, size: int = 256) -> np.ndarray:

@@ -262,6 +262,13 @@ def test_faces_from_another_image_size_are_refused():
         restore_faces([image, image], faceset(image, [box]), REPAINT, FAST)
 
 
+def test_a_model_giving_nan_is_an_error_not_a_picture():
+    broken = analytic_pipeline(lambda x, sigma, **c: x * float("nan"), invert_denoise=gaussian_denoiser())
+    image, box = astronaut(64, 64)
+    with pytest.raises(ValueError, match="NaN"):
+        restore_faces([image], faceset(image, [box]), broken, FAST)
+
+
 def test_bad_strength_is_refused():
     image, box = astronaut(64, 64)
     with pytest.raises(ValueError, match="strength"):
