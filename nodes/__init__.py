@@ -4,10 +4,15 @@ This package is the only code of the pack that imports ``comfy``, and it does so
 lazily inside the nodes, so importing it needs no host. Each module holds one step.
 """
 
+from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
+from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
+    "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "IDRestore": (IDRestore, "ID Restore (MagicID)"),
 }
 

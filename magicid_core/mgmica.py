@@ -1,0 +1,355 @@
+"""MGMICA: mask-guided multi-identity cross-attention, as one attn2 replacement patch.
+
+At every cross-attention layer the text attention runs as usual, then each identity's
+image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells its face owns:
+
+    out = Attn(q, K_text, V_text) + sum_j  w_j * M_j(layer) * Attn(q, K_j, V_j)
+
+with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
+M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: all
+identities are attended in one batched call, a cell's softmax restricted to its owner's
+tokens by a boolean attention mask, computed only on owned cells. The patch reads
+as: gather tokens -> attend per identity -> mask -> add.
+
+The patch is a plain callable ``patch(q, k, v, extra_options) -> out`` (ComfyUI's attn2
+replacement protocol); this module never imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .adapters import IdentityAdapter
+from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
+
+LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
+
+
+def sdpa_attention(q, k, v, heads, extra_options=None):
+    """Plain multi-head attention on (B, N, heads*d) tensors (the default text attention)."""
+    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)
+    return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
+
+
+@dataclass
+class IdentityTokens:
+    """The identities' adapter tokens and the per-layer projections that turn them into K, V."""
+
+    cond: torch.Tensor            # (N, T, C) identity tokens
+    uncond: torch.Tensor          # (N, T, C) the adapter's "no identity" tokens
+    to_k: list[torch.Tensor]      # per adapter layer (width, C)
+    to_v: list[torch.Tensor]
+
+    def subset(self, keep: list[int]) -> "IdentityTokens":
+        return replace(self, cond=self.cond[keep], uncond=self.uncond[keep])
+
+
+class MultiIDAttention:
+    """One attn2 replacement serving every identity on every cross-attention layer."""
+
+    def __init__(self, tokens: IdentityTokens, masks: np.ndarray, weights, layer_of: dict,
+                 sigma_range=(math.inf, 0.0), attention=sdpa_attention, previous=None):
+        self.tokens = tokens
+        self.masks = validate_masks(masks) if len(masks) else np.zeros((0, 1, 1), np.float32)
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32).reshape(-1))
+        if not (len(self.masks) == len(tokens.cond) == len(self.weights)):
+            raise ValueError(f"{len(tokens.cond)} identities need as many masks and weights; got "
+                             f"{len(self.masks)} masks and {len(self.weights)} weights")
+        if not torch.isfinite(self.weights).all():
+            raise ValueError("identity weights must be finite numbers")
+        self.layer_of = dict(layer_of)            # ComfyUI block key -> adapter layer number
+        self.sigma_start, self.sigma_end = sigma_range
+        self.attention = attention                # the host's text attention
+        self.previous = dict(previous or {})      # patches this one wraps, by block key
+        self._owners: dict = {}
+        self._kv: dict = {}
+
+    # -- the patch ---------------------------------------------------------------------
+    def __call__(self, q, k, v, extra_options):
+        key = block_key(extra_options)
+        out = self._base(key, q, k, v, extra_options)
+        if not self._acts(key, extra_options):
+            return out
+        rows, added = self._owned_residual(q, extra_options)
+        return out.index_add(1, rows, added)                  # owned cells only; the rest untouched
+
+    def residual(self, q: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        """sum_j w_j M_j Attn(q, K_j, V_j) for the layer in extra_options, (B, N, width)."""
+        rows, added = self._owned_residual(q, extra_options)
+        return torch.zeros_like(q).index_add(1, rows, added)
+
+    def _owned_residual(self, q: torch.Tensor, extra_options: dict):
+        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows)."""
+        keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
+        rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
+        return rows, attended * scale[:, None]
+
+    # -- the steps -----------------------------------------------------------------------
+    def _base(self, key, q, k, v, extra_options):
+        """Text attention, or the attn2 patch this one was stacked on."""
+        previous = self.previous.get(key) or self.previous.get(key[:2])
+        if previous is not None:
+            return previous(q, k, v, extra_options)
+        return self.attention(q, k, v, extra_options["n_heads"], extra_options)
+
+    def _acts(self, key, extra_options) -> bool:
+        """Any identity with a weight, a known layer, and the sigma inside [end, start]."""
+        if len(self.weights) == 0 or not bool((self.weights != 0).any()) or key not in self.layer_of:
+            return False
+        sigmas = extra_options.get("sigmas")
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.detach().flatten()[0])
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    def _gather_tokens(self, layer: int, q: torch.Tensor, extra_options: dict):
+        """Every identity's K, V for each batch row: cond tokens, or "no identity" ones for uncond."""
+        cache_key = (layer, q.device, q.dtype)
+        if cache_key not in self._kv:
+            tokens = torch.stack([self.tokens.cond, self.tokens.uncond]).flatten(1, 2)  # (2, N*T, C)
+            self._kv[cache_key] = tuple(
+                (tokens @ w.T).to(q.device, q.dtype) for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))
+        k_all, v_all = self._kv[cache_key]
+        is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
+        return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
+
+    def _ownership(self, size: tuple[int, int], q: torch.Tensor):
+        """Owned cell indices, which tokens each may see, and its owner's weight (cached per size)."""
+        cache_key = (size, q.device, q.dtype)
+        if cache_key not in self._owners:
+            owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
+            rows = torch.nonzero(owner >= 0)[:, 0]
+            n_tokens = self.tokens.cond.shape[1]
+            token_owner = torch.arange(len(self.masks)).repeat_interleave(n_tokens)
+            allowed = owner[rows][:, None] == token_owner[None, :]             # (M, N*T)
+            scale = self.weights[owner[rows]]
+            self._owners[cache_key] = (rows.to(q.device), allowed.to(q.device), scale.to(q.device, q.dtype))
+        return self._owners[cache_key]
+
+    # -- derived patches -------------------------------------------------------------------
+    def cropped(self, box_xyxy, out_hw: tuple[int, int], _done=None) -> "MultiIDAttention":
+        """A copy for a zoomed crop: masks cut to box (image pixels) and resized to out_hw.
+
+        Identities whose face lies outside the box are dropped (they act nowhere in the crop);
+        stacked MultiIDAttention patches underneath are cropped the same way.
+        """
+        _done = {} if _done is None else _done
+        if id(self) in _done:
+            return _done[id(self)]
+        masks = crop_and_resize(self.masks, box_xyxy, out_hw) if len(self.masks) else self.masks
+        keep = [i for i, m in enumerate(masks) if (m > 0).any()]
+        previous = {key: (p.cropped(box_xyxy, out_hw, _done) if callable(getattr(p, "cropped", None)) else p)
+                    for key, p in self.previous.items()}
+        copy = MultiIDAttention(self.tokens.subset(keep), masks[keep], self.weights.numpy()[keep],
+                                self.layer_of, (self.sigma_start, self.sigma_end), self.attention, previous)
+        _done[id(self)] = copy
+        return copy
+
+    def preview(self, height: int, width: int) -> np.ndarray:
+        """(H, W, 3) picture of who owns which cell at a height x width layer (see ownership.py)."""
+        if len(self.masks) == 0:
+            return np.zeros((1, 1, 3), np.float32)
+        return ownership_preview(self.masks, height, width)
+
+    def stacked_on(self, previous: dict) -> "MultiIDAttention":
+        """The same patch wrapping other attn2 patches (by block key)."""
+        return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
+                                (self.sigma_start, self.sigma_end), self.attention, previous)
+
+
+def _attend(q, keys, values, allowed, heads):
+    """Attention of owned cells over all identities' tokens, each cell seeing its owner's only."""
+    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)      # (B, heads, n, d)
+    out = F.scaled_dot_product_attention(split(q), split(keys), split(values), attn_mask=allowed)
+    return out.transpose(1, 2).flatten(2)
+
+
+def block_key(extra_options: dict) -> LayerKey:
+    """ComfyUI's key of the running transformer block: (name, block id, transformer index)."""
+    block = extra_options.get("block")
+    if block is None:
+        raise ValueError("MultiIDApply's attention patch ran outside a UNet block (no 'block' given)")
+    return (block[0], block[1], extra_options.get("block_index", 0))
+
+
+def batch_is_uncond(batch: int, extra_options: dict) -> torch.Tensor:
+    """(B,) bool: which rows are the unconditional branch (ComfyUI: cond 0, uncond 1 per chunk)."""
+    chunks = extra_options.get("cond_or_uncond") or [0]
+    per_chunk = max(batch // len(chunks), 1)
+    flags = torch.tensor([c == 1 for c in chunks]).repeat_interleave(per_chunk)
+    if len(flags) != batch:
+        raise ValueError(f"batch of {batch} does not split into {len(chunks)} cond/uncond chunks")
+    return flags
+
+
+def layer_size(q: torch.Tensor, extra_options: dict, image_hw) -> tuple[int, int]:
+    """(h, w) of the current layer; checks it has the picture's aspect ratio."""
+    shape = extra_options.get("activations_shape")
+    if shape is not None:
+        h, w = int(shape[-2]), int(shape[-1])
+    else:  # older hosts: infer from the latent and the number of queries
+        lh, lw = extra_options["original_shape"][-2:]
+        factor = math.sqrt(lh * lw / q.shape[1])
+        h, w = math.ceil(lh / factor), math.ceil(lw / factor)
+    if h * w != q.shape[1]:
+        raise ValueError(f"attention layer of {q.shape[1]} queries is not {h}x{w}")
+    ih, iw = image_hw
+    if len(image_hw) and abs(h / w - ih / iw) > 0.05 * (ih / iw) + 1.0 / min(h, w):
+        raise ValueError(f"the face masks are {iw}x{ih} but the picture being generated has the "
+                         f"aspect ratio of a {w}x{h} layer: generate at the size of the image the "
+                         "faces were found in (or an exact multiple of it)")
+    return h, w
+
+
+# -- building a patch from identities and faces ---------------------------------------------
+
+def identity_embeddings(identities) -> np.ndarray:
+    """IDENTITIES (list of Identity) or an array (N, D) -> (N, D) float32 embeddings."""
+    if isinstance(identities, (np.ndarray, torch.Tensor)):
+        e = np.asarray(identities, dtype=np.float32)
+        return e[None] if e.ndim == 1 else e
+    if not identities:
+        raise ValueError("no identities given: connect IdentityFromImages (one identity per person)")
+    return np.stack([np.asarray(i.embedding, dtype=np.float32).reshape(-1) for i in identities])
+
+
+def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
+    """Embeddings scaled the way the adapter was trained to read them.
+
+    FaceID reads L2-normalised ArcFace vectors; InstantID reads insightface's raw ones, whose
+    components have about unit variance, i.e. a norm of about sqrt(512). An Identity that
+    carries its raw norm (optional ``embedding_norm``) gives that instead.
+    """
+    e = adapter.check_embeddings(identity_embeddings(identities))
+    if adapter.kind != "instantid":
+        return e
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    default = math.sqrt(adapter.embedding_dim)
+    raw = [getattr(i, "embedding_norm", None) or default for i in identities] \
+        if isinstance(identities, list) else [default] * len(e)
+    return e / np.maximum(norms, 1e-12) * np.asarray(raw, np.float32)[:, None]
+
+
+def build_patch(adapter: IdentityAdapter, identities, masks: np.ndarray, weights, layer_of: dict,
+                sigma_range=(math.inf, 0.0), attention=sdpa_attention) -> MultiIDAttention:
+    """The patch for identities placed on masks (one mask per identity, image pixels).
+
+    ``identities`` holds only the placed ones, in the order of ``masks`` (see place_identities).
+    """
+    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, identities))
+    tokens = IdentityTokens(cond, uncond, adapter.to_k, adapter.to_v)
+    return MultiIDAttention(tokens, masks, weights, layer_of, sigma_range, attention)
+
+
+def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]:
+    """Which face (index into ``faces``) each identity goes to; -1 = nowhere.
+
+    Explicit indices win. Otherwise identities and faces whose embeddings come from the same
+    model are matched by the Hungarian method on cosine similarity; without comparable
+    embeddings identity i goes to face i (the FACES order).
+    """
+    n_id, n_faces = len(identities), len(faces)
+    if n_faces == 0:
+        raise ValueError("no faces found to place the identities on: check FaceDetectMasks' image")
+    if face_indices is not None:
+        return _checked_indices(face_indices, n_id, n_faces)
+    if n_id > n_faces:
+        raise ValueError(f"{n_id} identities but only {n_faces} faces: give face_indices, with -1 "
+                         "for the people who should not appear")
+    if _comparable(identities, faces):
+        return _hungarian(identities, faces)
+    return list(range(n_id))
+
+
+def _checked_indices(face_indices, n_id, n_faces) -> list[int]:
+    indices = [int(i) for i in face_indices]
+    if len(indices) != n_id:
+        raise ValueError(f"face_indices lists {len(indices)} faces for {n_id} identities")
+    bad = [i for i in indices if not -1 <= i < n_faces]
+    if bad:
+        raise ValueError(f"face_indices {bad} do not exist: the image has faces 0..{n_faces - 1} (-1 = none)")
+    placed = [i for i in indices if i >= 0]
+    if len(set(placed)) != len(placed):
+        raise ValueError("two identities were given the same face: each face takes one identity")
+    return indices
+
+
+def _comparable(identities, faces) -> bool:
+    if isinstance(identities, (np.ndarray, torch.Tensor)):
+        return False
+    models = {getattr(i, "embedding_model", None) for i in identities}
+    models |= {f.embedding_model if f.embedding is not None else None for f in faces}
+    return len(models) == 1 and None not in models
+
+
+def _hungarian(identities, faces) -> list[int]:
+    # TODO(integrator): switch to magicid_core.matching once it lands on main.
+    from scipy.optimize import linear_sum_assignment
+
+    a = identity_embeddings(identities)
+    b = np.stack([np.asarray(f.embedding, np.float32) for f in faces])
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    rows, cols = linear_sum_assignment(-(a @ b.T))
+    out = [-1] * len(a)
+    for r, c in zip(rows, cols):
+        out[r] = int(c)
+    return out
+
+
+def parse_number_list(text: str, kind=float, what: str = "values") -> list | None:
+    """"0, 2, -1" -> [0, 2, -1]; blank -> None (the automatic choice)."""
+    text = (text or "").replace(";", ",").strip()
+    if not text:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+def place_identities(identities, image_faces, face_indices=None, weights=None):
+    """Faces for the identities: (identity positions kept, their masks (K, H, W), their weights).
+
+    Identities assigned to no face (-1) are left out: they act nowhere.
+    """
+    n_id = len(identity_embeddings(identities))
+    weights = [1.0] * n_id if weights is None else [float(w) for w in weights]
+    if len(weights) != n_id:
+        raise ValueError(f"{len(weights)} weights given for {n_id} identities")
+    faces = image_faces.faces
+    assigned = assign_faces(identities if isinstance(identities, list) else np.asarray(identities),
+                            faces, face_indices)
+    kept = [i for i, f in enumerate(assigned) if f >= 0]
+    masks = [face_mask(faces[assigned[i]], image_faces.height, image_faces.width) for i in kept]
+    stack = np.stack(masks) if masks else np.zeros((0, image_faces.height, image_faces.width), np.float32)
+    return kept, stack, [weights[i] for i in kept]
+
+
+def face_mask(face, height: int, width: int) -> np.ndarray:
+    """The face's mask, checked against its image's size."""
+    if face.mask is None:
+        raise ValueError(f"face {face.index} has no mask: use the FACES output of FaceDetectMasks")
+    mask = np.asarray(face.mask, dtype=np.float32)
+    if mask.shape != (height, width):
+        raise ValueError(f"the mask of face {face.index} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                         f"is {width}x{height}: masks must be in the image's pixels")
+    return mask
+
+
+def multi_id_patch(adapter: IdentityAdapter, identities, image_faces, layer_of: dict,
+                   face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
+                   attention=sdpa_attention) -> MultiIDAttention | None:
+    """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do."""
+    adapter.check_embeddings(identity_embeddings(identities))
+    kept, masks, kept_weights = place_identities(identities, image_faces, face_indices, weights)
+    if not kept:
+        return None
+    placed = [identities[i] for i in kept] if isinstance(identities, list) else np.asarray(identities)[kept]
+    return build_patch(adapter, placed, masks, kept_weights, layer_of, sigma_range, attention)
