@@ -59,7 +59,7 @@ class ComfyPipeline(Pipeline):
             guider.set_conds(self.positive, self.negative)
             guider.set_cfg(1.0)
         else:
-            guider = comfy.samplers.CFGGuider(identity_model(self.model, jobs, self.latent_scale))
+            guider = comfy.samplers.CFGGuider(identity_model(self.model, jobs))
             guider.set_conds(*self._controlled(jobs))
             guider.set_cfg(self.cfg)
         return run_in_sampler(guider, latent, sigmas, program)
@@ -90,10 +90,11 @@ def _with_control(conditioning, c_net):
     return out
 
 
-def _identity_patches(model) -> list:
-    """The mask-bound attn2 patches of this model (MultiIDApply's: they have ``cropped``)."""
-    patches = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    return [p for p in patches.values() if hasattr(p, "cropped")]
+def _identity_patches(model) -> dict:
+    """MultiIDApply's attn2 patches of this model by block key (duck-typed on ``cropped``,
+    as its own helper does: a reloaded pack has a second patch class)."""
+    attn2 = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    return {key: p for key, p in attn2.items() if callable(getattr(p, "cropped", None))}
 
 
 def has_identity_patch(model) -> bool:
@@ -104,7 +105,7 @@ def has_identity_patch(model) -> bool:
 
 def has_identity(model, face_mask: np.ndarray) -> bool:
     """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
-    for patch in _identity_patches(model):
+    for patch in _identity_patches(model).values():
         masks = np.asarray(patch.masks)
         if masks.shape[1:] != face_mask.shape or (masks * face_mask[None] > 0).any():
             return True          # masks of another size cannot be compared: do not skip
@@ -112,13 +113,32 @@ def has_identity(model, face_mask: np.ndarray) -> bool:
 
 
 def plain_model(model):
-    """The model without MultiIDApply's identity patch, for inversion."""
-    return model   # pending MultiIDApply's node-layer helper (branch mgmica)
+    """The model without MultiIDApply's identity patches (each layer gets back the patch
+    it wrapped, if any), for inversion: the identity must act only while regenerating."""
+    ours = _identity_patches(model)
+    if not ours:
+        return model
+    clone = model.clone()
+    attn2 = clone.model_options["transformer_options"]["patches_replace"]["attn2"]
+    for key, patch in ours.items():
+        wrapped = patch.previous.get(key) or patch.previous.get(key[:2])
+        if wrapped is None:
+            del attn2[key]
+        else:
+            attn2[key] = wrapped
+    return clone
 
 
-def identity_model(model, jobs, latent_scale: int):
-    """The model with MultiIDApply's identity masks cropped to this face's crop box."""
-    return model   # pending MultiIDApply's node-layer helper: patch.cropped(job.plan.box, job.plan.padded)
+def identity_model(model, jobs):
+    """The model with MultiIDApply's identity masks cut to this face's crop and zoomed to
+    its working size (faces of a patched model go one at a time). The right/bottom
+    padding to a multiple of 8 (under 8 px) stretches the masks by that much."""
+    if not has_identity_patch(model):
+        return model
+    from .multi_id_apply import crop_multi_id_patches
+
+    (job,) = jobs
+    return crop_multi_id_patches(model, job.plan.box, job.plan.padded)
 
 
 def landmark_hints(jobs) -> torch.Tensor:
