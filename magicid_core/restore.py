@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from . import crops
 from ._inversion_pending import euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
+from .mgmica import parse_number_list
 
 Denoise = Callable[..., torch.Tensor]            # denoise(x, sigma (B,), **cond) -> x0
 Program = Callable[[Denoise, torch.Tensor], torch.Tensor]
@@ -312,13 +313,9 @@ def _fit_square(image: np.ndarray, size: int) -> np.ndarray:
 
 def parse_indices(text: str) -> list[int] | None:
     """"all" or "" -> None (every face); "0, 2" -> [0, 2]."""
-    text = text.strip().lower()
-    if text in ("", "all"):
+    if text.strip().lower() == "all":
         return None
-    try:
-        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"face indices must be 'all' or numbers separated by commas, like '0, 2'; got {text!r}") from None
+    return parse_number_list(text, int, "face indices ('all', or numbers like '0, 2')")
 
 
 def report(restored: Restored) -> str:
