@@ -3,8 +3,9 @@
     python -m magicid_core [IMAGE] [--out DIR]
 
 With no IMAGE it analyses the shipped sample ``assets/group6.jpg`` into ``output/sample/``:
-preview.png (indices, boxes, keypoints, mesh), mask_00.png..., union_mask.png and
-faces.json, and prints one line per face.
+preview.png (indices, boxes, keypoints, mesh), mask_00.png..., union_mask.png,
+skeleton.png (the body skeletons as an OpenPose control map) and faces.json (with each
+face's skeleton and identity embedding), and prints one line per face.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from PIL import Image
 
 from .analyze import ORDERS, AnalysisSettings, analyze_image
 from .detection import BACKENDS
+from .identity import BACKENDS as IDENTITY_BACKENDS
 from .masks import MASK_MODES
+from .openpose_draw import draw_openpose
 from .preview import draw_preview
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,10 +43,22 @@ def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path)
     for face in faces.faces:
         _mask_png(face.mask, out_dir / f"mask_{face.index:02d}.png")
     _mask_png(faces.union_mask(), out_dir / "union_mask.png")
+    if settings.skeletons:
+        skeletons = [f.skeleton for f in faces.faces]
+        Image.fromarray(draw_openpose(faces.height, faces.width, skeletons)).save(out_dir / "skeleton.png")
     (out_dir / "faces.json").write_text(json.dumps(faces.to_dict(), indent=1))
     return [f"face {f.index}: box {np.round(f.box).astype(int).tolist()} ({f.width:.0f}x{f.height:.0f} px) "
             f"score {f.score:.2f} detector {f.detector} mesh {'478 points' if f.landmarks is not None else 'none'} "
-            f"mask {int((f.mask > 0.5).sum())} px" for f in faces.faces]
+            f"mask {int((f.mask > 0.5).sum())} px{_identity_summary(f)}" for f in faces.faces]
+
+
+def _identity_summary(face) -> str:
+    parts = []
+    if face.skeleton is not None:
+        parts.append(f"skeleton {int((face.skeleton[:, 2] > 0).sum())}/18 points")
+    if face.embedding is not None:
+        parts.append(f"embedding {face.embedding_model} ({len(face.embedding)}-d)")
+    return "".join(" " + p for p in parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-face", type=float, default=AnalysisSettings.min_face, help="smallest face in px")
     p.add_argument("--mask-mode", default="face", choices=MASK_MODES)
     p.add_argument("--order", default="left_to_right", choices=ORDERS)
+    p.add_argument("--identity-backend", default="auto", choices=IDENTITY_BACKENDS,
+                   help="identity embeddings: arcface (insightface models in $MAGICID_INSIGHTFACE_DIR) or dlib")
+    p.add_argument("--no-skeletons", action="store_true", help="skip the body skeletons")
+    p.add_argument("--no-embeddings", action="store_true", help="skip the identity embeddings")
     args = p.parse_args(argv)
 
     path = Path(args.image)
@@ -63,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     name = "sample" if path.resolve() == SAMPLE else path.stem
     out_dir = Path(args.out) if args.out else Path("output") / name
     settings = AnalysisSettings(backend=args.backend, min_face=args.min_face, mask_mode=args.mask_mode,
-                                order=args.order)
+                                order=args.order, identity_backend=args.identity_backend,
+                                skeletons=not args.no_skeletons, embeddings=not args.no_embeddings)
     image = np.asarray(Image.open(path).convert("RGB"))
     lines = write_analysis(image, settings, out_dir)
     print(f"{path.name}: {len(lines)} face(s) -> {out_dir}/")

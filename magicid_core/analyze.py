@@ -1,4 +1,4 @@
-"""Face analysis of an image or a batch: detect, mesh, order, mask -> ImageFaces / FaceSet.
+"""Face analysis of an image or a batch: detect, mesh, order, mask, skeleton, embed -> ImageFaces / FaceSet.
 
 Detection runs on a copy whose longer side is at most ``max_side`` px (so an 8k image
 costs about what a 2k image does); boxes and keypoints are mapped back to the input's
@@ -16,9 +16,12 @@ import numpy as np
 
 from .detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
 from .faces import Detection, Face, FaceSet, ImageFaces
+from .identity import BACKENDS as IDENTITY_BACKENDS
+from .identity import make_embedder
 from .image_io import to_rgb_uint8
 from .masks import MASK_MODES, face_masks, head_box
 from .mesh import face_mesh, keypoints_from_mesh
+from .pose import PoseEstimator
 
 ORDERS = ("left_to_right", "size")
 # Below this many pixels (in the analysed copy) no detector finds a face reliably.
@@ -36,12 +39,19 @@ class AnalysisSettings:
     order: str = "left_to_right"    # left_to_right | size (largest first)
     mesh: bool = True               # run the 478-point face mesh on each face
     max_side: int = 2048            # detection sees at most this long a side
+    skeletons: bool = True          # a COCO-18 body skeleton per face (mediapipe Pose on a person crop)
+    embeddings: bool = True         # an identity embedding per face
+    identity_backend: str = "auto"  # see identity.BACKENDS: auto = ArcFace when insightface models exist, else dlib
+    insightface_roots: tuple[str, ...] | None = None  # folder(s) of insightface packs; None = $MAGICID_INSIGHTFACE_DIR
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown face detector backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.mask_mode not in MASK_MODES:
             raise ValueError(f"unknown mask mode {self.mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
+        if self.identity_backend not in IDENTITY_BACKENDS:
+            raise ValueError(f"unknown identity backend {self.identity_backend!r}; "
+                             f"choose one of {', '.join(IDENTITY_BACKENDS)}")
         if self.order not in ORDERS:
             raise ValueError(f"unknown face order {self.order!r}; choose one of {', '.join(ORDERS)}")
         if self.min_face <= 0 or self.max_side < 64 or self.feather < 0 or self.max_faces < 0:
@@ -49,9 +59,27 @@ class AnalysisSettings:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_detector(backend: str, min_face: float, max_faces: int) -> FaceDetector:
+def _cached_detector(backend: str, min_face: float, max_faces: int, insightface_roots) -> FaceDetector:
     """Detectors are reused across the images of a batch (dlib loads its landmark model once)."""
-    return make_detector(backend, min_face=min_face, max_faces=max_faces)
+    return make_detector(backend, min_face=min_face, max_faces=max_faces, insightface_roots=insightface_roots)
+
+
+@functools.lru_cache(maxsize=1)
+def _pose_estimator() -> PoseEstimator:
+    """One mediapipe Pose graph for the process (building one costs ~100 ms)."""
+    return PoseEstimator()
+
+
+def add_skeletons_and_embeddings(rgb: np.ndarray, faces: list[Face], settings: AnalysisSettings) -> None:
+    """Fill each face's skeleton and identity embedding, as the settings ask."""
+    if settings.skeletons:
+        for face, skeleton in zip(faces, _pose_estimator().skeletons(rgb, faces)):
+            face.skeleton = skeleton
+    if settings.embeddings and faces:
+        embedder = make_embedder(settings.identity_backend, settings.insightface_roots)
+        for face in faces:
+            face.embedding = embedder.embed(rgb, face.box, face.keypoints)
+            face.embedding_model = embedder.model_name
 
 
 def analysis_scale(height: int, width: int, max_side: int) -> float:
@@ -100,13 +128,15 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     small = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                               interpolation=cv2.INTER_AREA)
     if detector is None:
-        detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces)
+        roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
+        detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots)
     detections = detector.detect(small)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
     faces = order_faces([_to_face(d, scale, rgb, settings.mesh) for d in detections], settings.order)
     for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
         face.mask = mask
+    add_skeletons_and_embeddings(rgb, faces, settings)
     return ImageFaces(h, w, faces)
 
 

@@ -6,8 +6,8 @@ Backends:
   192x192 copy, so a 40 px face in a 1200 px group photo shrinks to 6 px and is lost;
   each tile instead brings faces of one size band to 1/12..1/3 of the model's input.
 - ``dlib_hog``: dlib's HOG + linear SVM frontal detector, 5-point landmarks for the eyes.
-- ``insightface``: SCRFD from insightface models, supplied by ``magicid_core.insightface``
-  (see ``register_detector`` below).
+- ``insightface``: SCRFD from an insightface model pack (``magicid_core.insightface``), when
+  its files are found.
 
 ``make_detector(name, min_face=..., max_faces=...)`` picks one; ``"auto"`` prefers
 insightface when it is registered and its models are found, else mediapipe.
@@ -291,14 +291,24 @@ class DlibHogDetector:
 
 # --------------------------------------------------------------------------- registry
 
+def _insightface_detector(min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, insightface_roots=None):
+    """SCRFD from the first insightface pack found (see magicid_core.insightface.find_pack)."""
+    from .insightface import InsightFaceDetector, find_pack
+
+    return InsightFaceDetector(find_pack(insightface_roots), min_face=min_face, max_faces=max_faces)
+
+
 # name -> factory(min_face=..., max_faces=...) returning a FaceDetector.
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
+    "insightface": _insightface_detector,
     "mediapipe": TiledMediapipeDetector,
     "dlib_hog": DlibHogDetector,
 }
 # Backends tried in order by "auto"; a factory that raises (e.g. models missing) is skipped.
-AUTO_ORDER: list[str] = ["mediapipe"]
+AUTO_ORDER: list[str] = ["insightface", "mediapipe"]
 BACKENDS = ("auto", "mediapipe", "dlib_hog", "insightface")
+# Backends that read model files from a folder the caller names (ComfyUI's models/insightface).
+_TAKES_INSIGHTFACE_ROOTS = {"insightface"}
 
 
 def register_detector(name: str, factory: Callable[..., FaceDetector], prefer_in_auto: bool = False) -> None:
@@ -307,26 +317,30 @@ def register_detector(name: str, factory: Callable[..., FaceDetector], prefer_in
     ``factory(min_face=..., max_faces=...)`` returns an object with ``.name`` and
     ``.detect(image_rgb_uint8) -> list[Detection]``; it raises ValueError (naming the folder
     and the files expected) when its model files are missing, so "auto" moves on to the next
-    backend. magicid_core.insightface registers "insightface" here with prefer_in_auto=True.
+    backend. prefer_in_auto puts it first in "auto"'s order.
     """
     DETECTORS[name] = factory
     if prefer_in_auto and name not in AUTO_ORDER:
         AUTO_ORDER.insert(0, name)
 
 
-def make_detector(name: str = "auto", min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0) -> FaceDetector:
-    """A detector by backend name; see BACKENDS."""
+def _build(name: str, min_face: float, max_faces: int, insightface_roots) -> FaceDetector:
+    options = {"insightface_roots": insightface_roots} if name in _TAKES_INSIGHTFACE_ROOTS else {}
+    return DETECTORS[name](min_face=min_face, max_faces=max_faces, **options)
+
+
+def make_detector(name: str = "auto", min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0,
+                  insightface_roots=None) -> FaceDetector:
+    """A detector by backend name; see BACKENDS. ``insightface_roots``: folder(s) holding the
+    insightface packs (None = $MAGICID_INSIGHTFACE_DIR)."""
     if name == "auto":
         errors = []
         for candidate in AUTO_ORDER:
             try:
-                return DETECTORS[candidate](min_face=min_face, max_faces=max_faces)
+                return _build(candidate, min_face, max_faces, insightface_roots)
             except (ValueError, FileNotFoundError, ImportError) as e:  # models missing: try the next one
                 errors.append(f"{candidate}: {e}")
         raise ValueError("no face detector backend is usable: " + "; ".join(errors))
-    if name == "insightface" and name not in DETECTORS:
-        raise ValueError("the insightface detector backend is not available yet in this version of MagicID; "
-                         "use backend 'auto', 'mediapipe' or 'dlib_hog'")
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return DETECTORS[name](min_face=min_face, max_faces=max_faces)
+    return _build(name, min_face, max_faces, insightface_roots)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .adapters import IdentityAdapter
+from .matching import assign_identities
 from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
 
 LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
@@ -251,7 +252,8 @@ def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]
     """Which face (index into ``faces``) each identity goes to; -1 = nowhere.
 
     Explicit indices win. Otherwise identities and faces whose embeddings come from the same
-    model are matched by the Hungarian method on cosine similarity; without comparable
+    model are matched by the Hungarian method on cosine similarity (matching.assign_identities, whose threshold
+    leaves an identity unplaced rather than forcing a stranger's face on it); without comparable
     embeddings identity i goes to face i (the FACES order).
     """
     n_id, n_faces = len(identities), len(faces)
@@ -263,7 +265,7 @@ def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]
         raise ValueError(f"{n_id} identities but only {n_faces} faces: give face_indices, with -1 "
                          "for the people who should not appear")
     if _comparable(identities, faces):
-        return _hungarian(identities, faces)
+        return _matched(identities, faces)
     return list(range(n_id))
 
 
@@ -288,19 +290,11 @@ def _comparable(identities, faces) -> bool:
     return len(models) == 1 and None not in models
 
 
-def _hungarian(identities, faces) -> list[int]:
-    # TODO(integrator): switch to magicid_core.matching once it lands on main.
-    from scipy.optimize import linear_sum_assignment
-
-    a = identity_embeddings(identities)
-    b = np.stack([np.asarray(f.embedding, np.float32) for f in faces])
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    rows, cols = linear_sum_assignment(-(a @ b.T))
-    out = [-1] * len(a)
-    for r, c in zip(rows, cols):
-        out[r] = int(c)
-    return out
+def _matched(identities, faces) -> list[int]:
+    """Hungarian matching with the embedding model's threshold: an identity whose person is
+    not in the picture stays unplaced (-1) rather than taking a stranger's face."""
+    face_of_identity = assign_identities(list(identities), list(faces)).face_of_identity
+    return [-1 if f is None else f for f in face_of_identity]
 
 
 def parse_number_list(text: str, kind=float, what: str = "values") -> list | None:

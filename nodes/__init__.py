@@ -6,11 +6,13 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 
 from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
+from .identity import IdentityFromImages
 from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
     "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "IDRestore": (IDRestore, "ID Restore (MagicID)"),

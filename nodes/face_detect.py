@@ -6,11 +6,15 @@ import numpy as np
 
 from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
 from ..magicid_core.detection import BACKENDS, DEFAULT_MIN_FACE
+from ..magicid_core.identity import BACKENDS as IDENTITY_BACKENDS
 from ..magicid_core.image_io import to_rgb_uint8
 from ..magicid_core.masks import MASK_MODES
 from ..magicid_core.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
+from .models import insightface_roots
+
+NO_IDENTITY = "none"
 
 
 class FaceDetectMasks:
@@ -21,7 +25,8 @@ class FaceDetectMasks:
     RETURN_TYPES = (FACES, "MASK", "MASK", "IMAGE")
     RETURN_NAMES = ("faces", "face_masks", "union_mask", "preview")
     OUTPUT_TOOLTIPS = (
-        "The face records of every image (box, score, keypoints, mesh, head box, mask), in the chosen order.",
+        "The face records of every image (box, score, keypoints, mesh, head box, mask, body skeleton, identity "
+        "embedding), in the chosen order.",
         "One mask per face: image 0's faces in order, then image 1's, and so on "
         "(one empty mask when no image has a face).",
         "All faces of each image together, one mask per image.",
@@ -52,15 +57,25 @@ class FaceDetectMasks:
             "error_if_no_face": ("BOOLEAN", {"default": False, "tooltip":
                                  "Stop the workflow with an error when an image has no face. Off: empty "
                                  "FACES and empty masks are passed on."}),
+        }, "optional": {
+            "identity_backend": (list(IDENTITY_BACKENDS) + [NO_IDENTITY], {"default": "auto", "tooltip":
+                                 "Identity embedding per face, to match reference identities: arcface "
+                                 "(insightface models in ComfyUI/models/insightface), dlib (offline), auto (arcface "
+                                 "when its files exist), none. Use the same as IdentityFromImages."}),
+            "skeletons": ("BOOLEAN", {"default": True, "tooltip":
+                          "A COCO-18 body skeleton per person (mediapipe Pose), for OpenPose control maps."}),
         }}
 
     def detect(self, image, backend, min_face_px, mask_mode, dilation_px, feather_px, max_faces, order,
-               error_if_no_face):
+               error_if_no_face, identity_backend="auto", skeletons=True):
         import comfy.utils
 
         arrays = images_to_numpy(image)
         settings = AnalysisSettings(backend=backend, min_face=min_face_px, mask_mode=mask_mode,
-                                    dilation=dilation_px, feather=feather_px, max_faces=max_faces, order=order)
+                                    dilation=dilation_px, feather=feather_px, max_faces=max_faces, order=order,
+                                    skeletons=skeletons, embeddings=identity_backend != NO_IDENTITY,
+                                    identity_backend="auto" if identity_backend == NO_IDENTITY else identity_backend,
+                                    insightface_roots=tuple(insightface_roots()))
         bar = comfy.utils.ProgressBar(len(arrays))
         faces = analyze_batch(arrays, settings, progress=lambda done, total: bar.update_absolute(done, total))
         missing = [i for i, im in enumerate(faces.images) if not im.faces]

@@ -12,7 +12,7 @@ from magicid_core.__main__ import main
 from magicid_core.analyze import AnalysisSettings, analyze_batch, analyze_image
 from magicid_core.detection import make_detector
 
-FAST = AnalysisSettings(mesh=False)
+FAST = AnalysisSettings(mesh=False, skeletons=False, embeddings=False)  # what these tests check needs neither
 
 
 @pytest.fixture(scope="module")
@@ -98,5 +98,9 @@ def test_command_line_writes_preview_masks_and_json(tmp_path, capsys):
     data = json.loads((tmp_path / "faces.json").read_text())
     assert len(data["faces"]) == 6 and len(data["faces"][0]["landmarks"]) == 478
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["faces.json"] + [f"mask_{i:02d}.png" for i in range(6)] + ["preview.png", "union_mask.png"]
+    assert names == (["faces.json"] + [f"mask_{i:02d}.png" for i in range(6)]
+                     + ["preview.png", "skeleton.png", "union_mask.png"])
+    face = data["faces"][0]
+    assert face["embedding_model"] == "dlib_resnet_v1" and len(face["embedding"]) == 128
+    assert face["skeleton"]["r_shoulder"][2] > 0.5
     assert len(capsys.readouterr().out.strip().splitlines()) == 7  # a header and one line per face

@@ -172,8 +172,10 @@ def test_bad_inputs_give_clear_errors():
 
 
 class _Rec:
+    """Stands in for an Identity or a Face: an L2-normalised embedding and its model."""
+
     def __init__(self, embedding, model="arcface:antelopev2"):
-        self.embedding, self.embedding_model = embedding, model
+        self.embedding, self.embedding_model = embedding / np.linalg.norm(embedding), model
 
 
 def test_face_assignment():
@@ -184,6 +186,8 @@ def test_face_assignment():
     assert assign_faces(people, faces, None) == [1, 2, 0]                   # matched by identity
     assert assign_faces(people, faces, [2, -1, 0]) == [2, -1, 0]            # explicit wins
     assert assign_faces([_Rec(x, "dlib") for x in e], faces, None) == [0, 1, 2]   # not comparable: order
+    stranger = [faces[0], faces[1], _Rec(rng.normal(size=512))]
+    assert assign_faces(people, stranger, None) == [1, -1, 0]             # person 1 absent: unplaced
     with pytest.raises(ValueError, match="only 2 faces"):
         assign_faces(people, faces[:2], None)
     with pytest.raises(ValueError, match="no faces"):
