@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import crops
-from ._inversion_pending import euler_step, invert, partial_sigmas
+from .inversion import euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
 from .mgmica import parse_number_list
 
@@ -230,11 +230,12 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
                  for job in jobs if skipped[id(job)]]
     jobs = [job for job in jobs if not skipped[id(job)]]
     out = [im.copy() for im in images]
-    sigmas = partial_sigmas(pipeline.sigmas(settings.steps), settings.strength)
+    sigmas = pipeline.sigmas(settings.steps)
+    sigmas = partial_sigmas(sigmas, settings.strength) if settings.strength > 0 else sigmas[-1:]
     steps = len(sigmas) - 1
-    if steps == 0 or not jobs:
-        if steps == 0:
-            messages.append("strength 0: nothing to do, images returned unchanged")
+    if steps < 1 or not jobs:
+        if steps < 1:
+            messages.append(f"strength {settings.strength} keeps no step of {settings.steps}: images returned unchanged")
         return Restored(out, [], messages)
 
     total, done = 2 * steps * len(jobs), 0

@@ -4,6 +4,7 @@ This package is the only code of the pack that imports ``comfy``, and it does so
 lazily inside the nodes, so importing it needs no host. Each module holds one step.
 """
 
+from .ddim_invert import DDIMInvert
 from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
 from .identity import IdentityFromImages
@@ -15,6 +16,7 @@ _NODES = {
     "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
+    "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),
     "IDRestore": (IDRestore, "ID Restore (MagicID)"),
 }
 

@@ -4,21 +4,24 @@
   192-channel latent pixel (pixel unshuffle), scaled to -1..1.
 - ``gaussian_denoiser``: the posterior mean under a Gaussian prior N(mean, var I):
   E[x0 | x] = mean + var / (var + sigma^2) * (x - mean). It knows nothing of faces.
-- ``MixtureDenoiser``: the posterior mean under a Gaussian mixture with means mu_j and
-  variance var each (equal weights), with x = x0 + sigma * eps:
-  r_j(x) ∝ exp(-|x - mu_j|^2 / (2 (var + sigma^2)))
-  E[x0 | x] = sum_j r_j * (mu_j + var / (var + sigma^2) * (x - mu_j))
-  Given the clean face as one of the mu_j it "knows the clean face".
+- ``knowing_denoiser``: the posterior mean of a Gaussian mixture
+  (``magicid_core.analytic``) whose components are the clean face crop and two wrong
+  faces: a model that "knows the clean face".
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
 
-from magicid_core.restore import CallablePipeline
+from magicid_core import crops
+from magicid_core.analytic import GaussianMixtureDenoiser
+from magicid_core.restore import CallablePipeline, FaceJob
 
 
 class PatchVAE:
@@ -45,23 +48,16 @@ def gaussian_denoiser(mean: float = 0.0, var: float = 1.0):
     return denoise
 
 
-class MixtureDenoiser:
-    """Posterior mean of a Gaussian mixture; counts its calls (one call = one batch)."""
-
-    def __init__(self, means: torch.Tensor, var: float = 1e-3):
-        self.means = means            # (K, C, h, w)
-        self.var = var
-        self.calls = 0
-
-    def __call__(self, x, sigma, **cond):
-        self.calls += 1
-        s2 = _as_column(sigma, x) ** 2                              # (B, 1, 1, 1)
-        diff = x[:, None] - self.means[None]                        # (B, K, C, h, w)
-        d2 = diff.flatten(2).pow(2).sum(-1)                         # (B, K)
-        r = torch.softmax(-d2 / (2 * (self.var + s2.flatten()[:, None])), dim=1)
-        shrink = self.var / (self.var + s2)                         # (B, 1, 1, 1)
-        per_component = self.means[None] + shrink[:, None] * diff   # (B, K, C, h, w)
-        return (r[:, :, None, None, None] * per_component).sum(1)
+def knowing_denoiser(clean: np.ndarray, job: FaceJob) -> GaussianMixtureDenoiser:
+    """A model that knows the clean face of ``job``: the Gaussian mixture of the clean crop
+    and two wrong faces (the face mirrored, the camera man) in the same surroundings,
+    each with std 0.03, in PatchVAE's latent space at the crop's working size."""
+    work = crops.extract(clean, job.plan)
+    wm = job.work_mask[..., None]
+    other = cv2.resize(skimage.data.camera(), work.shape[1::-1]).astype(np.float32)[..., None] / 255
+    options = [work, work[:, ::-1] * wm + work * (1 - wm), other * wm + work * (1 - wm)]
+    means = PatchVAE().encode(torch.from_numpy(np.stack(options).astype(np.float32)))
+    return GaussianMixtureDenoiser(means, std=0.03)
 
 
 def karras_sigmas(steps: int, sigma_min: float = 0.03, sigma_max: float = 14.6, rho: float = 7.0):

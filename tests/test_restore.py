@@ -8,11 +8,11 @@ import pytest
 import skimage.data
 import torch
 
-from analytic_models import MixtureDenoiser, PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, psnr
+from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
 from magicid_core import crops
 from magicid_core.faces import Face, FaceSet, ImageFaces
 from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, RestoreSettings, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
-from magicid_core._inversion_pending import invert
+from magicid_core.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
 
@@ -83,14 +83,7 @@ def test_degraded_face_comes_back_closer_without_seam():
     settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3)
     (job,), _ = plan_faces([degraded], faces, settings)
     assert job.plan.zoomed
-    # the mixture knows the clean face, plus two wrong faces in the same surroundings
-    vae = PatchVAE()
-    clean_work = crops.extract(clean, job.plan)
-    other = cv2.resize(skimage.data.camera(), clean_work.shape[1::-1]).astype(np.float32)[..., None] / 255
-    wm = job.work_mask[..., None]
-    options = [clean_work, clean_work[:, ::-1] * wm + clean_work * (1 - wm), other * wm + clean_work * (1 - wm)]
-    means = vae.encode(torch.from_numpy(np.stack([np.ascontiguousarray(o, np.float32) for o in options])))
-    pipeline = analytic_pipeline(MixtureDenoiser(means, var=1e-3), invert_denoise=gaussian_denoiser())
+    pipeline = analytic_pipeline(knowing_denoiser(clean, job), invert_denoise=gaussian_denoiser())
 
     restored = restore_faces([degraded], faces, pipeline, settings).images[0]
 
