@@ -130,6 +130,7 @@ class FaceResult:
     zoomed: bool
     before: np.ndarray          # the crop as it was (crop pixels)
     after: np.ndarray           # the crop as pasted (crop pixels)
+    inversion_error: float      # estimated relative RMSE of regenerating the crop from its inversion
 
 
 @dataclass
@@ -248,14 +249,14 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
 
     results = []
     for group in _groups(jobs, settings.batch_size):
-        after = _restore_group(pipeline, group, sigmas, settings, tick)
+        after, inversion_error = _restore_group(pipeline, group, sigmas, settings, tick)
         for job, work in zip(group, after):
             crop = np.clip(crops.shrink(work, job.plan), 0.0, 1.0)
             x0, y0, x1, y1 = job.plan.box
             before = images[job.image_index][y0:y1, x0:x1].copy()
             out[job.image_index] = crops.paste(out[job.image_index], crop, job.mask, job.plan)
             results.append(FaceResult(job.image_index, job.face.index, job.plan.box, job.plan.zoomed,
-                                      before, out[job.image_index][y0:y1, x0:x1].copy()))
+                                      before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error))
     return Restored(out, results, messages)
 
 
@@ -269,9 +270,11 @@ def _groups(jobs: list[FaceJob], batch_size: int):
             yield same[start:start + batch_size]
 
 
+@torch.no_grad()
 def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tensor,
-                   settings: RestoreSettings, tick) -> list[np.ndarray]:
-    """Encode, invert, pinned-regenerate and decode a batch of same-size crops."""
+                   settings: RestoreSettings, tick) -> tuple[list[np.ndarray], float]:
+    """Encode, invert, pinned-regenerate and decode a batch of same-size crops; the
+    working pictures and the inversion's estimated error (worst face of the batch)."""
     pixels = torch.from_numpy(np.stack([job.work for job in group]))
     latent = pipeline.encode(pixels)
     mask = torch.cat([latent_mask(job.work_mask, pipeline.latent_scale) for job in group])
@@ -280,7 +283,7 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     def do_invert(denoise, x):
         inv = invert(denoise, x, sigmas.to(x.device), refine_iters=settings.refine_iters,
                      callback=lambda *_: tick(len(group)))
-        held["trajectory"] = inv.trajectory
+        held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent
 
     def do_regenerate(denoise, x):
@@ -293,7 +296,7 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     if not torch.isfinite(restored).all():
         raise ValueError("the model or the VAE gave NaN or Inf for a face; try a lower cfg, or run "
                          "the VAE in float32 (ComfyUI's --fp32-vae)")
-    return [a for a in restored.detach().cpu().float().numpy()]
+    return [a for a in restored.detach().cpu().float().numpy()], held["error"]
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, size: int = 256) -> np.ndarray:
@@ -322,5 +325,6 @@ def parse_indices(text: str) -> list[int] | None:
 def report(restored: Restored) -> str:
     """A short text of what was restored and what was left alone."""
     lines = [f"image {r.image_index} face {r.face_index}: restored in box {list(r.box)}"
-             + (" (zoomed)" if r.zoomed else "") for r in restored.faces]
+             + (" (zoomed)" if r.zoomed else "") + f", inversion error {100 * r.inversion_error:.2f}%"
+             for r in restored.faces]
     return "\n".join(lines + restored.messages)
