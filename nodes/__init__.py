@@ -7,7 +7,10 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 from .ddim_invert import DDIMInvert
 from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
+from .id_similarity import IDSimilarity
 from .identity import IdentityFromImages
+from .kin_blend import KinIDBlend
+from .mmf_control import MMFControlApply, MMFControlMaps
 from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 
 # name -> (class, display name); one line per node, grouped by step.
@@ -17,6 +20,10 @@ _NODES = {
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),
+    "MMFControlMaps": (MMFControlMaps, "MMF Control Maps (MagicID)"),
+    "MMFControlApply": (MMFControlApply, "MMF Control Apply, masked (MagicID)"),
+    "KinIDBlend": (KinIDBlend, "Kin ID Blend (MagicID)"),
+    "IDSimilarity": (IDSimilarity, "ID Similarity (MagicID)"),
     "IDRestore": (IDRestore, "ID Restore (MagicID)"),
 }
 
