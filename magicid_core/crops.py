@@ -68,11 +68,11 @@ def _fit(start: int, side: int, limit: int) -> int:
 
 
 def extract(image: np.ndarray, plan: CropPlan, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
-    """The crop of ``image`` (H, W, C) or (H, W), zoomed and edge-padded to ``plan.padded``."""
+    """The crop of ``image`` (H, W, C) or (H, W) in 0..1, zoomed and edge-padded to ``plan.padded``."""
     x0, y0, x1, y1 = plan.box
     crop = np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32)
-    if plan.zoomed:
-        crop = cv2.resize(crop, plan.size[::-1], interpolation=interpolation)
+    if plan.zoomed:   # (cubic overshoots at edges: clip back to the picture's 0..1)
+        crop = np.clip(cv2.resize(crop, plan.size[::-1], interpolation=interpolation), 0.0, 1.0)
         crop = crop.reshape(plan.size + image.shape[2:])
     pad = [(0, plan.padded[0] - plan.size[0]), (0, plan.padded[1] - plan.size[1])]
     pad += [(0, 0)] * (crop.ndim - 2)

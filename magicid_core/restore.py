@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import crops
+from .control_maps import draw_face_mesh
 from .inversion import euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
 from .mgmica import parse_number_list
@@ -189,6 +190,16 @@ def box_ellipse_mask(box, image_hw) -> np.ndarray:
     axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
     cv2.ellipse(mask, center, axes, 0, 0, 360, 1.0, thickness=-1)
     return mask
+
+
+def landmark_hint(job: FaceJob) -> np.ndarray:
+    """(h, w, 3) float 0..1: the face's MediaPipe-face landmark map (control_maps' drawing)
+    at working size, for a face-landmark ControlNet; black when the face has no mesh,
+    as the annotator gives when it finds no face."""
+    canvas = np.zeros(job.plan.padded + (3,), np.uint8)
+    if job.face.landmarks is not None:
+        draw_face_mesh(canvas, crops.to_work(np.asarray(job.face.landmarks)[:, :2], job.plan))
+    return canvas.astype(np.float32) / 255
 
 
 def latent_mask(work_mask: np.ndarray, latent_scale: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
 from magicid_core import crops
 from magicid_core.faces import Face, FaceSet, ImageFaces
-from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, RestoreSettings, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
+from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings, landmark_hint, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
 from magicid_core.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
@@ -215,6 +215,26 @@ def test_points_follow_the_zoom():
     y, x = np.unravel_index(np.argmax(work), work.shape)
     wx, wy = crops.to_work(np.array([55.5, 45.5]), plan)   # the dot's centre
     assert abs(x + 0.5 - wx) <= 1 and abs(y + 0.5 - wy) <= 1
+
+
+def test_landmark_hint_draws_the_detected_mesh_on_the_zoomed_face():
+    from magicid_core.analyze import analyze_batch
+
+    image, _ = astronaut(200, 200)                           # face about 35 px: zoomed
+    faces = analyze_batch([image])
+    face = faces[0].faces[0]
+    assert face.landmarks is not None
+    (job,), _ = plan_faces([image], FaceSet([ImageFaces(200, 200, [face])]), FAST)
+    hint = landmark_hint(job)
+    assert hint.shape == job.plan.padded + (3,)
+    ys, xs = np.nonzero(hint.max(axis=2))
+    x0, y0 = crops.to_work(face.box[:2], job.plan)
+    x1, y1 = crops.to_work(face.box[2:], job.plan)
+    inside = (xs >= x0 - 8) & (xs <= x1 + 8) & (ys >= y0 - 16) & (ys <= y1 + 8)
+    assert len(xs) > 500 and inside.mean() > 0.95            # drawn, at working size, on the face
+    no_mesh = FaceJob(job.image_index, Face(**{**face.__dict__, "landmarks": None}), job.plan, job.mask,
+                      job.work, job.work_mask)
+    assert landmark_hint(no_mesh).max() == 0
 
 
 # ---- bad input ---------------------------------------------------------------------------

@@ -12,13 +12,30 @@ import torch
 
 from magicid_core.faces import FaceSet, Identity, ImageFaces
 from magicid_core.restore import RestoreSettings, plan_faces
-from tiny_models import text_conditioning, tiny_sd15_model, tiny_vae
+from tiny_models import _seed_weights, text_conditioning, tiny_sd15_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/: scenes and adapter layouts
 from face_scenes import sizes_scene  # noqa: E402
 from mgmica_layouts import faceid_state_dict  # noqa: E402
 
 SETTINGS = dict(zoom_size=256, context=0.4, feather=3)
+
+
+def balanced_vae(seed: int = 0):
+    """A tiny TAESD-layout VAE whose latents are O(1), so a changed latent shows in pixels.
+
+    (tiny_models.tiny_vae seeds TAESD's vae_scale too and uses std 0.1: its latents are
+    ~1e8, where the decoder saturates and the denoiser's work is below float32 resolution.)
+    """
+    import comfy.sd
+    from comfy.taesd.taesd import TAESD
+
+    net = TAESD()
+    _seed_weights(net, seed, std=0.05)
+    with torch.no_grad():
+        net.vae_scale.fill_(1.0)
+        net.vae_shift.fill_(0.0)
+    return comfy.sd.VAE(sd=net.state_dict(), device=torch.device("cpu"), dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +50,12 @@ def scene(comfy_nodes):
     return image, faces
 
 
-def run_node(comfy_nodes, image, faces, strength=0.5, model=None, face_indices="all"):
+def run_node(comfy_nodes, image, faces, strength=0.5, model=None, face_indices="all", **optional):
     node = comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"]()
     kwargs = dict(image=torch.from_numpy(image)[None], faces=faces, model=model or tiny_sd15_model(),
-                  vae=tiny_vae(), positive=text_conditioning(1), negative=text_conditioning(2), steps=6,
+                  vae=balanced_vae(), positive=text_conditioning(1), negative=text_conditioning(2), steps=6,
                   strength=strength, cfg=3.0, scheduler="karras", inversion_refine=1,
-                  face_indices=face_indices, **SETTINGS)
+                  face_indices=face_indices, **SETTINGS, **optional)
     out, preview, report = getattr(node, node.FUNCTION)(**kwargs)
     return out[0].numpy(), preview, report
 
@@ -58,6 +75,21 @@ def test_background_is_bit_identical_through_the_node(comfy_nodes, scene):
     n = len(faces[0].faces)
     assert preview.shape == (n, 256, 512, 3)
     assert report.count("restored") == n and report.count("(zoomed)") == n   # 24 to 96 px: all zoomed
+
+
+def test_landmark_controlnet_acts_inside_the_faces_only(comfy_nodes, scene):
+    from tiny_controlnet import tiny_controlnet
+
+    image, faces = scene
+    assert all(f.landmarks is not None for f in faces[0].faces)
+    biggest = max(faces[0].faces, key=lambda f: f.width)
+    one = FaceSet([ImageFaces(*image.shape[:2], [biggest])])
+    plain, _, _ = run_node(comfy_nodes, image, one)
+    controlled, _, report = run_node(comfy_nodes, image, one, control_net=tiny_controlnet(), control_strength=1.0)
+    assert "restored" in report
+    outside = paste_masks(image, one) == 0
+    assert np.array_equal(controlled[outside], image[outside])
+    assert not np.array_equal(controlled[~outside], plain[~outside])     # the landmark map steered the face
 
 
 def test_strength_zero_and_no_faces_pass_through(comfy_nodes, scene):
