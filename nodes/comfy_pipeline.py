@@ -7,6 +7,7 @@ format are ComfyUI's; the core's program only sees ``denoise(x, sigma) -> x0``.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -107,9 +108,22 @@ def has_identity(model, face_mask: np.ndarray) -> bool:
     """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
     for patch in _identity_patches(model).values():
         masks = np.asarray(patch.masks)
-        if masks.shape[1:] != face_mask.shape or (masks * face_mask[None] > 0).any():
-            return True          # masks of another size cannot be compared: do not skip
+        if len(masks) == 0:
+            continue
+        _patch_scale(masks, face_mask.shape)        # refuses a picture of another aspect
+        resized = cv2.resize(face_mask, masks.shape[:0:-1], interpolation=cv2.INTER_AREA)
+        if (masks * resized[None] > 0).any():
+            return True
     return False
+
+
+def _patch_scale(masks: np.ndarray, image_hw) -> tuple[float, float]:
+    """Patch-mask pixels per image pixel; the IMAGE may be a multiple of MultiIDApply's FACES size."""
+    (mh, mw), (ih, iw) = masks.shape[1:], image_hw
+    if abs(mh * iw - mw * ih) > 0.02 * mh * iw:
+        raise ValueError(f"MultiIDApply placed its identities on a {mw}x{mh} picture but IDRestore's IMAGE is "
+                         f"{iw}x{ih}: give MultiIDApply the FACES of this picture (or of one of its aspect)")
+    return mw / iw, mh / ih
 
 
 def plain_model(model):
@@ -133,12 +147,16 @@ def identity_model(model, jobs):
     """The model with MultiIDApply's identity masks cut to this face's crop and zoomed to
     its working size (faces of a patched model go one at a time). The right/bottom
     padding to a multiple of 8 (under 8 px) stretches the masks by that much."""
-    if not has_identity_patch(model):
+    patches = _identity_patches(model)
+    if not patches:
         return model
     from .multi_id_apply import crop_multi_id_patches
 
     (job,) = jobs
-    return crop_multi_id_patches(model, job.plan.box, job.plan.padded)
+    masks = np.asarray(next(iter(patches.values())).masks)
+    sx, sy = _patch_scale(masks, job.mask.shape) if len(masks) else (1.0, 1.0)
+    x0, y0, x1, y1 = job.plan.box
+    return crop_multi_id_patches(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
 
 
 def landmark_hints(jobs) -> torch.Tensor:
