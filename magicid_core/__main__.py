@@ -22,7 +22,7 @@ from .analyze import ORDERS, AnalysisSettings, analyze_image
 from .detection import BACKENDS
 from .identity import BACKENDS as IDENTITY_BACKENDS
 from .masks import MASK_MODES
-from .openpose_draw import draw_openpose
+from .control_maps import skeleton_map
 from .preview import draw_preview
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +44,7 @@ def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path)
         _mask_png(face.mask, out_dir / f"mask_{face.index:02d}.png")
     _mask_png(faces.union_mask(), out_dir / "union_mask.png")
     if settings.skeletons:
-        skeletons = [f.skeleton for f in faces.faces]
-        Image.fromarray(draw_openpose(faces.height, faces.width, skeletons)).save(out_dir / "skeleton.png")
+        Image.fromarray(skeleton_map(faces, min_confidence=0.3)).save(out_dir / "skeleton.png")
     (out_dir / "faces.json").write_text(json.dumps(faces.to_dict(), indent=1))
     return [f"face {f.index}: box {np.round(f.box).astype(int).tolist()} ({f.width:.0f}x{f.height:.0f} px) "
             f"score {f.score:.2f} detector {f.detector} mesh {'478 points' if f.landmarks is not None else 'none'} "

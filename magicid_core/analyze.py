@@ -26,6 +26,9 @@ from .pose import PoseEstimator
 ORDERS = ("left_to_right", "size")
 # Below this many pixels (in the analysed copy) no detector finds a face reliably.
 SMALLEST_DETECTABLE = 16
+# The mesh is a second opinion: real faces down to ~24 px get one, so a detection the mesh
+# rejects is kept only when the detector was sure of it (e.g. a face seen from the side).
+UNMESHED_MIN_SCORE = 0.8
 
 
 @dataclass
@@ -133,7 +136,10 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     detections = detector.detect(small)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
-    faces = order_faces([_to_face(d, scale, rgb, settings.mesh) for d in detections], settings.order)
+    faces = [_to_face(d, scale, rgb, settings.mesh) for d in detections]
+    if settings.mesh:   # drop what only a doubtful detection and no mesh call a face
+        faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
+    faces = order_faces(faces, settings.order)
     for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
         face.mask = mask
     add_skeletons_and_embeddings(rgb, faces, settings)

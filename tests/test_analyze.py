@@ -104,3 +104,15 @@ def test_command_line_writes_preview_masks_and_json(tmp_path, capsys):
     assert face["embedding_model"] == "dlib_resnet_v1" and len(face["embedding"]) == 128
     assert face["skeleton"]["r_shoulder"][2] > 0.5
     assert len(capsys.readouterr().out.strip().splitlines()) == 7  # a header and one line per face
+
+
+def test_a_detection_without_a_mesh_and_with_a_low_score_is_dropped():
+    # mediapipe's tiles also fire (score ~0.64) on the astronaut's helmet ring, where no mesh fits
+    from skimage.data import astronaut
+
+    settings = AnalysisSettings(skeletons=False, embeddings=False)
+    found = analyze_image(astronaut(), settings)
+    assert len(found.faces) == 1 and found.faces[0].landmarks is not None
+    assert found.faces[0].box[1] < 100   # the real face, at the top of the picture
+    unchecked = analyze_image(astronaut(), AnalysisSettings(skeletons=False, embeddings=False, mesh=False))
+    assert len(unchecked.faces) == 2      # without the mesh's second opinion both detections stay

@@ -7,7 +7,6 @@ from PIL import Image
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces import COCO18_NAMES
 from magicid_core.identity import make_embedder
-from magicid_core.openpose_draw import COLORS, draw_openpose
 from magicid_core.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
 from people import ROOT, astronaut
 
@@ -100,15 +99,3 @@ def test_person_crop_extends_down_and_sideways_and_clips():
     x0, y0, x1, y1 = person_crop(np.array([100, 100, 140, 150], np.float32), height=1000, width=1000)
     assert (x0, y0, x1, y1) == (0, 50, 245, 500)   # left edge -5 clipped to 0
     assert person_crop(np.array([0, 0, 50, 50], np.float32), 100, 80) == (0, 0, 80, 100)
-
-
-def test_openpose_drawing_puts_limb_and_joint_colours_in_place():
-    s = np.zeros((18, 3), np.float32)
-    s[P["neck"]] = [100, 50, 1]
-    s[P["r_shoulder"]] = [60, 50, 1]
-    s[P["nose"]] = [100, 20, 0.1]                  # under the confidence floor: not drawn
-    img = draw_openpose(120, 200, [s, None])
-    assert img[50, 100].tolist() == list(COLORS[P["neck"]])
-    assert img[50, 60].tolist() == list(COLORS[P["r_shoulder"]])
-    assert img[50, 80].tolist() == [int(c * 0.6) for c in COLORS[0]]   # limb neck-r_shoulder, drawn first
-    assert img[20, 100].tolist() == [0, 0, 0] and img[:, 150:].max() == 0
