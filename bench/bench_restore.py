@@ -131,7 +131,6 @@ def main():
     head = f"{'face':>10} {'method':>10} {'calls':>6} {'CPU ms':>8} {'face PSNR':>10} {'changed px outside':>19} " \
            f"{'crop-bg PSNR decoded':>21} {'pasted':>8}"
     print(head)
-    rows = {"IDRestore": [], "detailer": []}
     for n, size in enumerate(SIZES):
         clean, degraded, faces = case(size, n)
         (job,), _ = plan_faces([degraded], faces, SETTINGS)
@@ -148,18 +147,11 @@ def main():
         theirs = dict(measures(out, crop, clean, degraded, job), calls=theirs_model.calls // REPEATS, ms=ms_theirs)
 
         for name, r in (("IDRestore", ours), ("detailer", theirs)):
-            rows[name].append(r)
             print(f"{label:>10} {name:>10} {r['calls']:>6} {r['ms']:>8.1f} {r['face_psnr']:>10.2f} "
                   f"{r['changed_outside']:>19} {fmt(r['crop_bg_psnr_decoded']):>21} {fmt(r['crop_bg_psnr_pasted']):>8}")
+        face = job.mask > 0.5
         print(f"{'':>10} {'ratio':>10} {ours['calls'] / theirs['calls']:>6.2f} {ours['ms'] / theirs['ms']:>8.2f}"
-              f"   (IDRestore / detailer: calls, time)")
-    print(f"\nface PSNR of the degraded input vs clean, for reference: "
-          + ", ".join(f"{psnr(d[f], c[f]):.2f}" for c, d, f in (_degraded_face(s, n) for n, s in enumerate(SIZES))))
-
-
-def _degraded_face(size, n):
-    clean, degraded, faces = case(size, n)
-    return clean, degraded, faces[0].faces[0].mask > 0.5
+              f"   (IDRestore / detailer: calls, time; the degraded face: {psnr(degraded[face], clean[face]):.2f} dB)")
 
 
 def fmt(v: float) -> str:
