@@ -42,7 +42,7 @@ class RestoreSettings:
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
     refine_iters: int = 3        # fixed-point refinements per inversion step
-    batch_size: int = 4          # faces of one working size denoised together
+    batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -80,6 +80,10 @@ class Pipeline:
     def run(self, stage: str, latent: torch.Tensor, sigmas: torch.Tensor, program: Program,
             jobs: list) -> torch.Tensor:
         raise NotImplementedError
+
+    def batch_limit(self, latent_hw: tuple[int, int]) -> int:
+        """How many faces of this latent size one model call can take (memory)."""
+        return 1 << 30
 
     def skip_reason(self, job: "FaceJob") -> str | None:
         """Why this face should be left alone (e.g. no identity matched it), or None."""
@@ -259,7 +263,7 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
             progress(done, total)
 
     results = []
-    for group in _groups(jobs, settings.batch_size):
+    for group in _groups(jobs, settings.batch_size, pipeline):
         after, inversion_error = _restore_group(pipeline, group, sigmas, settings, tick)
         for job, work in zip(group, after):
             crop = np.clip(crops.shrink(work, job.plan), 0.0, 1.0)
@@ -271,14 +275,15 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
     return Restored(out, results, messages)
 
 
-def _groups(jobs: list[FaceJob], batch_size: int):
-    """Jobs of one working size, at most ``batch_size`` at a time."""
+def _groups(jobs: list[FaceJob], batch_size: int, pipeline: Pipeline):
+    """Jobs of one working size, as many at a time as ``batch_size`` and memory allow."""
     by_size: dict[tuple[int, int], list[FaceJob]] = {}
     for job in jobs:
         by_size.setdefault(job.plan.padded, []).append(job)
-    for same in by_size.values():
-        for start in range(0, len(same), batch_size):
-            yield same[start:start + batch_size]
+    for (h, w), same in by_size.items():
+        n = max(1, min(batch_size, pipeline.batch_limit((h // pipeline.latent_scale, w // pipeline.latent_scale))))
+        for start in range(0, len(same), n):
+            yield same[start:start + n]
 
 
 @torch.no_grad()

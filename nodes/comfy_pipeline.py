@@ -65,6 +65,16 @@ class ComfyPipeline(Pipeline):
             guider.set_cfg(self.cfg)
         return run_in_sampler(guider, latent, sigmas, program)
 
+    def batch_limit(self, latent_hw):
+        if has_identity_patch(self.model):
+            return 1                # each face has its own cropped identity patch
+        import comfy.model_management
+
+        channels = self.model.model.latent_format.latent_channels
+        one_face = self.model.model.memory_required([2, channels, *latent_hw])     # cond + uncond
+        free = comfy.model_management.get_free_memory(self.model.load_device)
+        return max(1, int(0.5 * free // max(one_face, 1)))
+
     def skip_reason(self, job):
         if self.only_identified and not has_identity(self.model, job.mask):
             return "no identity of MultiIDApply matched this face (name it in face_indices to restore it anyway)"

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..magicid_core.restore import RestoreSettings, parse_indices, report, restore_faces, side_by_side
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
-from .comfy_pipeline import ComfyPipeline, has_identity_patch
+from .comfy_pipeline import ComfyPipeline
 
 
 class IDRestore:
@@ -60,8 +60,7 @@ class IDRestore:
         import comfy.utils
 
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
-                                   feather=feather, refine_iters=inversion_refine,
-                                   batch_size=1 if has_identity_patch(model) else 4)
+                                   feather=feather, refine_iters=inversion_refine)
         indices = parse_indices(face_indices)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
                                  only_identified=indices is None)

@@ -146,9 +146,23 @@ def test_background_bit_identical_in_a_batch_with_different_face_counts():
 def test_batched_faces_match_one_at_a_time_and_progress_counts_face_steps():
     image, box = astronaut(192, 192)
     faces = faceset(image, [box, (20, 130, 44, 160), (150, 20, 170, 44)])   # three crops, all zoomed to 256
+    batches = []
+
+    def repaint(x, sigma, **cond):
+        batches.append(x.shape[0])
+        return gaussian_denoiser(mean=0.6, var=0.01)(x, sigma)
+
+    class OneAtATime(type(REPAINT)):          # as a pipeline short of memory says
+        def batch_limit(self, latent_hw):
+            return 1
+
     seen = []
-    together = restore_faces([image], faces, REPAINT, FAST, progress=lambda done, total: seen.append((done, total)))
-    alone = restore_faces([image], faces, REPAINT, RestoreSettings(**{**FAST.__dict__, "batch_size": 1}))
+    together = restore_faces([image], faces, analytic_pipeline(repaint, gaussian_denoiser()), FAST,
+                             progress=lambda done, total: seen.append((done, total)))
+    assert set(batches) == {3}
+    batches.clear()
+    alone = restore_faces([image], faces, OneAtATime(**analytic_pipeline(repaint, gaussian_denoiser()).__dict__), FAST)
+    assert set(batches) == {1}
     np.testing.assert_allclose(together.images[0], alone.images[0], atol=1e-5)
     steps = 6                                               # round(8 * 0.7) steps of the 8-step schedule
     assert seen[-1] == (2 * steps * 3, 2 * steps * 3)       # inversion + regeneration steps, per face
