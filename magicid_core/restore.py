@@ -232,14 +232,15 @@ def pinned_regenerate(denoise: Denoise, trajectory: list[torch.Tensor], sigmas: 
 
 def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, settings: RestoreSettings,
                   indices: list[int] | None = None, progress: Callable[[int, int], None] | None = None) -> Restored:
-    """Restore the faces of ``images`` (each (H, W, 3) float32 in 0..1).
+    """Restore the faces of ``images`` (each (H, W, 3) float32 in 0..1; gray and RGBA
+    come back as RGB).
 
     Returns new images (bit-identical to the input wherever the feathered face
     masks are 0), one result per restored face, and messages about what was skipped.
     ``progress(done, total)`` counts face-steps of inversion and regeneration.
     """
     settings.validate()
-    images = [np.asarray(im, np.float32) for im in images]
+    images = [_as_rgb(np.asarray(im, np.float32)) for im in images]
     jobs, messages = plan_faces(images, faces, settings, indices, pipeline.latent_scale)
     skipped = {id(job): pipeline.skip_reason(job) for job in jobs}
     messages += [f"image {job.image_index} face {job.face.index}: {skipped[id(job)]}, left unchanged"
@@ -273,6 +274,18 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
             results.append(FaceResult(job.image_index, job.face.index, job.plan.box, job.plan.zoomed,
                                       before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error))
     return Restored(out, results, messages)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """Gray (H, W) / (H, W, 1) / gray+alpha -> 3 equal channels; RGBA -> RGB (alpha dropped).
+    Values are kept as they are (no quantisation), so unchanged pixels keep their bits."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim == 3 and image.shape[2] in (1, 2):
+        return np.repeat(image[..., :1], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[..., :3])
+    return image
 
 
 def _groups(jobs: list[FaceJob], batch_size: int, pipeline: Pipeline):

@@ -65,7 +65,7 @@ class IDRestore:
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
                                  only_identified=indices is None)
         bar = comfy.utils.ProgressBar(1)
-        restored = restore_faces([a[..., :3] for a in images_to_numpy(image)], faces, pipeline, settings, indices,
+        restored = restore_faces(images_to_numpy(image), faces, pipeline, settings, indices,
                                  progress=lambda done, total: bar.update_absolute(done, total))
         for message in restored.messages:
             logging.info("IDRestore: %s", message)

@@ -182,6 +182,18 @@ def test_face_at_the_border_and_size_not_multiple_of_8():
     assert_only_masks_changed(image, out.images[0], paste_masks([image], faces, FAST, 0))
 
 
+def test_gray_and_rgba_pictures_come_back_as_rgb_with_their_bits():
+    image, box = astronaut(128, 128)
+    gray = image.mean(axis=2)
+    rgba = np.concatenate([image, np.ones_like(image[..., :1])], axis=2)
+    faces = FaceSet([faceset(image, [box])[0]] * 2)
+    out = restore_faces([gray, rgba], faces, REPAINT, FAST)
+    outside = paste_masks([image], faceset(image, [box]), FAST, 0)[0] == 0
+    assert out.images[0].shape == out.images[1].shape == image.shape
+    assert np.array_equal(out.images[0][outside], np.repeat(gray[..., None], 3, 2)[outside])
+    assert np.array_equal(out.images[1][outside], image[outside])
+
+
 def test_strength_zero_returns_the_input_exactly():
     image, box = astronaut(128, 128)
     out = restore_faces([image], faceset(image, [box]), REPAINT,
