@@ -6,6 +6,7 @@ lazily inside the nodes, so importing it needs no host. Each module holds one st
 
 from .ddim_invert import DDIMInvert
 from .face_detect import FaceDetectMasks
+from .id_restore import IDRestore
 from .id_similarity import IDSimilarity
 from .identity import IdentityFromImages
 from .kin_blend import KinIDBlend
@@ -23,6 +24,7 @@ _NODES = {
     "MMFControlApply": (MMFControlApply, "MMF Control Apply, masked (MagicID)"),
     "KinIDBlend": (KinIDBlend, "Kin ID Blend (MagicID)"),
     "IDSimilarity": (IDSimilarity, "ID Similarity (MagicID)"),
+    "IDRestore": (IDRestore, "ID Restore (MagicID)"),
 }
 
 NODE_CLASS_MAPPINGS = {name: cls for name, (cls, _) in _NODES.items()}
