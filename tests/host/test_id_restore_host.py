@@ -120,7 +120,7 @@ def test_only_faces_with_an_identity_are_restored_unless_named(comfy_nodes, scen
 
 
 def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_model):
-    """plain_model takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
+    """without_multi_id_patches takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
     from tiny_models import text_conditioning as cond
 
     model, patched = identity_model
@@ -131,6 +131,7 @@ def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_
         (latent,) = nodes.EmptyLatentImage().generate(64, 64, 1)
         return nodes.KSampler().sample(m, 3, 3, 3.0, "euler", "normal", cond(1), cond(2), latent)[0]["samples"]
 
-    plain = helpers.plain_model(patched)
+    multi_id = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["MultiIDApply"].__module__]
+    plain = multi_id.without_multi_id_patches(patched)
     assert not helpers.has_identity_patch(plain) and helpers.has_identity_patch(patched)
     assert torch.equal(sample(plain), sample(model))
