@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..magicid_core.restore import Pipeline, landmark_hint
+from .multi_id_apply import crop_multi_id_patches, multi_id_patches, without_multi_id_patches
 
 
 def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) -> torch.Tensor:
@@ -56,7 +57,7 @@ class ComfyPipeline(Pipeline):
         import comfy.samplers
 
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
-            guider = comfy.samplers.CFGGuider(plain_model(self.model))
+            guider = comfy.samplers.CFGGuider(without_multi_id_patches(self.model))
             guider.set_conds(self.positive, self.negative)
             guider.set_cfg(1.0)
         else:
@@ -101,22 +102,15 @@ def _with_control(conditioning, c_net):
     return out
 
 
-def _identity_patches(model) -> dict:
-    """MultiIDApply's attn2 patches of this model by block key (duck-typed on ``cropped``,
-    as its own helper does: a reloaded pack has a second patch class)."""
-    attn2 = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    return {key: p for key, p in attn2.items() if callable(getattr(p, "cropped", None))}
-
-
 def has_identity_patch(model) -> bool:
     """Whether MultiIDApply patched this model: then each face needs its own cropped patch
     and faces go through one at a time."""
-    return bool(_identity_patches(model))
+    return bool(multi_id_patches(model))
 
 
 def has_identity(model, face_mask: np.ndarray) -> bool:
     """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
-    for patch in _identity_patches(model).values():
+    for patch in multi_id_patches(model).values():
         masks = np.asarray(patch.masks)
         if len(masks) == 0:
             continue
@@ -136,32 +130,13 @@ def _patch_scale(masks: np.ndarray, image_hw) -> tuple[float, float]:
     return mw / iw, mh / ih
 
 
-def plain_model(model):
-    """The model without MultiIDApply's identity patches (each layer gets back the patch
-    it wrapped, if any), for inversion: the identity must act only while regenerating."""
-    ours = _identity_patches(model)
-    if not ours:
-        return model
-    clone = model.clone()
-    attn2 = clone.model_options["transformer_options"]["patches_replace"]["attn2"]
-    for key, patch in ours.items():
-        wrapped = patch.previous.get(key) or patch.previous.get(key[:2])
-        if wrapped is None:
-            del attn2[key]
-        else:
-            attn2[key] = wrapped
-    return clone
-
-
 def identity_model(model, jobs):
     """The model with MultiIDApply's identity masks cut to this face's crop and zoomed to
     its working size (faces of a patched model go one at a time). The right/bottom
     padding to a multiple of 8 (under 8 px) stretches the masks by that much."""
-    patches = _identity_patches(model)
+    patches = multi_id_patches(model)
     if not patches:
         return model
-    from .multi_id_apply import crop_multi_id_patches
-
     (job,) = jobs
     masks = np.asarray(next(iter(patches.values())).masks)
     sx, sy = _patch_scale(masks, job.mask.shape) if len(masks) else (1.0, 1.0)

@@ -168,15 +168,40 @@ def register_patch(model, patch: MultiIDAttention, keys):
     return model
 
 
+def multi_id_patches(model) -> dict:
+    """MultiIDApply's attn2 patches of a model, by block key.
+
+    Duck-typed on ``cropped``: a second import of the pack (a reload) makes a second
+    MultiIDAttention class.
+    """
+    attn2 = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    return {key: p for key, p in attn2.items() if callable(getattr(p, "cropped", None))}
+
+
+def without_multi_id_patches(model):
+    """The model without MultiIDApply's patches (each layer gets back the patch it wrapped,
+    if any): IDRestore inverts with it, since identity must act only while regenerating."""
+    ours = multi_id_patches(model)
+    if not ours:
+        return model
+    clone = model.clone()
+    attn2 = clone.model_options["transformer_options"]["patches_replace"]["attn2"]
+    for key, patch in ours.items():
+        wrapped = patch.previous.get(key) or patch.previous.get(key[:2])
+        if wrapped is None:
+            del attn2[key]
+        else:
+            attn2[key] = wrapped
+    return clone
+
+
 def crop_multi_id_patches(model, box_xyxy, out_hw):
     """For IDRestore: a clone whose MultiIDApply patches act on a zoomed crop of the image.
 
     box_xyxy: the crop in the FACES image's pixels; out_hw: the crop's new (height, width).
     Returns the model itself when it carries no MultiIDApply patch.
     """
-    attn2 = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    # Duck-typed: a second import of the pack (a reload) makes a second MultiIDAttention class.
-    ours = {key: p for key, p in attn2.items() if callable(getattr(p, "cropped", None))}
+    ours = multi_id_patches(model)
     if not ours:
         return model
     clone, done = model.clone(), {}

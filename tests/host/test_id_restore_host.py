@@ -12,30 +12,13 @@ import torch
 
 from magicid_core.faces import FaceSet, Identity, ImageFaces
 from magicid_core.restore import RestoreSettings, plan_faces
-from tiny_models import _seed_weights, text_conditioning, tiny_sd15_model
+from tiny_models import text_conditioning, tiny_sd15_model, tiny_vae
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/: scenes and adapter layouts
 from face_scenes import sizes_scene  # noqa: E402
 from mgmica_layouts import faceid_state_dict  # noqa: E402
 
 SETTINGS = dict(zoom_size=256, context=0.4, feather=3)
-
-
-def balanced_vae(seed: int = 0):
-    """A tiny TAESD-layout VAE whose latents are O(1), so a changed latent shows in pixels.
-
-    (tiny_models.tiny_vae seeds TAESD's vae_scale too and uses std 0.1: its latents are
-    ~1e8, where the decoder saturates and the denoiser's work is below float32 resolution.)
-    """
-    import comfy.sd
-    from comfy.taesd.taesd import TAESD
-
-    net = TAESD()
-    _seed_weights(net, seed, std=0.05)
-    with torch.no_grad():
-        net.vae_scale.fill_(1.0)
-        net.vae_shift.fill_(0.0)
-    return comfy.sd.VAE(sd=net.state_dict(), device=torch.device("cpu"), dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +36,7 @@ def scene(comfy_nodes):
 def run_node(comfy_nodes, image, faces, strength=0.5, model=None, face_indices="all", **optional):
     node = comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"]()
     kwargs = dict(image=torch.from_numpy(image)[None], faces=faces, model=model or tiny_sd15_model(),
-                  vae=balanced_vae(), positive=text_conditioning(1), negative=text_conditioning(2), steps=6,
+                  vae=tiny_vae(), positive=text_conditioning(1), negative=text_conditioning(2), steps=6,
                   strength=strength, cfg=3.0, scheduler="karras", inversion_refine=1,
                   face_indices=face_indices, **SETTINGS, **optional)
     out, preview, report = getattr(node, node.FUNCTION)(**kwargs)
@@ -137,7 +120,7 @@ def test_only_faces_with_an_identity_are_restored_unless_named(comfy_nodes, scen
 
 
 def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_model):
-    """plain_model takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
+    """without_multi_id_patches takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
     from tiny_models import text_conditioning as cond
 
     model, patched = identity_model
@@ -148,6 +131,7 @@ def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_
         (latent,) = nodes.EmptyLatentImage().generate(64, 64, 1)
         return nodes.KSampler().sample(m, 3, 3, 3.0, "euler", "normal", cond(1), cond(2), latent)[0]["samples"]
 
-    plain = helpers.plain_model(patched)
+    multi_id = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["MultiIDApply"].__module__]
+    plain = multi_id.without_multi_id_patches(patched)
     assert not helpers.has_identity_patch(plain) and helpers.has_identity_patch(patched)
     assert torch.equal(sample(plain), sample(model))

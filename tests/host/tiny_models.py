@@ -55,12 +55,19 @@ def tiny_sd15_model(seed: int = 0):
 
 
 def tiny_vae(seed: int = 0):
-    """A ComfyUI VAE with the TAESD layout (8x down, 4 latent channels), seeded weights."""
+    """A ComfyUI VAE with the TAESD layout (8x down, 4 latent channels), seeded weights.
+
+    Its latents are O(1) (unit latent scale, small weights), so a changed latent shows in
+    pixels; with TAESD's scale seeded too, latents reach ~1e8 and the decoder saturates.
+    """
     import comfy.sd
     from comfy.taesd.taesd import TAESD
 
     net = TAESD()
-    _seed_weights(net, seed, std=0.1)
+    _seed_weights(net, seed, std=0.05)
+    with torch.no_grad():
+        net.vae_scale.fill_(1.0)
+        net.vae_shift.fill_(0.0)
     return comfy.sd.VAE(sd=net.state_dict(), device=torch.device("cpu"), dtype=torch.float32)
 
 
