@@ -12,6 +12,7 @@ from ..magicid_core.masks import MASK_MODES
 from ..magicid_core.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
+from .face_ui import faces_ui
 from .models import insightface_roots
 
 NO_IDENTITY = "none"
@@ -86,4 +87,7 @@ class FaceDetectMasks:
         face_masks = np.concatenate([im.masks() for im in faces.images]) if faces.face_count else np.zeros((0, h, w))
         union = np.stack([im.union_mask() for im in faces.images])
         previews = [draw_preview(to_rgb_uint8(a), im) for a, im in zip(arrays, faces.images)]
-        return (faces, numpy_to_masks(face_masks, h, w), numpy_to_masks(union, h, w), numpy_to_images(previews))
+        # ui: the previews shown on the node, and the boxes web/magicid.js numbers over them
+        return {"ui": faces_ui(faces, previews),
+                "result": (faces, numpy_to_masks(face_masks, h, w), numpy_to_masks(union, h, w),
+                           numpy_to_images(previews))}

@@ -20,7 +20,8 @@ def _run(node_cls, image, **overrides):
     inputs = {name: spec[1].get("default") for name, spec in node_cls.INPUT_TYPES()["required"].items()
               if name != "image"}
     inputs.update(overrides)
-    return getattr(node_cls(), node_cls.FUNCTION)(image=image, **inputs)
+    out = getattr(node_cls(), node_cls.FUNCTION)(image=image, **inputs)
+    return out["result"]  # out["ui"] is what the app shows on the node (previews, face boxes)
 
 
 def test_face_detect_masks_runs_through_comfy_node_mappings(comfy_nodes):

@@ -62,11 +62,11 @@ def test_face_detect_masks_carries_skeletons_and_embeddings(comfy_nodes):
     image, _ = group_of_three()
     args = dict(image=_image(image), backend="auto", min_face_px=32, mask_mode="face", dilation_px=4, feather_px=8,
                 max_faces=0, order="left_to_right", error_if_no_face=False)
-    faces = detect.detect(**args, identity_backend="dlib", skeletons=True)[0][0].faces
+    faces = detect.detect(**args, identity_backend="dlib", skeletons=True)["result"][0][0].faces
     assert len(faces) == 3
     assert all(f.embedding_model == "dlib_resnet_v1" and f.embedding.shape == (128,) for f in faces)
     assert all(f.skeleton.shape == (18, 3) and f.skeleton[0, 2] > 0 for f in faces)
-    bare = detect.detect(**args, identity_backend="none", skeletons=False)[0][0].faces
+    bare = detect.detect(**args, identity_backend="none", skeletons=False)["result"][0][0].faces
     assert all(f.embedding is None and f.skeleton is None for f in bare)
     with pytest.raises(ValueError, match="insightface.*glintr100.onnx"):
         detect.detect(**args, identity_backend="arcface")

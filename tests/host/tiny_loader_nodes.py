@@ -1,0 +1,164 @@
+"""Test-only ComfyUI nodes that stand in for the model loaders of the shipped workflows.
+
+The host workflow test links this file into the test server's custom_nodes. Each node
+has the outputs of the loader it replaces and returns tiny real ComfyUI models built
+in process (tests/host/tiny_models.py): nothing is downloaded, and the nodes between the
+loaders and the outputs (the pack's and ComfyUI's) run unchanged.
+
+Why substitute the loaders instead of writing tiny checkpoint files: ComfyUI recognises
+a checkpoint by its tensor shapes (SD1.5 needs 320 base channels, a ~1 GB UNet), so a
+tiny file with the real key layout is refused as an unknown model type.
+
+The identity model is the one other stand-in: the adapters need 512-d ArcFace embeddings
+from insightface's ONNX files, which are not here. TinyIdentityFromImages / TinyIDSimilarity
+run the pack's own IdentityFromImages / IDSimilarity with one change, the embedder: the
+pack's dlib face finder and descriptor (real, shipped weights) lifted to 512-d by a fixed
+orthonormal map and labelled as ArcFace, so different people still get different embeddings.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_models  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def tiny_clip(seed: int = 0):
+    """A real ComfyUI CLIP (SD1.5 tokenizer and text model) with one 768-wide layer."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.supported_models_base
+
+    target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
+    small = {"num_hidden_layers": 1, "intermediate_size": 128}
+    clip = comfy.sd.CLIP(target=target, model_options={"clip_l_model_config": small, "load_device": CPU,
+                                                       "offload_device": CPU, "dtype": torch.float32})
+    tiny_models._seed_weights(clip.cond_stage_model, seed, std=0.02)
+    return clip
+
+
+def tiny_controlnet(seed: int = 0):
+    """A real ComfyUI ControlNet whose control model matches the tiny UNet's layout."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    config = {k: v for k, v in tiny_models.TINY_SD15_UNET.items() if k != "out_channels"}
+    config.update(num_heads=8, num_head_channels=-1,  # what SD15 adds to every UNet config
+                  hint_channels=3, operations=comfy.ops.disable_weight_init, dtype=torch.float32, device=CPU)
+    control_model = comfy.cldm.cldm.ControlNet(**config)
+    tiny_models._seed_weights(control_model, seed, std=0.02)
+    return comfy.controlnet.ControlNet(control_model, load_device=CPU, manual_cast_dtype=None)
+
+
+class TinyCheckpointLoader:
+    """Stands in for CheckpointLoaderSimple."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": ("STRING", {"default": ""})}}
+
+    def load(self, ckpt_name):
+        return (tiny_models.tiny_sd15_model(seed=1), tiny_clip(seed=2), tiny_models.tiny_vae(seed=3))
+
+
+class TinyControlNetLoader:
+    """Stands in for ControlNetLoader."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CONTROL_NET",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"control_net_name": ("STRING", {"default": ""})}}
+
+    def load(self, control_net_name):
+        return (tiny_controlnet(seed=4),)
+
+
+class _LiftedDlibEmbedder:
+    """Stands in for ArcFaceEmbedder: the pack's dlib embedder, 128-d -> 512-d (orthonormal)."""
+
+    model_name = "arcface:antelopev2"
+
+    def __init__(self, identity_core):
+        import numpy as np
+
+        self.dlib = identity_core.DlibEmbedder()
+        self.threshold = self.dlib.threshold
+        q, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((512, 128)))
+        self.lift = q.astype(np.float32)  # columns orthonormal: cosine similarities are kept
+
+    def find_faces(self, image):
+        return self.dlib.find_faces(image)
+
+    def embed(self, image, box, keypoints):
+        return self.lift @ self.dlib.embed(image, box, keypoints)
+
+
+def _with_stand_in_embedder(node_type: str, **inputs):
+    """Run the pack's own node, as the server loaded it, with ArcFace replaced by the
+    stand-in embedder for this one call (the node module's ``make_embedder`` name)."""
+    import nodes  # ComfyUI's
+
+    cls = nodes.NODE_CLASS_MAPPINGS[node_type]
+    module = sys.modules[cls.__module__]
+    identity_core = sys.modules[module.make_embedder.__module__]
+    real = module.make_embedder
+    module.make_embedder = lambda backend="auto", roots=None: _LiftedDlibEmbedder(identity_core)
+    try:
+        return getattr(cls(), cls.FUNCTION)(**inputs)
+    finally:
+        module.make_embedder = real
+
+
+class TinyIdentityFromImages:
+    """Stands in for IdentityFromImages (same inputs and output)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "build"
+    RETURN_TYPES = ("IDENTITIES",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": ""}),
+                             "backend": ("STRING", {"default": "auto"})},
+                "optional": {"identities": ("IDENTITIES",)}}
+
+    def build(self, **inputs):
+        return _with_stand_in_embedder("IdentityFromImages", **inputs)
+
+
+class TinyIDSimilarity:
+    """Stands in for IDSimilarity (same inputs and outputs)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "score"
+    RETURN_TYPES = ("FLOAT", "FLOAT", "STRING", "IMAGE")
+    OUTPUT_IS_LIST = (True, True, False, False)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "identities": ("IDENTITIES",), "assignment": ("STRING",)},
+                "optional": {"faces": ("FACES",), "image_before": ("IMAGE",)}}
+
+    def score(self, **inputs):
+        return _with_stand_in_embedder("IDSimilarity", **inputs)
+
+
+# real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
+SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
+               "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity"}
+NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
+                       "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity}

@@ -1,0 +1,191 @@
+// MagicID front-end extension: face indices over FaceDetectMasks' preview, and a face map
+// on MultiIDApply / IDRestore that shows and sets which identity goes to which face.
+// The logic lives in ./lib (pure, tested with `node --test tests/js/`); this file only
+// wires it to ComfyUI's app and canvas.
+import { app } from "../../scripts/app.js";
+import { faceLabels, facesFromOutput, previewCell } from "./lib/face_overlay.js";
+import {
+  assignmentChips, chipRects, cycleIdentity, hitChip, identityCount, parseIndices, toggleFace,
+} from "./lib/face_indices.js";
+
+const FACE_NODE = "FaceDetectMasks";
+// Which nodes get the face map, and what its chips stand for.
+const MAP_NODES = { MultiIDApply: "identities", IDRestore: "faces" };
+const MAP_WIDGET = "face_indices";
+const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
+const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
+
+// Where the front end drew the node's images: one selected image (at most at 1:1 scale) in
+// the preview widget's area, or a grid of cells it records in node.imageRects.
+function previewCells(node) {
+  const widget = node.widgets?.find((w) => w.name === PREVIEW_WIDGET);
+  if (node.imageIndex != null && widget) {
+    const sizeText = app.extensionManager?.setting?.get?.("Comfy.Node.AllowImageSizeDraw") ? 15 : 0;
+    const cell = previewCell(node.size[0], node.size[1], widget.y ?? widget.last_y ?? 0, sizeText);
+    return [{ image: node.imageIndex, cell, maxScale: 1 }];
+  }
+  return (node.imageRects ?? []).map((cell, image) => ({ image, cell, maxScale: Infinity }));
+}
+
+function drawFaceLabels(node, ctx) {
+  const perImage = node.magicidFaces;
+  if (!perImage?.length || !node.imgs?.length) return;
+  node.magicidLabels = [];
+  ctx.save();
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  previewCells(node).forEach(({ image, cell, maxScale }) => {
+    const img = node.imgs[image];
+    const faces = perImage[image] ?? [];
+    if (!img) return;
+    for (const label of faceLabels(faces, img.naturalWidth, img.naturalHeight, cell, { maxScale })) {
+      ctx.beginPath();
+      ctx.arc(label.x, label.y, label.size * 0.65, 0, 2 * Math.PI);
+      ctx.fillStyle = "rgba(0, 0, 0, 0.65)";
+      ctx.fill();
+      ctx.fillStyle = "#ffd84d";
+      ctx.font = `bold ${Math.round(label.size)}px sans-serif`;
+      ctx.fillText(label.text, label.x, label.y);
+      node.magicidLabels.push(label);
+    }
+  });
+  ctx.restore();
+}
+
+function linkedNode(node, inputName) {
+  const input = node.inputs?.find((i) => i.name === inputName || i.type === inputName);
+  if (input?.link == null) return null;
+  const graph = node.graph ?? app.graph;
+  const link = graph.getLink?.(input.link) ?? graph.links?.[input.link];
+  return link ? graph.getNodeById(link.origin_id) : null;
+}
+
+// Faces the upstream FaceDetectMasks found in its last run (the most of any image).
+function faceCount(node) {
+  const source = linkedNode(node, "faces");
+  const perImage = source?.type === FACE_NODE ? source.magicidFaces ?? [] : [];
+  return Math.max(0, ...perImage.map((faces) => faces.length));
+}
+
+// The nodes up a node's IDENTITIES input, nearest first (for identityCount).
+function identityChain(node) {
+  const chain = [];
+  const seen = new Set();
+  for (let source = linkedNode(node, "IDENTITIES"); source && !seen.has(source.id);
+    source = linkedNode(source, "IDENTITIES")) {
+    seen.add(source.id);
+    const includeParents = source.widgets?.find((w) => w.name === "include_parents")?.value;
+    chain.push({ type: source.type, includeParents: includeParents !== false });
+  }
+  return chain;
+}
+
+function addFaceMap(node, kind) {
+  const text = node.widgets?.find((w) => w.name === MAP_WIDGET);
+  if (!text) return; // a node version without face_indices: nothing to edit
+  const chipsNow = (width) => {
+    const nFaces = faceCount(node);
+    let nIdentities = identityCount(identityChain(node));
+    if (kind === "identities") {
+      const { mode, indices } = safeParse(text.value);
+      nIdentities = Math.max(nIdentities, mode === "list" ? indices.length : 0);
+    }
+    // no faces known yet (FaceDetectMasks has not run): no chips, just a hint
+    const chips = nFaces ? assignmentChips(kind, safeText(text.value), nIdentities, nFaces) : [];
+    return { chips, rects: chipRects(chips.length, width, CHIP), nFaces, nIdentities };
+  };
+  const widget = {
+    name: "magicid_face_map",
+    type: "magicid_face_map",
+    value: null,
+    serialize: false, // drawn from face_indices; saving it would shift widgets_values
+    options: { serialize: false },
+    draw(ctx, _node, width, y) {
+      this.lastY = y;
+      const { chips, rects, nFaces } = chipsNow(width);
+      ctx.save();
+      ctx.font = "12px sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      if (!chips.length) {
+        ctx.fillStyle = "#999";
+        const hint = nFaces ? "connect identities to place them" : "run FaceDetectMasks to see the faces";
+        ctx.fillText(hint, width / 2, y + CHIP.height / 2);
+      }
+      chips.forEach((chip, i) => {
+        const [x, cy, w, h] = rects[i];
+        ctx.fillStyle = chip.active ? "#2d5a88" : "#3a3a3a";
+        ctx.beginPath();
+        ctx.roundRect(x, y + cy, w, h, 5);
+        ctx.fill();
+        ctx.fillStyle = chip.active ? "#fff" : "#aaa";
+        ctx.fillText(chip.label, x + w / 2, y + cy + h / 2);
+      });
+      ctx.restore();
+    },
+    mouse(event, pos) {
+      if (event.type !== "pointerdown") return false;
+      const { chips, rects, nFaces, nIdentities } = chipsNow(node.size[0]);
+      const hit = hitChip(rects, pos[0], pos[1] - (this.lastY ?? 0));
+      if (hit < 0 || nFaces === 0) return false;
+      const value = kind === "identities"
+        ? cycleIdentity(safeText(text.value), chips[hit].key, nIdentities, nFaces)
+        : toggleFace(safeText(text.value), chips[hit].key, nFaces);
+      text.value = value;
+      text.callback?.(value);
+      node.setDirtyCanvas(true, true);
+      return true;
+    },
+    computeSize(width) {
+      const count = Math.max(1, chipsNow(width).chips.length);
+      return [width, Math.ceil(count / CHIP.perRow) * (CHIP.height + CHIP.gap) + 4];
+    },
+  };
+  node.addCustomWidget(widget);
+}
+
+// A typo in face_indices must not break drawing; the node itself reports it on run.
+function safeParse(value) {
+  try {
+    return parseIndices(value);
+  } catch {
+    return { mode: "auto", indices: [] };
+  }
+}
+
+function safeText(value) {
+  try {
+    parseIndices(value);
+    return String(value ?? "");
+  } catch {
+    return "auto";
+  }
+}
+
+app.registerExtension({
+  name: "MagicID.faces",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name === FACE_NODE) {
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (output) {
+        onExecuted?.apply(this, arguments);
+        this.magicidFaces = facesFromOutput(output);
+        this.setDirtyCanvas(true, true);
+      };
+      const onDrawForeground = nodeType.prototype.onDrawForeground;
+      nodeType.prototype.onDrawForeground = function (ctx) {
+        onDrawForeground?.apply(this, arguments);
+        drawFaceLabels(this, ctx);
+      };
+    }
+    const kind = MAP_NODES[nodeData.name];
+    if (kind) {
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function () {
+        const result = onNodeCreated?.apply(this, arguments);
+        addFaceMap(this, kind);
+        return result;
+      };
+    }
+  },
+});
