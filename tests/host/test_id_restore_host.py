@@ -28,7 +28,7 @@ def scene(comfy_nodes):
     image, _ = sizes_scene((24, 48, 96))
     image = np.ascontiguousarray(image[20:441, :1003]).astype(np.float32) / 255
     detect = comfy_nodes.NODE_CLASS_MAPPINGS["FaceDetectMasks"]()
-    faces = detect.detect(torch.from_numpy(image)[None], "auto", 16, "face", 4, 8, 0, "left_to_right", True)[0]
+    faces = detect.detect(torch.from_numpy(image)[None], "auto", 16, "face", 4, 8, 0, "left_to_right", True)["result"][0]
     assert faces[0].faces, "FaceDetectMasks found no face in the scene"
     return image, faces
 

@@ -17,7 +17,8 @@ SIZE = 64                      # image pixels; the latent is 8 x 8
 
 def _run(comfy_nodes, node, **inputs):
     cls = comfy_nodes.NODE_CLASS_MAPPINGS[node]
-    return getattr(cls(), cls.FUNCTION)(**inputs)
+    out = getattr(cls(), cls.FUNCTION)(**inputs)
+    return out["result"] if isinstance(out, dict) else out   # a node with a UI part returns both
 
 
 def _faces() -> FaceSet:
