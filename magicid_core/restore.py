@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import crops
 from .control_maps import draw_face_mesh
-from .inversion import euler_step, invert, partial_sigmas
+from .inversion import DEFAULT_REFINE_ITERS, euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
 from .mgmica import parse_number_list
 
@@ -41,7 +41,7 @@ class RestoreSettings:
     zoom_size: int = 512         # crops smaller than this are zoomed up to it (1024 for SDXL)
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
-    refine_iters: int = 3        # fixed-point refinements per inversion step
+    refine_iters: int = DEFAULT_REFINE_ITERS  # most refinement calls an inversion step may spend
     batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:

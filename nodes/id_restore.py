@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from ..magicid_core.inversion import DEFAULT_REFINE_ITERS
 from ..magicid_core.restore import RestoreSettings, parse_indices, report, restore_faces, side_by_side
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
 from .comfy_pipeline import ComfyPipeline
@@ -36,8 +37,9 @@ class IDRestore:
                                       "tooltip": "Margin around each face in the crop, as a fraction of the face size."}),
                 "feather": ("INT", {"default": 4, "min": 0, "max": 64,
                                     "tooltip": "Extra softening of the face mask's edge in pixels (changes stay inside the mask grown by this)."}),
-                "inversion_refine": ("INT", {"default": 3, "min": 0, "max": 20,
-                                             "tooltip": "Fixed-point refinements per inversion step (closer inversion, more model calls)."}),
+                "inversion_refine": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
+                                             "tooltip": "Most refinement calls per inversion step, as in DDIMInvert; "
+                                                        "steps stop early once exact. 0 = plain inversion."}),
                 "face_indices": ("STRING", {"default": "all",
                                             "tooltip": "'all', or the face indices to repair, like '0, 2'."}),
             },
