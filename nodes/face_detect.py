@@ -12,8 +12,8 @@ from ..magicid_core.masks import MASK_MODES
 from ..magicid_core.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
-from .face_ui import faces_ui
-from .models import insightface_roots
+from .host.ui import faces_ui
+from .host.folders import insightface_roots
 
 NO_IDENTITY = "none"
 

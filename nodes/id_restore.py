@@ -9,7 +9,7 @@ import numpy as np
 from ..magicid_core.inversion import DEFAULT_REFINE_ITERS
 from ..magicid_core.restore import RestoreSettings, parse_indices, report, restore_faces, side_by_side
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
-from .comfy_pipeline import ComfyPipeline
+from .host.pipeline import ComfyPipeline
 
 
 class IDRestore:

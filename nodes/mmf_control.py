@@ -88,7 +88,7 @@ class MMFControlApply:
     def apply(self, positive, negative, skeleton_strength, face_strength, start_percent, end_percent, schedule,
               switch_percent, skeleton_control_net=None, skeleton_map=None, person_mask=None,
               face_control_net=None, face_map=None, face_mask=None, vae=None):
-        from .masked_controlnet import apply_control
+        from .host.masked_controlnet import apply_control
 
         ranges = mmf_schedule(schedule, start_percent, end_percent, switch_percent)
         controls = (("skeleton", skeleton_control_net, skeleton_map, person_mask, skeleton_strength),

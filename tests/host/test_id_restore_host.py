@@ -124,7 +124,7 @@ def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_
     from tiny_models import text_conditioning as cond
 
     model, patched = identity_model
-    helpers = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"].__module__.rsplit(".", 1)[0] + ".comfy_pipeline"]
+    helpers = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"].__module__.rsplit(".", 1)[0] + ".host.pipeline"]
     nodes = comfy_nodes
 
     def sample(m):
