@@ -1,4 +1,7 @@
-"""FaceDetectMasks: every face of an image batch, with per-face masks, union mask and preview."""
+"""FaceDetectMasks: every face of an image batch, with per-face masks, union mask and preview.
+
+Its FACES output is the record every later node reads (docs/ARCHITECTURE.md: data flow, glossary).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""IDSimilarity: per person, how much the face in an image looks like its reference identity."""
+"""IDSimilarity: per person, how much the face in an image looks like its reference identity.
+
+FACES, IDENTITIES: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ class IDSimilarity:
                        "One line per identity: before -> after, and match / no match at the model's threshold.",
                        "The scores as a small table.")
     FUNCTION = "score"
-    CATEGORY = CATEGORY + "/identity"
+    CATEGORY = f"{CATEGORY}/identity"
+    DESCRIPTION = ("Scores how much each person's face in an image looks like its reference identity (cosine "
+                   "similarity of face embeddings), before and after a restore, with the model's match threshold.")
 
     def score(self, image, identities, assignment, faces=None, image_before=None):
         import comfy.utils

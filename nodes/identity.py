@@ -1,4 +1,7 @@
-"""IdentityFromImages: one person's reference photos -> an identity appended to IDENTITIES."""
+"""IdentityFromImages: one person's reference photos -> an identity appended to IDENTITIES.
+
+IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
