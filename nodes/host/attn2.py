@@ -6,8 +6,9 @@ callable under ``model_options["transformer_options"]["patches_replace"]["attn2"
 ComfyUI then calls ``patch(q, k, v, extra_options) -> out`` instead of the layer's attention.
 ``key`` is (block name, block id, transformer index), or (block name, block id) for every
 transformer of the block; ComfyUI looks the 3-part key up first. When the model moves,
-``ModelPatcher.model_patches_to(device)`` calls ``patch.to(device)`` on every registered object
-that has ``to`` and keeps what it returns; ``model_patches_models()`` loads ``patch.models()``.
+``ModelPatcher.model_patches_to(x)`` calls ``patch.to(x)`` on every registered object that has
+``to`` and keeps what it returns (x: the load device, then the model's dtype); ComfyUI loads the
+models ``patch.models()`` lists.
 ``ModelPatcher.clone()`` copies these dicts but shares the objects in them, so a registered
 object is never changed once it is registered: every change below makes a new one.
 
@@ -107,12 +108,12 @@ class MagicIDAttn2:
         return out
 
     # -- ComfyUI's patch conventions -------------------------------------------------------------
-    def to(self, device, *args, **kwargs) -> "MagicIDAttn2":
+    def to(self, device_or_dtype, *args, **kwargs) -> "MagicIDAttn2":
         """model_patches_to: the base moves as ComfyUI would move it; our entries move their
         tensors to the layer's device when they run."""
         if not hasattr(self.base, "to"):
             return self
-        moved = self.base.to(device, *args, **kwargs)
+        moved = self.base.to(device_or_dtype, *args, **kwargs)
         return self if moved is self.base else self._copy(base=moved)
 
     def models(self) -> list:
@@ -199,11 +200,12 @@ def without_identities(model):
     The model itself when it carries none."""
     if not identity_attentions(model):
         return model
-    clone = model.clone()
-    for key, patch in attn2_patches(model).items():
+    clone, registered = model.clone(), attn2_patches(model)
+    for key, patch in registered.items():
         if is_dispatcher(patch):
             rest = patch.without_identities()
-            if rest is None:
+            # nothing left, or only the (block, id) patch that answers here anyway: drop the key
+            if rest is None or (len(key) == 3 and rest is registered.get(key[:2])):
                 del clone.model_options["transformer_options"]["patches_replace"]["attn2"][key]
             else:
                 clone.set_model_attn2_replace(rest, *key)

@@ -299,6 +299,34 @@ def test_the_dispatcher_moves_with_the_model_as_comfyui_moves_patches(setup):
     assert moved.model_patches_models() == []
 
 
+def test_blocks_with_several_transformers_get_a_dispatcher_per_transformer(setup):
+    """SDXL-like blocks (two transformers): there our keys are (block, id, index), wrapping the
+    (block, id) patch another pack put on the whole block; stripping leaves just that patch."""
+    from collections import Counter
+
+    from magicid_core.adapters import parse_adapter
+
+    attn2 = setup["pack"]["attn2"]
+    model = tiny_sd15_model(seed=0, transformer_depth=[1, 2], transformer_depth_output=[1, 1, 2, 2],
+                            transformer_depth_middle=2)
+    layers = setup["pack"]["unet"].cross_attention_layers(model)
+    per_block = Counter(key[:2] for key, _, _ in layers)
+    assert max(per_block.values()) == 2 and min(per_block.values()) == 1
+    adapter = parse_adapter(faceid_state_dict(widths=[w for _, w, _ in layers], context_dim=768, seed=5),
+                            "ip-adapter-faceid_sd15.bin")
+    foreign = HalfAttention([])
+    for block in per_block:
+        model.set_model_attn2_replace(foreign, *block)
+    patched = apply(setup, model=model, adapter=adapter)
+    ours = {key for key, p in registered(patched).items() if attn2.is_dispatcher(p)}
+    assert ours == {key if per_block[key[:2]] > 1 else key[:2] for key, _, _ in layers}
+    assert all(registered(patched)[key].base is foreign for key in ours)
+    assert not torch.equal(sample(setup, patched), sample(setup, model))
+    stripped = attn2.without_identities(patched)
+    assert registered(stripped) == registered(model)
+    assert torch.equal(sample(setup, stripped), sample(setup, model))
+
+
 # -- with IPAdapter_plus, the pack whose Attn2Replace our dispatcher follows (MAGICID_PEERS_DIR) --------
 
 def ipadapter_plus():
