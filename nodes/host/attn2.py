@@ -20,7 +20,8 @@ dispatcher in the manner of IPAdapter_plus's ``Attn2Replace``:
 - entries added with ``add(callback, **kwargs)``: residuals ``callback(out, q, k, v, extra_options,
   **kwargs)`` summed onto the output while the sampling sigma lies in the entry's window
   ``kwargs["sigma_start"] >= sigma >= kwargs["sigma_end"]``. This is ``Attn2Replace.add``'s
-  signature, so IPAdapter_plus, finding our dispatcher at its key, stacks its own entries on it.
+  signature, so IPAdapter_plus (and InstantID, which shares it), finding our dispatcher at its
+  key, stacks its own entries on it.
 - MultiIDApply's entries are :class:`IdentityResidual`: MGMICA's masked identity residual, whose
   maths lives in ``magicid_core.mgmica`` (MultiIDAttention). One entry serves every layer.
 
