@@ -106,7 +106,7 @@ class MagicIDAttn2:
         for callback, kwargs in zip(self.callback, self.kwargs):
             if sigma is None or kwargs["sigma_end"] <= sigma <= kwargs["sigma_start"]:
                 out = out + callback(out, q, k, v, extra_options, **kwargs)
-        return out
+        return out.to(q.dtype)            # as Attn2Replace: an entry computed in float32 must not upcast
 
     # -- ComfyUI's patch conventions -------------------------------------------------------------
     def to(self, device_or_dtype, *args, **kwargs) -> "MagicIDAttn2":
