@@ -289,14 +289,27 @@ def test_the_dispatcher_moves_with_the_model_as_comfyui_moves_patches(setup):
     patched = apply(setup, model=base)
     sample(setup, patched)                                 # ComfyUI loads the model: model_patches_to(...)
     assert torch.device("cpu") in moves and torch.float32 in moves
-    assert all(p.base is foreign for p in registered(patched).values())    # a move to where it is: no copy
-    moved = patched.clone()
-    moved.model_patches_to(torch.device("meta"))
-    assert all(attn2.is_dispatcher(p) and p.base is not foreign and p.base.moves is moves
-               for p in registered(moved).values())
-    assert attn2.identity_attentions(moved) == attn2.identity_attentions(patched)
-    assert all(p.base is foreign for p in registered(patched).values())    # the clone's move stays its own
-    assert moved.model_patches_models() == []
+    before = registered(patched)
+    assert all(p.base is foreign for p in before.values())    # a move to where it already is: no copy
+    identity = attn2.identity_attentions(patched)
+    patched.model_patches_to(torch.device("meta"))
+    after = registered(patched)
+    assert all(attn2.is_dispatcher(p) and p is not before[key] and p.base is not foreign and p.base.moves is moves
+               for key, p in after.items())
+    assert all(p.base is foreign for p in before.values())    # a move makes new dispatchers
+    assert attn2.identity_attentions(patched) == identity
+    assert patched.model_patches_models() == []
+
+
+def test_clones_share_the_identity_entries(setup):
+    """ModelPatcher.clone() deep-copies model options; our entries are shared, not copied."""
+    attn2 = setup["pack"]["attn2"]
+    patched = apply(setup)
+    clone = patched.clone()
+    assert registered(clone).keys() == registered(patched).keys()
+    assert all(c is not p for c, p in zip(registered(clone).values(), registered(patched).values()))
+    assert attn2.identity_attentions(clone) == attn2.identity_attentions(patched)
+    assert torch.equal(sample(setup, clone), sample(setup, patched))
 
 
 def test_blocks_with_several_transformers_get_a_dispatcher_per_transformer(setup):
