@@ -10,8 +10,8 @@ transformer of the block; ComfyUI looks the 3-part key up first. When the model 
 ``to`` and keeps what it returns (x: the load device, then the model's dtype); ComfyUI loads the
 models ``patch.models()`` lists.
 ``ModelPatcher.clone()`` deep-copies ``model_options``, patch objects included. A registered
-object of ours is never changed: each function below reads the given model and writes new
-objects into a clone of it.
+object of ours is never changed: each function below clones the given model and replaces
+objects in the clone, wrapping the clone's own copies of other packs' patches.
 
 Ours. MultiIDApply registers one :class:`MagicIDAttn2` per cross-attention layer, a small
 dispatcher in the manner of IPAdapter_plus's ``Attn2Replace``:
@@ -183,7 +183,8 @@ def add_identities(model, attention, layers: list[tuple], sigma_range: tuple[flo
     per_block = {}
     for layer in layers:
         per_block[layer[:2]] = per_block.get(layer[:2], 0) + 1
-    clone, registered = model.clone(), attn2_patches(model)
+    clone = model.clone()
+    registered = attn2_patches(clone)        # as cloned: the dicts set_model_attn2_replace replaces
     for layer in layers:
         key = _registration_key(registered, layer, per_block[layer[:2]] == 1)
         existing = registered.get(key, registered.get(layer[:2]))
@@ -208,8 +209,9 @@ def without_identities(model):
     The model itself when it carries none."""
     if not identity_attentions(model):
         return model
-    clone, registered = model.clone(), attn2_patches(model)
-    for key, patch in registered.items():
+    clone = model.clone()
+    registered = attn2_patches(clone)
+    for key, patch in list(registered.items()):
         if is_dispatcher(patch):
             rest = patch.without_identities()
             # nothing left, or only the (block, id) patch that answers here anyway: drop the key
@@ -229,7 +231,7 @@ def cropped_identities(model, box_xyxy, out_hw):
     if not identity_attentions(model):
         return model
     clone, done = model.clone(), {}
-    for key, patch in attn2_patches(model).items():
+    for key, patch in attn2_patches(clone).items():
         if is_dispatcher(patch):
             clone.set_model_attn2_replace(patch.cropped(box_xyxy, out_hw, done), *key)
     return clone
