@@ -144,6 +144,8 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
     others' and renormalised. An image without a face is an error naming that image.
+    An embedder that also has ``embed_raw(image, box, keypoints)`` (the model's vector before
+    normalisation; ArcFace has it) gives the Identity its ``embedding_norm``, the mean raw norm.
     ``on_image(i)`` is called after each image (progress reporting).
     """
     images = list(images)

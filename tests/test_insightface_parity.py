@@ -51,7 +51,7 @@ def models(tmp_path_factory):
 def level_maxima(path, image) -> list[float]:
     """Each pyramid level's best score on this image at 640, straight from the model."""
     ours = our_detector(path)
-    return [float(o.max()) for o in ours._run(letterbox(image, (640, 640))[0])[:len(ours.strides)]]
+    return [float(o.max()) for o in ours.raw_outputs(letterbox(image, (640, 640))[0])[:len(ours.strides)]]
 
 
 @pytest.mark.parametrize("batch_axis", [False, True], ids=["flat", "batch-axis"])

@@ -197,7 +197,8 @@ class InsightFaceDetector:
         side = self.det_size or input_side(height, width, self.min_face)
         return side, side
 
-    def _run(self, canvas: np.ndarray) -> list[np.ndarray]:
+    def raw_outputs(self, canvas: np.ndarray) -> list[np.ndarray]:
+        """The network's outputs for a letterboxed canvas, batch axis removed, in insightface's order."""
         # insightface normalisation: (pixel - 127.5) / 128, RGB, NCHW
         blob = ((canvas.astype(np.float32) - 127.5) / 128.0).transpose(2, 0, 1)[None]
         outs = self.session.run(self.output_names, {self.input_name: blob})
@@ -225,7 +226,7 @@ class InsightFaceDetector:
         h, w = image.shape[:2]
         input_hw = self.input_hw(h, w)
         canvas, scale = letterbox(image, input_hw)
-        found = self._decode(self._run(canvas), input_hw)
+        found = self._decode(self.raw_outputs(canvas), input_hw)
         found.boxes = found.boxes / scale
         if found.keypoints is not None:
             found.keypoints = found.keypoints / scale
