@@ -6,7 +6,8 @@ import pytest
 
 from face_scenes import group6, match, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.detection import DETECTORS, TiledMediapipeDetector, five_keypoints, make_detector, tile_plan
+from magicid_core.detection import DETECTORS, TiledMediapipeDetector, make_detector, tile_plan
+from magicid_core.geometry import five_keypoints
 
 
 @pytest.fixture(scope="module")
