@@ -24,7 +24,7 @@ from . import crops
 from .control_maps import draw_face_mesh
 from .inversion import DEFAULT_REFINE_ITERS, euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
-from .mgmica import parse_number_list
+from .parsing import parse_number_list
 
 Denoise = Callable[..., torch.Tensor]            # denoise(x, sigma (B,), **cond) -> x0
 Program = Callable[[Denoise, torch.Tensor], torch.Tensor]

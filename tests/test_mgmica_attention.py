@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.mgmica import (IdentityTokens, MultiIDAttention, assign_faces, batch_is_uncond,
-                                 sdpa_attention)
+from magicid_core.mgmica import IdentityTokens, MultiIDAttention, batch_is_uncond, sdpa_attention
+from magicid_core.placement import assign_faces
 from magicid_core.ownership import owner_map
 
 # (cells a side, width, heads) of every cross-attention layer size: SD1.5 at 512 px, SDXL at 1024 px.
