@@ -78,11 +78,17 @@ def euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, **cond) ->
 
 @torch.no_grad()
 def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-               callback: Optional[Callback] = None, **cond) -> torch.Tensor:
-    """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1]."""
+               callback: Optional[Callback] = None, after_step=None, **cond) -> torch.Tensor:
+    """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1].
+
+    ``after_step(i, x) -> x`` may constrain the latent after step i (0-based), before the
+    callback sees it: restoration pins everything outside the face to the inversion there.
+    """
     steps = len(sigmas) - 1
     for i in range(steps):
         x = euler_step(denoise, x, sigmas[i], sigmas[i + 1], **cond)
+        if after_step is not None:
+            x = after_step(i, x)
         if callback is not None:
             callback(i + 1, steps, x)
     return x

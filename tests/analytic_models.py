@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from magicid_core import crops
 from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.restore import CallablePipeline, FaceJob
+from magicid_core.restore import CallablePipeline
+from magicid_core.restore_plan import FaceJob
 
 
 class PatchVAE:
