@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from magicid_core.analytic import GaussianMixtureDenoiser  # noqa: E402
-from magicid_core.inversion import DEFAULT_TOL, flip_schedule_inversion, invert, regenerate, relative_rmse  # noqa: E402
-from magicid_core.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas  # noqa: E402
+from magicid_core.diffusion.inversion import DEFAULT_TOL, flip_schedule_inversion, invert, regenerate, relative_rmse  # noqa: E402
+from magicid_core.diffusion.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas  # noqa: E402
 
 SHAPE = (4, 16, 16)
 STEPS = (10, 25, 50)

@@ -19,10 +19,10 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from magicid_core import crops
+from magicid_core.faces import crops
 from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.restore import CallablePipeline
-from magicid_core.restore_plan import FaceJob
+from magicid_core.diffusion.restore import CallablePipeline
+from magicid_core.diffusion.restore_plan import FaceJob
 
 
 class PatchVAE:

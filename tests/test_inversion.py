@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.inversion import (
+from magicid_core.diffusion.inversion import (
     euler_step,
     flip_schedule_inversion,
     invert,
@@ -23,7 +23,7 @@ from magicid_core.inversion import (
     regenerate,
     relative_rmse,
 )
-from magicid_core.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas, start_step
+from magicid_core.diffusion.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas, start_step
 
 SHAPE = (4, 16, 16)
 

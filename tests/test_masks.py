@@ -6,8 +6,8 @@ import pytest
 
 from face_scenes import match, oval_mask, scene, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import Face
-from magicid_core.masks import face_masks, head_box
+from magicid_core.faces.records import Face
+from magicid_core.faces.masks import face_masks, head_box
 
 
 @pytest.fixture(scope="module")

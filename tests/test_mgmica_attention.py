@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.mgmica import IdentityTokens, MultiIDAttention, batch_is_uncond, sdpa_attention
-from magicid_core.placement import assign_faces
-from magicid_core.ownership import owner_map
+from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention, batch_is_uncond, sdpa_attention
+from magicid_core.diffusion.placement import assign_faces
+from magicid_core.diffusion.ownership import owner_map
 
 # (cells a side, width, heads) of every cross-attention layer size: SD1.5 at 512 px, SDXL at 1024 px.
 SD15_LAYERS = [(64, 320, 8), (32, 640, 8), (16, 1280, 8), (8, 1280, 8)]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.inversion import relative_rmse
-from magicid_core.schedules import ddim_uniform, sd_discrete_sigmas
+from magicid_core.diffusion.inversion import relative_rmse
+from magicid_core.diffusion.schedules import ddim_uniform, sd_discrete_sigmas
 
 from tiny_models import text_conditioning, tiny_sd15_model
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.faces import FaceSet, Identity, ImageFaces
-from magicid_core.restore_plan import RestoreSettings, plan_faces
+from magicid_core.faces.records import FaceSet, Identity, ImageFaces
+from magicid_core.diffusion.restore_plan import RestoreSettings, plan_faces
 from tiny_models import text_conditioning, tiny_sd15_model, tiny_vae
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/: scenes and adapter layouts

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.faces import Face, FaceSet, Identity, ImageFaces
+from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces
 
 from tiny_models import text_conditioning, tiny_sd15_model
 
@@ -203,5 +203,5 @@ def test_bad_inputs_are_clear_errors(setup):
     with pytest.raises(ValueError, match="empty"):
         apply(setup, faces=empty)
     with pytest.raises(ValueError, match="does not fit"):
-        from magicid_core.adapters import parse_adapter
+        from magicid_core.identity.adapters import parse_adapter
         apply(setup, adapter=parse_adapter(faceid_state_dict(), "ip-adapter-faceid_sd15.bin"))

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import torch
 
-from . import crops
-from .faces import FaceSet
-from .image_io import to_rgb
+from ..faces import crops
+from ..faces.records import FaceSet
+from ..image_io import to_rgb
 from .inversion import invert, partial_sigmas, regenerate
 from .restore_plan import FaceJob, RestoreSettings, latent_mask, plan_faces
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .faces import Detection
+from .records import Detection
 
 # Smallest face (px, shorter box side) sought by default. For the mediapipe tile pyramid
 # each halving of it roughly doubles the tiles (and the time).

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import torch
 
-from .adapters import IdentityAdapter
-from .matching import assign_identities
-from .mgmica import IdentityTokens, MultiIDAttention, sdpa_attention
+from ..identity.adapters import IdentityAdapter
+from ..identity.matching import assign_identities
+from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
 
 
 def identity_embeddings(identities) -> np.ndarray:

@@ -22,7 +22,7 @@ import math
 import cv2
 import numpy as np
 
-from .faces import FaceSet, ImageFaces
+from .records import FaceSet, ImageFaces
 
 # --- OpenPose body (COCO-18 order, see faces.COCO18_NAMES) ---------------------------
 

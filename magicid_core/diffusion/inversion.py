@@ -16,7 +16,7 @@ euler_step(x_k, sigma_k, sigma_{k+1}) == x_{k+1}. Its fixed-point form
     x = G(x) = x_{k+1} + (sigma_k - sigma_{k+1}) * (x - D(x, sigma_k)) / sigma_k
 
 starts from G(x_{k+1}), the plain DDIM inverse (noise estimated at the known latent);
-Anderson mixing (magicid_core.anderson) then drives the residual to float precision in
+Anderson mixing (magicid_core.diffusion.anderson) then drives the residual to float precision in
 a few model calls and stops early once the step maps back within ``tol``.
 """
 

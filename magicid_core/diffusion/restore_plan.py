@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import crops
-from .control_maps import draw_face_mesh
-from .faces import Face, FaceSet
+from ..faces import crops
+from ..faces.control_maps import draw_face_mesh
+from ..faces.records import Face, FaceSet
 from .inversion import DEFAULT_REFINE_ITERS
-from .parsing import parse_number_list
+from ..parsing import parse_number_list
 
 # With a working size of at least 256 px and a context of at most 1 (crop = 3x the face),
 # every face of 48 px or less (crop <= 144 px) is zoomed.

@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .faces import Detection
+from .records import Detection
 from .geometry import DEFAULT_MIN_FACE, finish, five_keypoints, nms
 
 class FaceDetector(Protocol):
@@ -216,7 +216,7 @@ class DlibHogDetector:
 
 def _insightface_detector(min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, insightface_roots=None):
     """SCRFD from the first insightface pack found (see magicid_core.insightface.find_pack)."""
-    from .insightface import InsightFaceDetector, find_pack
+    from ..insightface import InsightFaceDetector, find_pack
 
     return InsightFaceDetector(find_pack(insightface_roots), min_face=min_face, max_faces=max_faces)
 
