@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from magicid_core.analytic import GaussianMixtureDenoiser
+from tests.support.analytic import GaussianMixtureDenoiser
 from magicid_core.diffusion.inversion import relative_rmse
 from magicid_core.diffusion.schedules import ddim_uniform, sd_discrete_sigmas
 
