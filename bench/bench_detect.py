@@ -23,7 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from face_scenes import sizes_scene  # noqa: E402
+from tests.support.face_scenes import sizes_scene  # noqa: E402
 from magicid_core.faces.detection import (DlibHogDetector, TiledMediapipeDetector,  # noqa: E402
                                     _mediapipe_face_detection, _mediapipe_to_detection)
 from magicid_core.faces.geometry import DEFAULT_MIN_FACE, finish, nms  # noqa: E402

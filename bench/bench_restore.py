@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
+from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
 from magicid_core.faces import crops  # noqa: E402
 from magicid_core.diffusion.inversion import euler_step, partial_sigmas  # noqa: E402
 from magicid_core.faces.records import Face, FaceSet, ImageFaces  # noqa: E402

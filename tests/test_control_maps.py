@@ -7,7 +7,7 @@ import pytest
 from magicid_core.faces import control_maps as cm
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces.records import Face, FaceSet, ImageFaces
-from people import group_of_three
+from tests.support.people import group_of_three
 
 H, W = 240, 200
 

@@ -4,7 +4,7 @@ sample at three sizes, keypoint order, the dlib backend and the backend registry
 import numpy as np
 import pytest
 
-from face_scenes import group6, match, sizes_scene
+from tests.support.face_scenes import group6, match, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces.detection import DETECTORS, TiledMediapipeDetector, make_detector, tile_plan
 from magicid_core.faces.geometry import five_keypoints

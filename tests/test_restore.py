@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 import torch
 
-from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
+from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
 from magicid_core.faces import crops
 from magicid_core.faces.records import Face, FaceSet, ImageFaces
 from magicid_core.diffusion.restore import pinned_regenerate, restore_faces
