@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from tests.support.face_scenes import sizes_scene  # noqa: E402
 from magicid_core.faces.detection import (DlibHogDetector, TiledMediapipeDetector,  # noqa: E402

@@ -28,7 +28,7 @@ import skimage.data
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
 from magicid_core.faces import crops  # noqa: E402

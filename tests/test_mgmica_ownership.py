@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from magicid_core.diffusion.ownership import (bilinear_masks, coverage, crop_and_resize, owner_map,
-                                    ownership_masks, validate_masks)
+                                              ownership_masks, validate_masks)
 
 # Cross-attention layer sizes (cells a side) for a 1024 px picture (latent 128).
 SD15_SIZES = [128, 64, 32, 16]      # the middle block runs at 16
