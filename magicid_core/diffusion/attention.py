@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..identity.adapters import multi_head_attention
 from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
 
 LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
@@ -32,8 +32,7 @@ LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
 
 def sdpa_attention(q, k, v, heads, extra_options=None):
     """Plain multi-head attention on (B, N, heads*d) tensors (the default text attention)."""
-    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)
-    return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
+    return multi_head_attention(q, k, v, heads)
 
 
 @dataclass
@@ -165,9 +164,7 @@ class MultiIDAttention:
 
 def _attend(q, keys, values, allowed, heads):
     """Attention of owned cells over all identities' tokens, each cell seeing its owner's only."""
-    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)      # (B, heads, n, d)
-    out = F.scaled_dot_product_attention(split(q), split(keys), split(values), attn_mask=allowed)
-    return out.transpose(1, 2).flatten(2)
+    return multi_head_attention(q, keys, values, heads, attn_mask=allowed)
 
 
 def block_key(extra_options: dict) -> LayerKey:
