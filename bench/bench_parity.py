@@ -24,15 +24,15 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from insightface_reference import reference_missing  # noqa: E402
+from tests.support.insightface_reference import reference_missing  # noqa: E402
 
 if reference_missing():
     sys.exit(reference_missing())
 
-from insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd  # noqa: E402
-from insightface_reference import (detection_differences, group_photo, keypoint_sets, our_detector,  # noqa: E402
+from tests.support.insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd  # noqa: E402
+from tests.support.insightface_reference import (detection_differences, group_photo, keypoint_sets, our_detector,  # noqa: E402
                                    pack_of, parity_images, reference_canvas, reference_crop, reference_detect,
                                    reference_detector, reference_embedding)
 from magicid_core.insightface import ArcFaceRecognizer, InsightFaceDetector, align_face  # noqa: E402

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd, onnx
+from tests.support.insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd, onnx
 from magicid_core.insightface import ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, InsightFacePack
 from magicid_core.insightface.onnx_graph import first_node_names
-from people import astronaut
+from tests.support.people import astronaut
 
 
 def _pack(detector=None, recognizer=None):

@@ -13,21 +13,21 @@ import cv2
 import numpy as np
 import pytest
 
-from insightface_reference import reference_missing
+from tests.support.insightface_reference import reference_missing
 
 if reference_missing():
     pytest.skip(reference_missing(), allow_module_level=True)
 
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX  # noqa: E402
 
-from insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd  # noqa: E402
-from insightface_reference import (detection_differences, group_photo, keypoint_sets, our_detector,  # noqa: E402
+from tests.support.insightface_onnx_models import LAYOUTS, build_arcface, build_scrfd  # noqa: E402
+from tests.support.insightface_reference import (detection_differences, group_photo, keypoint_sets, our_detector,  # noqa: E402
                                    pack_of, parity_images, reference_canvas, reference_crop, reference_detect,
                                    reference_detector, reference_embedding)
-from magicid_core.identity import ArcFaceEmbedder, build_identity, most_prominent  # noqa: E402
+from magicid_core.identity.embedders import ArcFaceEmbedder, build_identity, most_prominent  # noqa: E402
 from magicid_core.insightface import ArcFaceRecognizer, InsightFaceDetector, align_face  # noqa: E402
 from magicid_core.insightface.scrfd import INSIGHTFACE_SETTINGS, input_side, letterbox  # noqa: E402
-from people import astronaut, grace_hopper  # noqa: E402
+from tests.support.people import astronaut, grace_hopper  # noqa: E402
 
 BOX_TOLERANCE = 0.5      # px, boxes and keypoints
 SCORE_TOLERANCE = 1e-4

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..detection import DEFAULT_MIN_FACE, MIN_FACE_TOLERANCE
-from ..faces import Detection
+from ..faces.geometry import DEFAULT_MIN_FACE, MIN_FACE_TOLERANCE
+from ..faces.records import Detection
 from ..image_io import to_rgb_uint8
 from .packs import InsightFaceModelError, InsightFacePack, load_session
 
