@@ -1,6 +1,6 @@
 """IDRestore: repair the faces of any picture; every pixel outside the face masks stays as it was.
 
-The repair is DIIR (magicid_core.restore) run on ComfyUI's model through host/pipeline.py; a
+The repair is DIIR (magicid_core.diffusion.restore) run on ComfyUI's model through host/pipeline.py; a
 model patched by MultiIDApply gives each face its identity (host/attn2.py's patch protocol).
 Words: docs/ARCHITECTURE.md (glossary).
 """
@@ -11,8 +11,9 @@ import logging
 
 import numpy as np
 
-from ..magicid_core.inversion import DEFAULT_REFINE_ITERS
-from ..magicid_core.restore import RestoreSettings, parse_indices, report, restore_faces, side_by_side
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS
+from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
+from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
 from .host.pipeline import ComfyPipeline
 

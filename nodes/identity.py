@@ -5,7 +5,7 @@ IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
-from ..magicid_core.identity import BACKENDS, build_identity, make_embedder
+from ..magicid_core.identity.embedders import BACKENDS, build_identity, make_embedder
 from .common import CATEGORY, IDENTITIES, images_to_numpy
 from .host.folders import insightface_roots
 

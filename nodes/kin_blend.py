@@ -5,7 +5,7 @@ Kin blend and IDENTITIES: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
-from ..magicid_core.kin import AGES, GENDERS, family
+from ..magicid_core.identity.kin import AGES, GENDERS, family
 
 from .common import CATEGORY, IDENTITIES
 

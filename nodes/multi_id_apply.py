@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.adapters import load_adapter_file
-from ..magicid_core.mgmica import multi_id_patch, parse_number_list
+from ..magicid_core.identity.adapters import load_adapter_file
+from ..magicid_core.diffusion.placement import multi_id_patch
+from ..magicid_core.parsing import parse_number_list
 
 from .common import CATEGORY, FACES, IDENTITIES
 from .host.attn2 import add_identities
@@ -18,7 +19,7 @@ from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path
 from .host.unet import coarsest_layer_size, cross_attention_layers
 
-ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.adapters.IdentityAdapter
+ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.identity.adapters.IdentityAdapter
 
 
 class MagicIDAdapterLoader:

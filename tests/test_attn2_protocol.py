@@ -10,9 +10,10 @@ import importlib.util
 import pytest
 import torch
 
-from magicid_core.mgmica import MultiIDAttention, sdpa_attention
-from tests.test_mgmica_attention import KEY, attention_inputs, faces_masks, make_tokens
-from tests.workflow_defs import PACK_DIR, _load_pack
+from magicid_core.diffusion.attention import MultiIDAttention, sdpa_attention
+from tests.support.mgmica_layouts import KEY, attention_inputs
+from tests.test_mgmica_attention import faces_masks, make_tokens
+from tests.support.workflow_defs import PACK_DIR, _load_pack
 
 CELLS, WIDTH, HEADS = 16, 320, 8
 

@@ -5,7 +5,7 @@ import ast
 
 import pytest
 
-from tests.workflow_defs import PACK_DIR, _load_pack
+from tests.support.workflow_defs import PACK_DIR, _load_pack
 
 SUBCATEGORIES = {"faces", "identity", "diffusion", "control", "restore"}
 NODE_FILES = sorted(p for p in (PACK_DIR / "nodes").glob("*.py") if p.name not in ("__init__.py", "common.py"))

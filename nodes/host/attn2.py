@@ -24,7 +24,7 @@ dispatcher in the manner of IPAdapter_plus's ``Attn2Replace``:
   signature, so IPAdapter_plus (and InstantID, which shares it), finding our dispatcher at its
   key, stacks its own entries on it.
 - MultiIDApply's entries are :class:`IdentityResidual`: MGMICA's masked identity residual, whose
-  maths lives in ``magicid_core.mgmica`` (MultiIDAttention). One entry serves every layer.
+  maths lives in ``magicid_core.diffusion.attention`` (MultiIDAttention). One entry serves every layer.
 
 IDRestore needs three things, all here: which identities a model carries (``identity_attentions``),
 the model without them (``without_identities``: every other patch stays) and the model with
@@ -65,7 +65,7 @@ def current_sigma(extra_options) -> float | None:
 
 class IdentityResidual:
     """MultiIDApply's entry: sum_j w_j M_j Attn(q, K_j, V_j), the identities' masked residual
-    (``attention``: a magicid_core.mgmica.MultiIDAttention, which holds tokens, masks and weights)."""
+    (``attention``: a magicid_core.diffusion.attention.MultiIDAttention, which holds tokens, masks and weights)."""
 
     PROTOCOL = IDENTITY
 

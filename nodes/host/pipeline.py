@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from ...magicid_core.restore import Pipeline, landmark_hint
+from ...magicid_core.diffusion.restore import Pipeline
+from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
 from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
 

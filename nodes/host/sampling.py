@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ...magicid_core.inversion import invert, measured_error
+from ...magicid_core.diffusion.inversion import invert, measured_error
 
 
 def schedule_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
