@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import DlibHogDetector, face_recognition_models_dir
+from .dlib_stack import DlibHogDetector, face_recognition_models_dir
 from .faces import Detection, Identity
 from .image_io import to_rgb_uint8
 from .insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
 from .insightface.arcface import l2_normalise
+from .optional import require
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
@@ -79,7 +80,7 @@ class DlibEmbedder:
     FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
     def __init__(self, models_dir: Path | None = None):
-        import dlib
+        dlib = require("dlib", "dlib identity embeddings")
         folder = Path(models_dir) if models_dir else face_recognition_models_dir()
         paths = [folder / f for f in self.FILES]
         missing = [p.name for p in paths if not p.is_file()]

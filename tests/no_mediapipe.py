@@ -1,0 +1,35 @@
+"""Run Python code in a subprocess where mediapipe cannot be imported, as on Python 3.13 or numpy 2.
+
+A meta path finder placed first refuses ``mediapipe`` and its submodules, so the import
+fails exactly as it does when the package is not installed (``ModuleNotFoundError``) and
+``importlib.util.find_spec`` finds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BLOCKER = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class _NoMediapipe(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "mediapipe" or name.startswith("mediapipe."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NoMediapipe())
+""")
+
+
+def run_without_mediapipe(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``code`` (after the blocker) with the repository and tests/ importable; output captured."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
