@@ -35,10 +35,10 @@ SHAPE5_FILE = "shape_predictor_5_face_landmarks.dat"
 SHAPE68_FILE = "shape_predictor_68_face_landmarks.dat"
 
 # Face height (chin to hairline, px) that each detector finds without enlarging the image:
-# measured on tests/face_scenes.py's real portraits (HOG finds 64..72 px faces at scale 1 and
-# every face of 37..43 px at scale 2.2; the CNN's 40 px window finds faces from ~45 px).
-HOG_FACE_PX = 72.0
-CNN_FACE_PX = 50.0
+# measured on tests/face_scenes.py's real portraits (HOG finds 64..72 px faces at scale 1, every
+# face of 37..43 px at 2.2, a 31 px one only from 2.6; the CNN finds 38..43 px faces at 1.8, not at 1.56).
+HOG_FACE_PX = 80.0
+CNN_FACE_PX = 72.0
 MAX_UPSCALE = 4.0   # beyond this dlib's time (and memory) is out of proportion
 
 
