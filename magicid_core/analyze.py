@@ -152,12 +152,13 @@ def _to_face(det: Detection, scale: float, rgb: np.ndarray, landmarker) -> Face:
 
 
 def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None,
-                  pose_frame: dict | None = None, pose_index: int = 0) -> ImageFaces:
+                  pose_frame: dict | None = None, pose_index: int = 0, pose_given: bool = False) -> ImageFaces:
     """All faces of one image (gray, RGB, RGBA; float 0..1 or uint8), ordered and masked.
 
     No face gives an ImageFaces with an empty list. ``detector`` overrides the backend of
     the settings (it then also keeps its own min_face). ``pose_frame``: this image's frame of a
-    controlnet_aux POSE_KEYPOINT, whose people become the faces' skeletons (see pose_keypoint).
+    controlnet_aux POSE_KEYPOINT, whose people become the faces' skeletons (see pose_keypoint);
+    ``pose_given`` says a POSE_KEYPOINT is connected even when this image has no frame (None).
     """
     settings = settings or AnalysisSettings()
     settings.check()
@@ -183,7 +184,7 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
         face.mask = mask
     notes = []
-    if settings.skeletons and pose_frame is not None:
+    if settings.skeletons and (pose_given or pose_frame is not None):
         for face in faces:   # faces no person matches keep a head-only skeleton
             face.skeleton = head_only_skeleton(face.keypoints, face.score)
             face.sources["skeleton"] = "head_only"
@@ -207,7 +208,8 @@ def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
     frames = frames_for_batch(pose_keypoint, len(images))
     out = []
     for i, image in enumerate(images):
-        out.append(analyze_image(image, settings, pose_frame=frames[i], pose_index=i))
+        out.append(analyze_image(image, settings, pose_frame=frames[i], pose_index=i,
+                                 pose_given=pose_keypoint is not None))
         if progress is not None:
             progress(i + 1, len(images))
     faces = FaceSet(out)

@@ -33,3 +33,15 @@ def run_without_mediapipe(code: str, timeout: float = 300) -> subprocess.Complet
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _needs_mediapipe():
+    import pytest
+
+    from magicid_core.optional import mediapipe_available
+
+    return pytest.mark.skipif(not mediapipe_available(), reason="mediapipe 0.10.21 (mediapipe.solutions) is not "
+                              "installed: it installs on Python <= 3.12 with numpy < 2")
+
+
+needs_mediapipe = _needs_mediapipe()   # @needs_mediapipe on tests of the mediapipe backends themselves

@@ -15,11 +15,7 @@ from face_scenes import group6, match, scene, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.detection import make_detector, tile_plan
 from magicid_core.faces import Face
-from magicid_core.optional import mediapipe_available
-from no_mediapipe import run_without_mediapipe
-
-needs_mediapipe = pytest.mark.skipif(not mediapipe_available(), reason="mediapipe 0.10.21 (mediapipe.solutions) "
-                                     "is not installed: it installs on Python <= 3.12 with numpy < 2")
+from no_mediapipe import needs_mediapipe, run_without_mediapipe
 
 DLIB_ONLY = AnalysisSettings(backend="dlib_hog", landmark_backend="dlib_68", identity_backend="dlib",
                              skeletons=False, embeddings=False)
