@@ -7,6 +7,7 @@ import pytest
 from face_scenes import group6, match, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.detection import DETECTORS, TiledMediapipeDetector, five_keypoints, make_detector, tile_plan
+from no_mediapipe import needs_mediapipe
 
 
 @pytest.fixture(scope="module")
@@ -14,6 +15,7 @@ def sizes():
     return sizes_scene()
 
 
+@needs_mediapipe
 def test_tiled_mediapipe_finds_every_face_from_24_to_128_px(sizes):
     image, ovals = sizes
     dets = TiledMediapipeDetector(min_face=20).detect(image)
@@ -22,6 +24,7 @@ def test_tiled_mediapipe_finds_every_face_from_24_to_128_px(sizes):
     assert len(dets) == len(ovals), "a detection that is no face"
 
 
+@needs_mediapipe
 def test_whole_frame_mediapipe_misses_small_faces_that_tiles_find(sizes):
     image, ovals = sizes
     whole = TiledMediapipeDetector(min_face=20, tiled=False).detect(image)

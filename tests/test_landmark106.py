@@ -53,6 +53,7 @@ def seeded_2d106det(path, self_normalising: bool, outputs: int = 212, seed: int 
 
 def insightface_reference(path, image_bgr, bbox):
     """insightface's Landmark.__init__ + get(), as written in its model_zoo/landmark.py and utils/face_align.py."""
+    bbox = np.asarray(bbox, np.float64)   # numpy 2 would keep a float32 box's maths in float32
     find_sub = find_mul = False
     for nid, node in enumerate(onnx.load(str(path)).graph.node[:8]):
         if node.name.startswith("Sub") or node.name.startswith("_minus"):
