@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 import magicid_core.analyze as analyze  # noqa: E402
-from face_scenes import group6, match, scene, sizes_scene  # noqa: E402
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
-from magicid_core.detection import DEFAULT_MIN_FACE, make_detector  # noqa: E402
-from magicid_core.faces import Face  # noqa: E402
+from magicid_core.faces.detection import make_detector  # noqa: E402
+from magicid_core.faces.geometry import DEFAULT_MIN_FACE  # noqa: E402
+from magicid_core.faces.records import Face  # noqa: E402
 from magicid_core.insightface import InsightFaceModelError, find_pack  # noqa: E402
 from magicid_core.optional import mediapipe_available  # noqa: E402
+from tests.support.face_scenes import group6, match, scene, sizes_scene  # noqa: E402
 
 T1_PEOPLE = [("hopper", 104, 180, 330, False), ("astronaut", 96, 400, 290, True), ("hopper", 116, 640, 340, True),
              ("astronaut", 120, 870, 300, False), ("hopper", 92, 1090, 360, False), ("astronaut", 110, 450, 640, False)]

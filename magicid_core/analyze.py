@@ -21,16 +21,16 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
-from .face_landmarks import LANDMARK_BACKENDS, make_landmarker
-from .faces import Detection, Face, FaceSet, ImageFaces
-from .identity import BACKENDS as IDENTITY_BACKENDS
-from .identity import make_embedder
+from .faces.detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
+from .faces.landmarks import LANDMARK_BACKENDS, make_landmarker
+from .faces.masks import MASK_MODES, face_masks, head_box
+from .faces.pose import PoseEstimator, head_only_skeleton
+from .faces.pose_keypoint import apply_pose_keypoint, frames_for_batch
+from .faces.records import Detection, Face, FaceSet, ImageFaces
+from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
+from .identity.embedders import make_embedder
 from .image_io import to_rgb_uint8
-from .masks import MASK_MODES, face_masks, head_box
 from .optional import mediapipe_available, missing_message
-from .pose import PoseEstimator, head_only_skeleton
-from .pose_keypoint import apply_pose_keypoint, frames_for_batch
 
 log = logging.getLogger("magicid")
 
@@ -55,7 +55,7 @@ class AnalysisSettings:
     max_faces: int = 0              # keep the most confident N faces; 0 = all
     order: str = "left_to_right"    # left_to_right | size (largest first)
     mesh: bool = True               # dense landmarks on each face (see landmark_backend)
-    landmark_backend: str = "auto"  # see face_landmarks.LANDMARK_BACKENDS
+    landmark_backend: str = "auto"  # see faces.landmarks.LANDMARK_BACKENDS
     max_side: int = 2048            # detection sees at most this long a side
     skeletons: bool = True          # a COCO-18 body skeleton per face (POSE_KEYPOINT, mediapipe Pose or head-only)
     embeddings: bool = True         # an identity embedding per face

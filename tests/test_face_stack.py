@@ -3,7 +3,7 @@
 each part, and a missing optional package is a clear message, never a raw ModuleNotFoundError.
 
 "No mediapipe" is simulated for real: a subprocess whose import system refuses mediapipe
-(tests/no_mediapipe.py), exactly as on Python 3.13 or with numpy 2.
+(tests/support/no_mediapipe.py), exactly as on Python 3.13 or with numpy 2.
 """
 
 import json
@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from face_scenes import group6, match, scene, sizes_scene
+from tests.support.face_scenes import group6, match, scene, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.detection import make_detector, tile_plan
-from magicid_core.faces import Face
-from no_mediapipe import needs_mediapipe, run_without_mediapipe
+from magicid_core.faces.detection import make_detector, tile_plan
+from magicid_core.faces.records import Face
+from tests.support.no_mediapipe import needs_mediapipe, run_without_mediapipe
 
 DLIB_ONLY = AnalysisSettings(backend="dlib_hog", landmark_backend="dlib_68", identity_backend="dlib",
                              skeletons=False, embeddings=False)
@@ -102,11 +102,11 @@ def test_cnn_detector_finds_the_faces_hog_finds():
 def test_without_mediapipe_nothing_raises_a_raw_import_error():
     result = run_without_mediapipe("""
         from magicid_core.optional import MissingPackageError, mediapipe_available
-        from magicid_core.detection import make_detector
-        from magicid_core.face_landmarks import make_landmarker
-        from magicid_core.pose import PoseEstimator
+        from magicid_core.faces.detection import make_detector
+        from magicid_core.faces.landmarks import make_landmarker
+        from magicid_core.faces.pose import PoseEstimator
         from magicid_core.analyze import AnalysisSettings, analyze_image
-        from face_scenes import group6
+        from tests.support.face_scenes import group6
 
         try:
             import mediapipe  # noqa: F401

@@ -17,12 +17,12 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from skimage import transform as sktrans  # noqa: E402
 
-from people import astronaut  # noqa: E402
-from magicid_core.face_landmarks import make_landmarker  # noqa: E402
+from tests.support.people import astronaut  # noqa: E402
+from magicid_core.faces.landmarks import make_landmarker  # noqa: E402
 from magicid_core.insightface import InsightFaceModelError  # noqa: E402
 from magicid_core.insightface.landmark106 import (Landmark106, find_landmark_model, first_node_names,  # noqa: E402
                                                   input_normalisation)
-from magicid_core import landmarks68  # noqa: E402
+from magicid_core.faces import landmarks68  # noqa: E402
 
 FACE_BOX = np.array([178.0, 82.0, 273.0, 178.0], np.float32)   # the astronaut's face (dlib HOG box)
 

@@ -5,11 +5,11 @@ import pytest
 from PIL import Image
 
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import COCO18_NAMES
-from magicid_core.identity import make_embedder
-from magicid_core.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
-from no_mediapipe import needs_mediapipe
-from people import ROOT, astronaut
+from magicid_core.faces.records import COCO18_NAMES
+from magicid_core.identity.embedders import make_embedder
+from magicid_core.faces.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
+from tests.support.people import ROOT, astronaut
+from tests.support.no_mediapipe import needs_mediapipe
 
 P = {name: i for i, name in enumerate(COCO18_NAMES)}
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from assets.make_group import FACE_HEIGHT, PEOPLE
-from face_scenes import group6
+from tests.support.face_scenes import group6
 from magicid_core.analyze import AnalysisSettings, analyze_batch, analyze_image
-from magicid_core.pose_keypoint import apply_pose_keypoint, frame_skeletons, frames_for_batch
+from magicid_core.faces.pose_keypoint import apply_pose_keypoint, frame_skeletons, frames_for_batch
 
 SETTINGS = AnalysisSettings(backend="dlib_hog", landmark_backend="dlib_68", embeddings=False)
 
