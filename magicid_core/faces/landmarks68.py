@@ -55,7 +55,7 @@ I106_PUPILS = (38, 88)
 # of an ellipse through them, as high as this fraction of the jaw's depth (the distance from
 # the line between the jaw's top points down to the chin). Fitted on real portraits: it
 # gives the best IoU against the known face region (see tests/test_landmarks68.py).
-FOREHEAD_RATIO = 0.57
+FOREHEAD_RATIO = 0.6
 FOREHEAD_POINTS = 15
 
 
