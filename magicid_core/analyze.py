@@ -108,8 +108,12 @@ def add_embeddings(rgb: np.ndarray, faces: list[Face], settings: AnalysisSetting
     if not faces:
         return
     embedder = make_embedder(settings.identity_backend, settings.insightface_roots)
-    for face in faces:
-        face.embedding = embedder.embed(rgb, face.box, face.keypoints)
+    if hasattr(embedder, "embed_many"):
+        vectors = embedder.embed_many(rgb, [face.box for face in faces])
+    else:
+        vectors = [embedder.embed(rgb, face.box, face.keypoints) for face in faces]
+    for face, vector in zip(faces, vectors):
+        face.embedding = vector
         face.embedding_model = embedder.model_name
         face.sources["embedding"] = embedder.model_name
 

@@ -155,3 +155,17 @@ def test_readme_command_without_mediapipe_finds_every_face_of_the_sample(tmp_pat
         assert f["mask_area"] > 0.5 * (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1])
     assert len(list(tmp_path.glob("mask_*.png"))) == 6 and (tmp_path / "skeleton.png").is_file()
     assert record["notes"] and "mediapipe" in record["notes"][0]
+
+
+def test_dlib_embeddings_in_one_batch_equal_one_by_one():
+    from magicid_core.identity.embedders import DlibEmbedder
+
+    image, _ = group6(2)
+    embedder = DlibEmbedder()
+    boxes = [d.box for d in embedder.find_faces(image)]
+    assert len(boxes) == 6
+    batch = embedder.embed_many(image, boxes)
+    for box, vector in zip(boxes, batch):
+        assert np.allclose(vector, embedder.embed(image, box, None), atol=1e-5)
+    similarity = np.stack(batch) @ np.stack(batch).T
+    assert np.all(similarity[~np.eye(6, dtype=bool)] < 0.9999), "six faces, six different vectors"
