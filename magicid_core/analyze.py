@@ -2,7 +2,8 @@
 
 Detection runs on a copy whose longer side is at most ``max_side`` px (so an 8k image
 costs about what a 2k image does); boxes and keypoints are mapped back to the input's
-pixels, and the mesh and masks are computed at full resolution inside each face's region.
+pixels, and the mesh and masks are computed at full resolution inside each face's region
+(each face keeps its mask at that region's size, see ``Face.mask_box``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .faces.records import Detection, Face, FaceSet, ImageFaces
 from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .identity.embedders import make_embedder
 from .image_io import to_rgb_uint8
-from .faces.masks import MASK_MODES, face_masks, head_box
+from .faces.masks import MASK_MODES, face_mask_crops, head_box
 from .faces.mesh import face_mesh, keypoints_from_mesh
 from .faces.pose import PoseEstimator
 
@@ -140,8 +141,9 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     if settings.mesh:   # drop what only a doubtful detection and no mesh call a face
         faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
     faces = order_faces(faces, settings.order)
-    for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
-        face.mask = mask
+    crops = face_mask_crops(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)
+    for face, (mask, box) in zip(faces, crops):
+        face.mask, face.mask_box = mask, box
     add_skeletons_and_embeddings(rgb, faces, settings)
     return ImageFaces(h, w, faces)
 

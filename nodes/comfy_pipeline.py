@@ -78,7 +78,7 @@ class ComfyPipeline(Pipeline):
         return max(1, int(0.5 * free // max(one_face, 1)))
 
     def skip_reason(self, job):
-        if self.only_identified and not has_identity(self.model, job.mask):
+        if self.only_identified and not has_identity(self.model, job.full_mask()):
             return "no identity of MultiIDApply matched this face (name it in face_indices to restore it anyway)"
         return None
 
@@ -140,7 +140,7 @@ def identity_model(model, jobs):
         return model
     (job,) = jobs
     masks = np.asarray(next(iter(patches.values())).masks)
-    sx, sy = _patch_scale(masks, job.mask.shape) if len(masks) else (1.0, 1.0)
+    sx, sy = _patch_scale(masks, job.image_hw) if len(masks) else (1.0, 1.0)
     x0, y0, x1, y1 = job.plan.box
     return crop_multi_id_patches(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
 

@@ -19,7 +19,7 @@ The first layer of the core; it imports nothing from ``identity/`` or ``diffusio
 from .control_maps import SCHEDULES, mmf_maps, mmf_schedule, skeleton_map
 from .detection import BACKENDS, FaceDetector, make_detector, register_detector
 from .geometry import ARCFACE_TEMPLATE, DEFAULT_MIN_FACE, finish, five_keypoints, nms
-from .masks import MASK_MODES, face_masks, head_box
+from .masks import MASK_MODES, face_mask_crops, face_masks, head_box
 from .mesh import face_mesh
 from .pose import PoseEstimator
 from .preview import draw_preview
@@ -29,6 +29,6 @@ __all__ = [
     "COCO18_NAMES", "KEYPOINT_NAMES", "Detection", "Face", "FaceSet", "Identity", "ImageFaces",
     "ARCFACE_TEMPLATE", "DEFAULT_MIN_FACE", "finish", "five_keypoints", "nms",
     "BACKENDS", "FaceDetector", "make_detector", "register_detector",
-    "face_mesh", "MASK_MODES", "face_masks", "head_box", "PoseEstimator", "draw_preview",
+    "face_mesh", "MASK_MODES", "face_mask_crops", "face_masks", "head_box", "PoseEstimator", "draw_preview",
     "SCHEDULES", "mmf_maps", "mmf_schedule", "skeleton_map",
 ]
