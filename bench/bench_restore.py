@@ -38,7 +38,7 @@ from magicid_core.faces.records import Face, FaceSet, ImageFaces  # noqa: E402
 from magicid_core.diffusion.restore import restore_faces  # noqa: E402
 from magicid_core.diffusion.restore_plan import RestoreSettings, plan_faces  # noqa: E402
 
-SETTINGS = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3, batch_size=1)
+SETTINGS = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refinement=3, batch_size=1)
 SIZES = (160, 320, 512)           # the astronaut at three sizes: faces of about 30, 60 and 100 px
 FACE = (175, 70, 265, 180)        # her face box in the 512 px picture
 
@@ -132,7 +132,7 @@ def timed_pair(first, second):
 def main():
     torch.manual_seed(0)
     print(f"settings: steps {SETTINGS.steps}, strength {SETTINGS.strength}, zoom {SETTINGS.zoom_size}, "
-          f"inversion refinement {SETTINGS.refine_iters}; analytic Gaussian-mixture model, PatchVAE\n")
+          f"inversion refinement {SETTINGS.refinement}; analytic Gaussian-mixture model, PatchVAE\n")
     head = f"{'face':>10} {'method':>10} {'calls':>6} {'CPU ms':>8} {'face PSNR':>10} {'changed px outside':>19} " \
            f"{'crop-bg PSNR decoded':>21} {'pasted':>8}"
     print(head)

@@ -48,7 +48,8 @@ class AnalysisSettings:
     identity_backend: str = "auto"  # see identity.BACKENDS: auto = ArcFace when insightface models exist, else dlib
     insightface_roots: tuple[str, ...] | None = None  # folder(s) of insightface packs; None = $MAGICID_INSIGHTFACE_DIR
 
-    def check(self) -> None:
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot be used."""
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown face detector backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.mask_mode not in MASK_MODES:
@@ -58,8 +59,12 @@ class AnalysisSettings:
                              f"choose one of {', '.join(IDENTITY_BACKENDS)}")
         if self.order not in ORDERS:
             raise ValueError(f"unknown face order {self.order!r}; choose one of {', '.join(ORDERS)}")
-        if self.min_face <= 0 or self.max_side < 64 or self.feather < 0 or self.max_faces < 0:
-            raise ValueError("min_face must be > 0, max_side >= 64, feather >= 0 and max_faces >= 0")
+        if not self.min_face > 0:   # (the "not" also refuses NaN)
+            raise ValueError(f"min_face must be > 0 px, got {self.min_face}")
+        for name, value, low in (("max_side", self.max_side, 64), ("feather", self.feather, 0),
+                                 ("max_faces", self.max_faces, 0)):
+            if not value >= low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,7 +127,7 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     the settings (it then also keeps its own min_face).
     """
     settings = settings or AnalysisSettings()
-    settings.check()
+    settings.validate()
     rgb = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
     scale = analysis_scale(h, w, settings.max_side)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS, check_latent, invert, measured_error
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINEMENT, check_latent, invert, measured_error
 from ..magicid_core.diffusion.schedules import check_denoise, check_steps, partial_sigmas, start_step
 
 from .common import CATEGORY
@@ -41,7 +41,7 @@ class DDIMInvert:
             "cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                               "tooltip": "Guidance of the inversion. Regeneration gives the image back "
                                          "exactly when it uses this same cfg."}),
-            "refinement": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
+            "refinement": ("INT", {"default": DEFAULT_REFINEMENT, "min": 0, "max": 100,
                                    "tooltip": "Most extra model calls per step to make the step exact "
                                               "(stops early when it is). 0 = plain DDIM inversion."}),
         }}
@@ -119,7 +119,7 @@ class _InversionSampler:
         def denoise(x, sigma, **_):
             return model(x, sigma, **extra_args)
 
-        self.inversion = invert(denoise, x / keep, sigmas, refine_iters=self.refinement,
+        self.inversion = invert(denoise, x / keep, sigmas, refinement=self.refinement,
                                 callback=lambda done, total, _: self.progress.update_absolute(done, total))
         self.error = measured_error(denoise, self.inversion)  # one stock regeneration: the error, not a guess
         return self.inversion.latent / keep

@@ -47,7 +47,7 @@ def faceset(image, boxes) -> FaceSet:
 # A denoiser that pulls every latent hard towards a flat colour: the face must change a lot,
 # so an unchanged background is the pinning and the paste at work, not a model doing nothing.
 REPAINT = analytic_pipeline(gaussian_denoiser(mean=0.6, var=0.01), invert_denoise=gaussian_denoiser())
-FAST = RestoreSettings(steps=8, strength=0.7, zoom_size=256, context=0.4, feather=3, refine_iters=2)
+FAST = RestoreSettings(steps=8, strength=0.7, zoom_size=256, context=0.4, feather=3, refinement=2)
 
 
 def assert_only_masks_changed(before, after, result_masks):
@@ -85,7 +85,7 @@ def test_degraded_face_comes_back_closer_without_seam():
     blurred = cv2.GaussianBlur(clean, (0, 0), 2.0) + rng.normal(0, 0.06, clean.shape).astype(np.float32)
     degraded = np.clip(clean + mask * (blurred - clean), 0, 1).astype(np.float32)
 
-    settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3)
+    settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refinement=3)
     (job,), _ = plan_faces([degraded], faces, settings)
     assert job.plan.zoomed
     pipeline = analytic_pipeline(knowing_denoiser(clean, job), invert_denoise=gaussian_denoiser())
@@ -117,7 +117,7 @@ def test_inversion_with_the_same_model_regenerates_the_input():
     x0 = vae.encode(torch.from_numpy(image)[None])
     denoise = gaussian_denoiser(mean=0.2, var=0.5)
     sigmas = karras_sigmas(10)[4:]
-    inv = invert(denoise, x0, sigmas, refine_iters=20, tol=1e-7)
+    inv = invert(denoise, x0, sigmas, refinement=20, tol=1e-7)
     mask = torch.zeros(1, 1, *x0.shape[2:])
     mask[..., 3:9, 3:9] = 1
     out = pinned_regenerate(denoise, inv.trajectory, sigmas, mask)

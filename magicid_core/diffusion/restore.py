@@ -162,7 +162,7 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     held = {}
 
     def do_invert(denoise, x):
-        inv = invert(denoise, x, sigmas.to(x.device), refine_iters=settings.refine_iters,
+        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement,
                      callback=lambda *_: tick(len(group)))
         held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent

@@ -17,7 +17,7 @@ from ..faces import crops
 from ..faces.control_maps import draw_face_mesh
 from ..faces.masks import ellipse_mask
 from ..faces.records import Face, FaceSet
-from .inversion import DEFAULT_REFINE_ITERS
+from .inversion import DEFAULT_REFINEMENT
 from ..parsing import parse_number_list
 
 # With a working size of at least 256 px and a context of at most 1 (crop = 3x the face),
@@ -32,7 +32,7 @@ class RestoreSettings:
     zoom_size: int = 512         # crops smaller than this are zoomed up to it (1024 for SDXL)
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
-    refine_iters: int = DEFAULT_REFINE_ITERS  # most refinement calls an inversion step may spend
+    refinement: int = DEFAULT_REFINEMENT  # most refinement calls an inversion step may spend
     batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:
@@ -44,7 +44,7 @@ class RestoreSettings:
             raise ValueError(f"zoom size must be at least {MIN_ZOOM_SIZE} px, got {self.zoom_size}")
         if not 0 <= self.context <= MAX_CONTEXT:
             raise ValueError(f"context padding must be between 0 and {MAX_CONTEXT}, got {self.context}")
-        if self.feather < 0 or self.refine_iters < 0 or self.batch_size < 1:
+        if self.feather < 0 or self.refinement < 0 or self.batch_size < 1:
             raise ValueError("feather and inversion refinement must be >= 0, batch size >= 1")
 
 
