@@ -153,6 +153,12 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     return ImageFaces(h, w, faces)
 
 
+def find_faces(image) -> ImageFaces:
+    """The faces of an image with mesh and masks but no skeletons or embeddings (IDSimilarity
+    without FACES: the embeddings are then made by the identities' own model)."""
+    return analyze_image(image, AnalysisSettings(skeletons=False, embeddings=False))
+
+
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FaceSet:
     """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(done, total)."""
