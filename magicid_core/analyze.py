@@ -34,7 +34,7 @@ UNMESHED_MIN_SCORE = 0.8
 
 @dataclass
 class AnalysisSettings:
-    backend: str = "auto"           # see detection.BACKENDS
+    backend: str = "auto"           # see faces.detection.BACKENDS
     min_face: float = DEFAULT_MIN_FACE  # px in the input image; smaller faces are not sought
     mask_mode: str = "face"         # face | head | box
     dilation: float = 4.0           # px the mask grows (negative shrinks)
@@ -45,7 +45,7 @@ class AnalysisSettings:
     max_side: int = 2048            # detection sees at most this long a side
     skeletons: bool = True          # a COCO-18 body skeleton per face (mediapipe Pose on a person crop)
     embeddings: bool = True         # an identity embedding per face
-    identity_backend: str = "auto"  # see identity.BACKENDS: auto = ArcFace when insightface models exist, else dlib
+    identity_backend: str = "auto"  # see identity.embedders.BACKENDS: auto = ArcFace when insightface models exist, else dlib
     insightface_roots: tuple[str, ...] | None = None  # folder(s) of insightface packs; None = $MAGICID_INSIGHTFACE_DIR
 
     def validate(self) -> None:
