@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..magicid_core.diffusion.attention import same_aspect
 from ..magicid_core.diffusion.restore import Pipeline
 from ..magicid_core.diffusion.restore_plan import landmark_hint
 from .multi_id_apply import crop_multi_id_patches, multi_id_patches, without_multi_id_patches
@@ -125,7 +126,7 @@ def has_identity(model, face_mask: np.ndarray) -> bool:
 def _patch_scale(masks: np.ndarray, image_hw) -> tuple[float, float]:
     """Patch-mask pixels per image pixel; the IMAGE may be a multiple of MultiIDApply's FACES size."""
     (mh, mw), (ih, iw) = masks.shape[1:], image_hw
-    if abs(mh * iw - mw * ih) > 0.02 * mh * iw:
+    if not same_aspect((ih, iw), (mh, mw)):
         raise ValueError(f"MultiIDApply placed its identities on a {mw}x{mh} picture but IDRestore's IMAGE is "
                          f"{iw}x{ih}: give MultiIDApply the FACES of this picture (or of one of its aspect)")
     return mw / iw, mh / ih
