@@ -9,6 +9,9 @@ Imports ``faces/`` and ``identity/``; the node layer (``nodes/``) hands it Comfy
 - ``ownership``: which attention cell each face owns, at every layer size.
 - ``restore_plan`` / ``restore``: DIIR, identity restoration of each face with every other
   pixel kept (IDRestore): the plan per face, then the loop that runs it through a ``Pipeline``.
+
+Words (MGMICA, ownership, placement, DIIR, pinned, refinement) are defined in the glossary of
+docs/ARCHITECTURE.md.
 """
 
 from .attention import IdentityTokens, MultiIDAttention, sdpa_attention

@@ -14,6 +14,9 @@ as: gather tokens -> attend per identity -> mask -> add.
 The patch is a plain callable ``patch(q, k, v, extra_options) -> out`` (ComfyUI's attn2
 replacement protocol); this module never imports ComfyUI. Which identity goes to which
 face, and building a patch from identities and FACES, is placement.py's job.
+
+Ownership: which identity owns which cell of an attention layer (ownership.py); both words
+are in the glossary of docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ euler_step(x_k, sigma_k, sigma_{k+1}) == x_{k+1}. Its fixed-point form
 
 starts from G(x_{k+1}), the plain DDIM inverse (noise estimated at the known latent);
 Anderson mixing (magicid_core.diffusion.anderson) then drives the residual to float precision in
-a few model calls and stops early once the step maps back within ``tol``.
+a few model calls and stops early once the step maps back within ``tol``. ``refinement``
+is the most of those calls a step may spend (0 = plain DDIM inversion); the trajectory kept
+is what DIIR pins the background to (glossary: docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

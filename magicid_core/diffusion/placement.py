@@ -3,6 +3,8 @@
 Identities are placed on faces by explicit indices, or by matching their embeddings to the
 faces' (Hungarian method), or in FACES order; each placed identity brings its face's mask.
 ``multi_id_patch`` is everything MultiIDApply does without ComfyUI: check, place, build.
+
+MGMICA: mask-guided multi-identity cross-attention (attention.py); glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

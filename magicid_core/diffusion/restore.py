@@ -9,6 +9,9 @@ pixel space through the feathered mask (outside it the output is the input's bit
 The diffusion model is reached through a :class:`Pipeline` (encode, decode, a denoiser
 per stage), so this runs on analytic models in tests and on ComfyUI's model in the node.
 Which faces, their crop boxes and masks (the plan) are restore_plan.py's; this module runs it.
+
+DIIR: DDIM-inversion identity restoration. Pinned: the latent outside the face mask is put
+back on the inverted trajectory after every step. Glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

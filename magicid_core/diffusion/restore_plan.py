@@ -1,5 +1,7 @@
 """DIIR planning: the settings, and per face the crop box, zoom and masks to restore it with.
 
+DIIR: DDIM-inversion identity restoration (IDRestore); see docs/ARCHITECTURE.md, glossary.
+
 Nothing here runs a model: ``plan_faces`` turns FACES and the images into one
 :class:`FaceJob` per face (its feathered paste mask, the zoomed crop and the mask under
 it); restore.py runs the jobs through a pipeline.

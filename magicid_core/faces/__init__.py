@@ -10,10 +10,13 @@ The first layer of the core; it imports nothing from ``identity/`` or ``diffusio
 - ``mesh`` (478-point face mesh), ``masks`` (face / head / box masks), ``pose`` (COCO-18 skeletons).
 - ``crops``: crop boxes with context, zoom to a working size, paste back through a mask.
 - ``preview``: the picture FaceDetectMasks shows.
-- ``control_maps``: MMF (multi-modal fusion) control maps - OpenPose skeleton, face-mesh
+- ``control_maps``: MMF (multi-mode fusion) control maps - OpenPose skeleton, face-mesh
   landmarks, InstantID keypoints - and the regions they belong to. They live here, not in a
   ``control/`` room of their own, because they only read face records and draw: a ControlNet
   map is a picture of the faces, and IDRestore's landmark hint (diffusion/) draws with them.
+
+Each face keeps its mask at the size of its region (``Face.mask_box``); ``Face.full_mask`` and
+``ImageFaces.masks`` give whole-image canvases. Glossary: docs/ARCHITECTURE.md.
 """
 
 from .control_maps import SCHEDULES, mmf_maps, mmf_schedule, skeleton_map

@@ -9,6 +9,8 @@ Both files hold two state dicts:
   LoRA, which is applied with a LoRA loader, so they are ignored here.
 
 ``.safetensors`` files keep the same keys flat, prefixed ``image_proj.`` / ``ip_adapter.``.
+MGMICA (mask-guided multi-identity cross-attention, diffusion/attention.py) reads their tokens;
+glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
