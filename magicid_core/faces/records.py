@@ -1,8 +1,8 @@
 """The face record: one source of truth that every node passes along.
 
 ``FaceDetectMasks`` creates a :class:`FaceSet` once; later steps read it and
-never re-detect unless asked. Each face's mask is stored at crop size with its box. All coordinates are pixels of the analysed image,
-``x`` to the right and ``y`` down.
+never re-detect unless asked. Each face's mask is stored at crop size with its box.
+All coordinates are pixels of the analysed image, ``x`` to the right and ``y`` down.
 """
 
 from __future__ import annotations
