@@ -50,9 +50,9 @@ def main() -> None:
             sigmas = flow_sigmas(steps) if prediction == "flow" else ddim_uniform(sd_discrete_sigmas(), steps)
             rows = [
                 _row(model, x0, sigmas, "flip schedule (peers)", flip_schedule_inversion(model, x0, sigmas)),
-                _row(model, x0, sigmas, "plain DDIM", invert(model, x0, sigmas, refine_iters=0, measure=False)),
+                _row(model, x0, sigmas, "plain DDIM", invert(model, x0, sigmas, refinement=0, measure=False)),
                 _row(model, x0, sigmas, "fixed point, 12 iters",
-                     invert(model, x0, sigmas, refine_iters=12, anderson_depth=0)),
+                     invert(model, x0, sigmas, refinement=12, anderson_depth=0)),
                 _row(model, x0, sigmas, "refined (default)", invert(model, x0, sigmas)),
             ]
             plain_error, plain_calls = rows[1][1], rows[1][2]
@@ -85,7 +85,7 @@ def half_precision() -> None:
     model, x0 = _case("eps")
     rough = lambda x, sigma: model(x, sigma).half().to(x.dtype)  # noqa: E731
     sigmas = ddim_uniform(sd_discrete_sigmas(), 25)
-    for name, kwargs in (("plain DDIM", {"refine_iters": 0, "measure": False}), ("refined (default)", {})):
+    for name, kwargs in (("plain DDIM", {"refinement": 0, "measure": False}), ("refined (default)", {})):
         inv = invert(rough, x0, sigmas, **kwargs)
         error = relative_rmse(regenerate(rough, inv.latent, sigmas), x0)
         print(f"  {name:18} rel. RMSE {error:9.2e}  calls {inv.model_calls:4d} ({inv.model_calls / 25:.2f}x plain)")

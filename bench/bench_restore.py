@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
 from magicid_core.faces import crops  # noqa: E402
 from magicid_core.diffusion.inversion import euler_step, partial_sigmas  # noqa: E402
+from magicid_core.faces.masks import ellipse_mask  # noqa: E402
 from magicid_core.faces.records import Face, FaceSet, ImageFaces  # noqa: E402
 from magicid_core.diffusion.restore import restore_faces  # noqa: E402
-from magicid_core.diffusion.restore_plan import RestoreSettings, box_ellipse_mask, plan_faces  # noqa: E402
+from magicid_core.diffusion.restore_plan import RestoreSettings, plan_faces  # noqa: E402
 
-SETTINGS = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3, batch_size=1)
+SETTINGS = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refinement=3, batch_size=1)
 SIZES = (160, 320, 512)           # the astronaut at three sizes: faces of about 30, 60 and 100 px
 FACE = (175, 70, 265, 180)        # her face box in the 512 px picture
 
@@ -56,7 +57,10 @@ class Counted:
 def case(size: int, seed: int):
     clean = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     box = np.array(FACE, np.float32) * size / 512
-    mask = crops.feather(box_ellipse_mask(box, clean.shape[:2]), 2)
+    ellipse, (x0, y0, x1, y1) = ellipse_mask(box, size, size)
+    mask = np.zeros((size, size), np.float32)
+    mask[y0:y1, x0:x1] = ellipse
+    mask = crops.feather(mask, 2)
     face = Face(index=0, box=box, score=1.0, keypoints=np.zeros((5, 2), np.float32), head_box=box, mask=mask)
     rng = np.random.default_rng(seed)
     blurred = cv2.GaussianBlur(clean, (0, 0), 2.0) + rng.normal(0, 0.06, clean.shape).astype(np.float32)
@@ -99,8 +103,8 @@ def idrestore(degraded, faces, denoise):
 
 def measures(out, decoded_crop, clean, degraded, job):
     x0, y0, x1, y1 = job.plan.box
-    face = job.mask > 0.5
-    outside = job.mask == 0
+    face = job.full_mask() > 0.5
+    outside = job.full_mask() == 0
     crop_outside = outside[y0:y1, x0:x1]
     resampled = crops.shrink(job.work, job.plan)     # the input crop through zoom and shrink alone
     return {
@@ -128,7 +132,7 @@ def timed_pair(first, second):
 def main():
     torch.manual_seed(0)
     print(f"settings: steps {SETTINGS.steps}, strength {SETTINGS.strength}, zoom {SETTINGS.zoom_size}, "
-          f"inversion refinement {SETTINGS.refine_iters}; analytic Gaussian-mixture model, PatchVAE\n")
+          f"inversion refinement {SETTINGS.refinement}; analytic Gaussian-mixture model, PatchVAE\n")
     head = f"{'face':>10} {'method':>10} {'calls':>6} {'CPU ms':>8} {'face PSNR':>10} {'changed px outside':>19} " \
            f"{'crop-bg PSNR decoded':>21} {'pasted':>8}"
     print(head)
@@ -150,7 +154,7 @@ def main():
         for name, r in (("IDRestore", ours), ("detailer", theirs)):
             print(f"{label:>10} {name:>10} {r['calls']:>6} {r['ms']:>8.1f} {r['face_psnr']:>10.2f} "
                   f"{r['changed_outside']:>19} {fmt(r['crop_bg_psnr_decoded']):>21} {fmt(r['crop_bg_psnr_pasted']):>8}")
-        face = job.mask > 0.5
+        face = job.full_mask() > 0.5
         print(f"{'':>10} {'ratio':>10} {ours['calls'] / theirs['calls']:>6.2f} {ours['ms'] / theirs['ms']:>8.2f}"
               f"   (IDRestore / detailer: calls, time; the degraded face: {psnr(degraded[face], clean[face]):.2f} dB)")
 

@@ -7,10 +7,13 @@ import cycle and no ComfyUI import):
 - ``faces/``: face records, detection, mesh, masks, skeletons, crops, previews, control maps.
 - ``insightface/``: a sibling detector/recogniser backend (ONNX packs); imports only ``faces/``.
 - ``identity/``: identity vectors, matching, scoring, kin blending, identity adapters.
-- ``diffusion/``: schedules, DDIM inversion, MGMICA attention and placement, DIIR restoration.
+- ``diffusion/``: schedules, DDIM inversion, MGMICA attention (mask-guided multi-identity
+  cross-attention) and placement, DIIR restoration (DDIM-inversion identity restoration).
 - ``analyze``: one call from a picture to FACES (faces/ then identity/), and ``python -m magicid_core``.
 
 Nothing here imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
+Data flow, layering, the patch protocol and a glossary (MMF, MGMICA, DIIR, ownership,
+pinned): docs/ARCHITECTURE.md.
 """
 
 from .faces import Detection, Face, FaceSet, Identity, ImageFaces

@@ -42,14 +42,14 @@ def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path)
     for old in out_dir.glob("mask_*.png"):  # masks of an earlier run with more faces
         old.unlink()
     for face in faces.faces:
-        _mask_png(face.mask, out_dir / f"mask_{face.index:02d}.png")
+        _mask_png(face.full_mask(faces.height, faces.width), out_dir / f"mask_{face.index:02d}.png")
     _mask_png(faces.union_mask(), out_dir / "union_mask.png")
     if settings.skeletons:
         Image.fromarray(skeleton_map(faces, min_confidence=0.3)).save(out_dir / "skeleton.png")
     (out_dir / "faces.json").write_text(json.dumps(faces.to_dict(), indent=1))
     return faces.notes, [f"face {f.index}: box {np.round(f.box).astype(int).tolist()} ({f.width:.0f}x{f.height:.0f} px) "
             f"score {f.score:.2f} detector {f.detector} landmarks {_landmark_summary(f)} "
-            f"mask {int((f.mask > 0.5).sum())} px{_identity_summary(f)}" for f in faces.faces]
+            f"mask {f.mask_area} px{_identity_summary(f)}" for f in faces.faces]
 
 
 def _landmark_summary(face) -> str:

@@ -2,7 +2,8 @@
 
 Detection runs on a copy whose longer side is at most ``max_side`` px (so an 8k image
 costs about what a 2k image does); boxes and keypoints are mapped back to the input's
-pixels, and the landmarks and masks are computed at full resolution inside each face's region.
+pixels, and the landmarks and masks are computed at full resolution inside each face's region
+(each face keeps its mask at that region's size, see ``Face.mask_box``).
 
 Each part comes from the best backend that is really installed (``auto``) and the face
 record says which (``Face.sources``): detection (insightface > mediapipe > dlib), dense
@@ -23,7 +24,7 @@ import numpy as np
 
 from .faces.detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
 from .faces.landmarks import LANDMARK_BACKENDS, make_landmarker
-from .faces.masks import MASK_MODES, face_masks, head_box
+from .faces.masks import MASK_MODES, face_mask_crops, head_box
 from .faces.pose import PoseEstimator, head_only_skeleton
 from .faces.pose_keypoint import apply_pose_keypoint, frames_for_batch
 from .faces.records import Detection, Face, FaceSet, ImageFaces
@@ -47,7 +48,7 @@ HEAD_ONLY_NOTE = ("body skeletons: " + missing_message("mediapipe", "mediapipe P
 
 @dataclass
 class AnalysisSettings:
-    backend: str = "auto"           # see detection.BACKENDS
+    backend: str = "auto"           # see faces.detection.BACKENDS
     min_face: float = DEFAULT_MIN_FACE  # px in the input image; smaller faces are not sought
     mask_mode: str = "face"         # face | head | box
     dilation: float = 4.0           # px the mask grows (negative shrinks)
@@ -59,10 +60,11 @@ class AnalysisSettings:
     max_side: int = 2048            # detection sees at most this long a side
     skeletons: bool = True          # a COCO-18 body skeleton per face (POSE_KEYPOINT, mediapipe Pose or head-only)
     embeddings: bool = True         # an identity embedding per face
-    identity_backend: str = "auto"  # see identity.BACKENDS: auto = ArcFace when insightface models exist, else dlib
+    identity_backend: str = "auto"  # see identity.embedders.BACKENDS: auto = ArcFace when insightface models exist, else dlib
     insightface_roots: tuple[str, ...] | None = None  # folder(s) of insightface packs; None = $MAGICID_INSIGHTFACE_DIR
 
-    def check(self) -> None:
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot be used."""
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown face detector backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.mask_mode not in MASK_MODES:
@@ -75,8 +77,12 @@ class AnalysisSettings:
                              f"choose one of {', '.join(LANDMARK_BACKENDS)}")
         if self.order not in ORDERS:
             raise ValueError(f"unknown face order {self.order!r}; choose one of {', '.join(ORDERS)}")
-        if self.min_face <= 0 or self.max_side < 64 or self.feather < 0 or self.max_faces < 0:
-            raise ValueError("min_face must be > 0, max_side >= 64, feather >= 0 and max_faces >= 0")
+        if not self.min_face > 0:   # (the "not" also refuses NaN)
+            raise ValueError(f"min_face must be > 0 px, got {self.min_face}")
+        for name, value, low in (("max_side", self.max_side, 64), ("feather", self.feather, 0),
+                                 ("max_faces", self.max_faces, 0)):
+            if not value >= low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -165,7 +171,7 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     ``pose_given`` says a POSE_KEYPOINT is connected even when this image has no frame (None).
     """
     settings = settings or AnalysisSettings()
-    settings.check()
+    settings.validate()
     rgb = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
     scale = analysis_scale(h, w, settings.max_side)
@@ -185,8 +191,9 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     if getattr(landmarker, "name", "") == "mediapipe_mesh":   # drop what only a doubtful detection calls a face
         faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
     faces = order_faces(faces, settings.order)
-    for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
-        face.mask = mask
+    crops = face_mask_crops(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)
+    for face, (mask, box) in zip(faces, crops):
+        face.mask, face.mask_box = mask, box
     notes = []
     if settings.skeletons and (pose_given or pose_frame is not None):
         for face in faces:   # faces no person matches keep a head-only skeleton
@@ -198,6 +205,12 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     if settings.embeddings:
         add_embeddings(rgb, faces, settings)
     return ImageFaces(h, w, faces, notes)
+
+
+def find_faces(image) -> ImageFaces:
+    """The faces of an image with mesh and masks but no skeletons or embeddings (IDSimilarity
+    without FACES: the embeddings are then made by the identities' own model)."""
+    return analyze_image(image, AnalysisSettings(skeletons=False, embeddings=False))
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS, check_latent
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINEMENT, check_latent
 from ..magicid_core.diffusion.schedules import check_denoise, check_steps, partial_sigmas, start_step
 
 from .common import CATEGORY
@@ -42,7 +42,7 @@ class DDIMInvert:
             "cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                               "tooltip": "Guidance of the inversion. Regeneration gives the image back "
                                          "exactly when it uses this same cfg."}),
-            "refinement": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
+            "refinement": ("INT", {"default": DEFAULT_REFINEMENT, "min": 0, "max": 100,
                                    "tooltip": "Most extra model calls per step to make the step exact "
                                               "(stops early when it is). 0 = plain DDIM inversion."}),
         }}

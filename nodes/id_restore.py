@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINEMENT
 from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
 from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
@@ -43,7 +43,7 @@ class IDRestore:
                                       "tooltip": "Margin around each face in the crop, as a fraction of the face size."}),
                 "feather": ("INT", {"default": 4, "min": 0, "max": 64,
                                     "tooltip": "Extra softening of the face mask's edge in pixels (changes stay inside the mask grown by this)."}),
-                "refinement": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
+                "refinement": ("INT", {"default": DEFAULT_REFINEMENT, "min": 0, "max": 100,
                                        "tooltip": "Most refinement calls per inversion step, as in DDIMInvert; "
                                                   "steps stop early once exact. 0 = plain inversion."}),
                 "faces_to_restore": ("STRING", {"default": "all", "tooltip":
@@ -73,7 +73,7 @@ class IDRestore:
         import comfy.utils
 
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
-                                   feather=feather, refine_iters=refinement)
+                                   feather=feather, refinement=refinement)
         indices = parse_indices(faces_to_restore)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
                                  only_identified=indices is None)

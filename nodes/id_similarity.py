@@ -5,8 +5,10 @@ FACES, IDENTITIES: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
-from ..magicid_core.identity.embedders import make_embedder, threshold_for
-from ..magicid_core.identity.scoring import ASSIGNMENTS, backend_of, report_table, report_text, score_batch
+from ..magicid_core.analyze import find_faces
+from ..magicid_core.identity.embedders import make_embedder
+from ..magicid_core.identity.embedding_models import backend_of, threshold_for
+from ..magicid_core.identity.scoring import ASSIGNMENTS, report_table, report_text, score_batch
 from .common import CATEGORY, FACES, IDENTITIES, images_to_numpy, numpy_to_images
 from .host.folders import insightface_roots
 
@@ -51,7 +53,7 @@ class IDSimilarity:
         before = None if image_before is None else images_to_numpy(image_before)
         progress = comfy.utils.ProgressBar(len(images))
         per_image = score_batch(images, identities, embedder, assignment, faces, before,
-                                on_image=lambda n: progress.update(1))
+                                on_image=lambda n: progress.update(1), find_faces=find_faces)
         rows = [r for image_rows in per_image for r in image_rows]
         text = "\n\n".join(report_text(image_rows, threshold) for image_rows in per_image)
         table = numpy_to_images([report_table(image_rows, threshold) for image_rows in per_image])

@@ -73,7 +73,11 @@ def test_an_8k_image_is_detected_on_a_downscaled_copy_and_mapped_back():
     assert seen == [(1152, 2048, 3)]
     big_ovals = [(x * 4, y * 4, w * 4, h * 4) for x, y, w, h in ovals]
     assert match(faces.faces, big_ovals) == [0, 1]
-    assert faces.faces[0].mask.shape == (4320, 7680) and faces.faces[0].landmarks68.max() > 2048
+    face = faces.faces[0]
+    x0, y0, x1, y1 = face.mask_region(4320, 7680)    # the mask (at crop size) fits the input image ...
+    cx, cy = face.center                              # ... at the face, at the input's resolution
+    assert x0 <= cx <= x1 and y0 <= cy <= y1 and x1 - x0 > 0.5 * face.width and y1 - y0 > 0.5 * face.height
+    assert face.mask_area > 0.5 * face.width * face.height and face.landmarks68.max() > 2048
 
 
 def test_batch_of_16_reports_progress_and_keeps_images_apart(third):

@@ -228,14 +228,15 @@ def test_real_group_photo_maps_line_up_with_its_faces():
         alone = ImageFaces(frame.height, frame.width, [face])
         drawn = cm.landmark_map(alone).any(axis=-1)
         assert drawn.sum() > 500                                  # a whole face's contours (mesh) or 68 points
-        assert (face.mask[drawn] > 0).mean() > 0.95               # ... inside this face's own mask
+        own = face.full_mask(frame.height, frame.width)
+        assert (own[drawn] > 0).mean() > 0.95                     # ... inside this face's own mask
         x0, y0, x1, y1 = face.head_box
         kps_drawn = cm.kps_map(alone)
         for x, y in face.keypoints:                               # the 5 keypoints on the head
             assert x0 <= x <= x1 and y0 <= y <= y1 and kps_drawn[int(y), int(x)].any()
         nose = face.skeleton[0]                                   # the skeleton's head on the face
         assert nose[2] > 0 and x0 <= nose[0] <= x1 and y0 <= nose[1] <= y1
-        assert cm.person_region(alone)[face.mask > 0.5].min() == 1          # the person region holds the face
+        assert cm.person_region(alone)[own > 0.5].min() == 1               # the person region holds the face
     maps = cm.mmf_maps(FaceSet([frame]), min_confidence=0.3)
     landmark_px = maps["landmarks"][0].any(axis=-1)
     assert (maps["face_mask"][0][landmark_px] > 0).mean() > 0.98

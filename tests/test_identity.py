@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from magicid_core.identity.embedders import DLIB_THRESHOLD, DlibEmbedder, build_identity, make_embedder, threshold_for
+from magicid_core.identity.embedders import DlibEmbedder, build_identity, make_embedder
+from magicid_core.identity.embedding_models import DLIB_THRESHOLD, threshold_for
 from tests.support.people import astronaut, cameraman, crop_scaled, grace_hopper
 
 

@@ -48,7 +48,7 @@ def test_inversion_regenerates_off_data_latent(prediction):
     sigmas = _schedule(prediction, 25)
 
     refined = invert(model, x0, sigmas)
-    plain = invert(model, x0, sigmas, refine_iters=0, measure=False)
+    plain = invert(model, x0, sigmas, refinement=0, measure=False)
     flipped = flip_schedule_inversion(model, x0, sigmas)
 
     error = relative_rmse(regenerate(model, refined.latent, sigmas), x0)
@@ -101,8 +101,8 @@ def test_anderson_beats_fixed_point_on_a_stiff_step():
     model = _mixture("eps", std=0.02, components=1)
     x0 = model.sample_data(1, torch.Generator().manual_seed(2))
     sigmas = _schedule("eps", 25)[-2:]
-    fixed_point = invert(model, x0, sigmas, refine_iters=200, anderson_depth=0)
-    anderson = invert(model, x0, sigmas, refine_iters=200)
+    fixed_point = invert(model, x0, sigmas, refinement=200, anderson_depth=0)
+    anderson = invert(model, x0, sigmas, refinement=200)
     assert anderson.step_residuals[0] <= 5e-6 and fixed_point.step_residuals[0] <= 5e-6  # both converged
     assert fixed_point.model_calls > 5 * anderson.model_calls
 
@@ -111,7 +111,7 @@ def test_refinement_zero_is_plain_inversion():
     model = _mixture("eps")
     x0 = _off_data(model)
     sigmas = _schedule("eps", 10)
-    plain = invert(model, x0, sigmas, refine_iters=0)
+    plain = invert(model, x0, sigmas, refinement=0)
     # plain DDIM: x_k = x_{k+1} + (sigma_k - sigma_{k+1}) * (x_{k+1} - D(x_{k+1}, sigma_k)) / sigma_k
     x = x0
     for k in reversed(range(10)):

@@ -20,7 +20,7 @@ def test_face_masks_match_the_known_face_region(sizes_analysis):
     faces, ovals = sizes_analysis
     for oval, i in zip(ovals, match(faces.faces, ovals)):
         truth = oval_mask(oval, faces.height, faces.width)
-        mask = faces.faces[i].mask > 0.5
+        mask = faces.faces[i].full_mask(faces.height, faces.width) > 0.5
         iou = (truth & mask).sum() / (truth | mask).sum()
         assert iou > (0.75 if oval[3] < 48 else 0.8), f"face {oval[3]:.0f} px high: IoU {iou:.2f}"
 
@@ -30,7 +30,7 @@ def test_ellipse_without_mesh_still_covers_the_face():
     faces = analyze_image(image, AnalysisSettings(min_face=20, dilation=0, feather=0, mesh=False))
     for oval, i in zip(ovals, match(faces.faces, ovals)):
         truth = oval_mask(oval, faces.height, faces.width)
-        mask = faces.faces[i].mask > 0.5
+        mask = faces.faces[i].full_mask(faces.height, faces.width) > 0.5
         assert (truth & mask).sum() / (truth | mask).sum() > 0.6
 
 
@@ -49,7 +49,7 @@ def test_masks_never_overlap_when_faces_crowd_together():
     # Each face still owns its own centre, and the crowding really happened: without the rule
     # the grown head shapes would overlap.
     for f in faces.faces:
-        assert f.mask[int(f.center[1]), int(f.center[0])] == 1.0
+        assert f.full_mask(faces.height, faces.width)[int(f.center[1]), int(f.center[0])] == 1.0
     alone = [face_masks([f], faces.height, faces.width, "head", 20, 24)[0] for f in faces.faces]
     assert ((np.stack(alone) > 0).sum(axis=0) > 1).any()
 

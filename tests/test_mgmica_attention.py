@@ -183,3 +183,13 @@ def test_face_assignment():
         assign_faces(people, faces, [0, 0, 1])
     with pytest.raises(ValueError, match="do not exist"):
         assign_faces(people, faces, [0, 5, 1])
+
+
+def test_one_aspect_tolerance_takes_sdxl_sizes_and_refuses_other_shapes():
+    from magicid_core.diffusion.attention import ASPECT_TOLERANCE, same_aspect
+
+    assert same_aspect((832, 1216), (2000, 3000))          # SDXL's size for a 3:2 photo, 2.6 % off
+    assert not same_aspect((768, 1024), (2000, 3000))      # 4:3 for a 3:2 photo, 11 % off
+    assert not same_aspect((512, 512), (256, 512))         # a square picture for a 2:1 one
+    off = 1 + 1.5 * ASPECT_TOLERANCE                       # just outside, unless a layer's rounding allows it
+    assert not same_aspect((1000, 1000 * off), (1000, 1000)) and same_aspect((10, 10 * off), (1000, 1000), 0.1)

@@ -10,10 +10,11 @@ import torch
 
 from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
 from magicid_core.faces import crops
+from magicid_core.faces.masks import ellipse_mask
 from magicid_core.faces.records import Face, FaceSet, ImageFaces
 from magicid_core.diffusion.restore import pinned_regenerate, restore_faces
 from magicid_core.diffusion.restore_plan import (MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings,
-                                                 box_ellipse_mask, landmark_hint, plan_faces)
+                                                 landmark_hint, plan_faces)
 from magicid_core.diffusion.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
@@ -31,9 +32,11 @@ def face_at(index: int, box, image_hw, mask=None) -> Face:
     box = np.asarray(box, np.float32)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     kps = np.array([[cx - 5, cy - 5], [cx + 5, cy - 5], [cx, cy], [cx - 4, cy + 6], [cx + 4, cy + 6]], np.float32)
-    if mask is None:
-        mask = crops.feather(box_ellipse_mask(box, image_hw), 2)
-    return Face(index=index, box=box, score=0.99, keypoints=kps, head_box=box.copy(), mask=mask)
+    region = None                     # a given mask covers the whole image
+    if mask is None:                  # the inscribed ellipse, feathered, over its own region
+        mask, region = ellipse_mask(box, *image_hw, pad=3)
+        mask = crops.feather(mask, 2)
+    return Face(index=index, box=box, score=0.99, keypoints=kps, head_box=box.copy(), mask=mask, mask_box=region)
 
 
 def faceset(image, boxes) -> FaceSet:
@@ -44,7 +47,7 @@ def faceset(image, boxes) -> FaceSet:
 # A denoiser that pulls every latent hard towards a flat colour: the face must change a lot,
 # so an unchanged background is the pinning and the paste at work, not a model doing nothing.
 REPAINT = analytic_pipeline(gaussian_denoiser(mean=0.6, var=0.01), invert_denoise=gaussian_denoiser())
-FAST = RestoreSettings(steps=8, strength=0.7, zoom_size=256, context=0.4, feather=3, refine_iters=2)
+FAST = RestoreSettings(steps=8, strength=0.7, zoom_size=256, context=0.4, feather=3, refinement=2)
 
 
 def assert_only_masks_changed(before, after, result_masks):
@@ -56,7 +59,7 @@ def assert_only_masks_changed(before, after, result_masks):
 
 def paste_masks(images, faces, settings, i):
     jobs, _ = plan_faces(images, faces, settings)
-    return [j.mask for j in jobs if j.image_index == i] or [np.zeros(images[i].shape[:2], np.float32)]
+    return [j.full_mask() for j in jobs if j.image_index == i] or [np.zeros(images[i].shape[:2], np.float32)]
 
 
 # ---- the analytic answer: a degraded face comes back --------------------------------------
@@ -77,12 +80,12 @@ SEAM_BOUND = 1.25  # restored picture's boundary gradient energy <= 1.25 x the c
 def test_degraded_face_comes_back_closer_without_seam():
     clean, box = astronaut(160, 160)                       # face about 28 x 34 px: zoomed
     faces = faceset(clean, [box])
-    mask = faces[0].faces[0].mask[..., None]
+    mask = faces[0].faces[0].full_mask(*clean.shape[:2])[..., None]
     rng = np.random.default_rng(0)
     blurred = cv2.GaussianBlur(clean, (0, 0), 2.0) + rng.normal(0, 0.06, clean.shape).astype(np.float32)
     degraded = np.clip(clean + mask * (blurred - clean), 0, 1).astype(np.float32)
 
-    settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3)
+    settings = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refinement=3)
     (job,), _ = plan_faces([degraded], faces, settings)
     assert job.plan.zoomed
     pipeline = analytic_pipeline(knowing_denoiser(clean, job), invert_denoise=gaussian_denoiser())
@@ -91,20 +94,20 @@ def test_degraded_face_comes_back_closer_without_seam():
     restored = result.images[0]
     assert 0 <= result.faces[0].inversion_error < 1e-3          # the inversion is near exact, and says so
 
-    region = job.mask > 0.5
+    region = job.full_mask() > 0.5
     gain = psnr(restored[region], clean[region]) - psnr(degraded[region], clean[region])
     print(f"\nface PSNR: degraded {psnr(degraded[region], clean[region]):.2f} dB -> restored "
           f"{psnr(restored[region], clean[region]):.2f} dB (gain {gain:+.2f} dB)")
     assert gain > 6.0
 
-    energy = boundary_gradient_energy(restored, job.mask)
-    reference = boundary_gradient_energy(clean, job.mask)
+    energy = boundary_gradient_energy(restored, job.full_mask())
+    reference = boundary_gradient_energy(clean, job.full_mask())
     print(f"boundary gradient energy: restored {energy:.5f}, clean {reference:.5f} "
           f"(ratio {energy / reference:.2f}, bound {SEAM_BOUND})")
     assert energy <= SEAM_BOUND * reference
     # the measure does see a seam: the clean face pasted hard and 20% brighter breaks the bound
     seamed = np.where(region[..., None], np.clip(clean + 0.2, 0, 1), clean)
-    assert boundary_gradient_energy(seamed, job.mask) > SEAM_BOUND * reference
+    assert boundary_gradient_energy(seamed, job.full_mask()) > SEAM_BOUND * reference
 
 
 def test_inversion_with_the_same_model_regenerates_the_input():
@@ -114,7 +117,7 @@ def test_inversion_with_the_same_model_regenerates_the_input():
     x0 = vae.encode(torch.from_numpy(image)[None])
     denoise = gaussian_denoiser(mean=0.2, var=0.5)
     sigmas = karras_sigmas(10)[4:]
-    inv = invert(denoise, x0, sigmas, refine_iters=20, tol=1e-7)
+    inv = invert(denoise, x0, sigmas, refinement=20, tol=1e-7)
     mask = torch.zeros(1, 1, *x0.shape[2:])
     mask[..., 3:9, 3:9] = 1
     out = pinned_regenerate(denoise, inv.trajectory, sigmas, mask)
@@ -293,7 +296,7 @@ def test_faces_the_pipeline_declines_are_left_alone():
     out = restore_faces([image], faces, NoIdentityForFace0(**REPAINT.__dict__), FAST)
     assert [r.face_index for r in out.faces] == [1]
     assert any("face 0: no identity" in m for m in out.messages)
-    face0 = plan_faces([image], faces, FAST)[0][0].mask > 0
+    face0 = plan_faces([image], faces, FAST)[0][0].full_mask() > 0
     assert np.array_equal(out.images[0][face0], image[face0])
 
 

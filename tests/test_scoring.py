@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.identity.embedders import build_identity, make_embedder, threshold_for
+from magicid_core.analyze import AnalysisSettings, analyze_image, find_faces
+from magicid_core.identity.embedders import build_identity, make_embedder
+from magicid_core.identity.embedding_models import threshold_for
 from magicid_core.identity.scoring import NO_FACE, report_table, report_text, score_batch
 from tests.support.people import astronaut, crop_scaled, grace_hopper, group_of_three
 
@@ -75,7 +76,7 @@ def test_match_pairs_identities_with_their_faces_where_index_order_does_not(embe
 
 def test_an_image_without_faces_reports_no_face_never_nan(embedder, eileen):
     blank = np.full((256, 256, 3), 127, np.uint8)
-    [[row]] = score_batch([blank], [eileen], embedder)      # re-analysed: no face found
+    [[row]] = score_batch([blank], [eileen], embedder, find_faces=find_faces)   # re-analysed: no face found
     assert row.face_index is None and row.after == NO_FACE
     assert "no face" in report_text([row], 0.9)
     assert report_table([row], 0.9).shape == (28 * 3, 500, 3)

@@ -9,10 +9,13 @@ Imports ``faces/`` and ``identity/``; the node layer (``nodes/``) hands it Comfy
 - ``ownership``: which attention cell each face owns, at every layer size.
 - ``restore_plan`` / ``restore``: DIIR, identity restoration of each face with every other
   pixel kept (IDRestore): the plan per face, then the loop that runs it through a ``Pipeline``.
+
+Words (MGMICA, ownership, placement, DIIR, pinned, refinement) are defined in the glossary of
+docs/ARCHITECTURE.md.
 """
 
 from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
-from .inversion import DEFAULT_REFINE_ITERS, Inversion, euler_step, invert, measured_error, regenerate
+from .inversion import DEFAULT_REFINEMENT, Inversion, euler_step, invert, measured_error, regenerate
 from .ownership import owner_map, ownership_masks, ownership_preview
 from .placement import multi_id_patch, place_identities
 from .restore import Pipeline, Restored, report, restore_faces, side_by_side
@@ -21,7 +24,7 @@ from .schedules import ddim_uniform, partial_sigmas, sd_discrete_sigmas
 
 __all__ = [
     "ddim_uniform", "partial_sigmas", "sd_discrete_sigmas",
-    "DEFAULT_REFINE_ITERS", "Inversion", "euler_step", "invert", "measured_error", "regenerate",
+    "DEFAULT_REFINEMENT", "Inversion", "euler_step", "invert", "measured_error", "regenerate",
     "IdentityTokens", "MultiIDAttention", "sdpa_attention",
     "multi_id_patch", "place_identities",
     "owner_map", "ownership_masks", "ownership_preview",

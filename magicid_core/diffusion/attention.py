@@ -14,6 +14,9 @@ as: gather tokens -> attend per identity -> mask -> add.
 The patch is a plain callable ``patch(q, k, v, extra_options) -> out`` (ComfyUI's attn2
 replacement protocol); this module never imports ComfyUI. Which identity goes to which
 face, and building a patch from identities and FACES, is placement.py's job.
+
+Ownership: which identity owns which cell of an attention layer (ownership.py); both words
+are in the glossary of docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -185,6 +188,19 @@ def batch_is_uncond(batch: int, extra_options: dict) -> torch.Tensor:
     return flags
 
 
+# How far (relative) a picture's aspect ratio may be from the FACES picture's and still take its
+# masks, stretched to fit: SDXL's trained sizes are up to ~3 % off a photo's (1216x832 for a 3:2
+# photo), and a 5 % stretch moves a face mask's edge by at most 5 % of the face's size.
+ASPECT_TOLERANCE = 0.05
+
+
+def same_aspect(hw, reference_hw, slack: float = 0.0) -> bool:
+    """Whether (h, w) has the aspect ratio of ``reference_hw`` within ASPECT_TOLERANCE, plus
+    ``slack`` (an attention layer's sides are rounded to whole cells)."""
+    (h, w), (rh, rw) = hw, reference_hw
+    return abs(h / w - rh / rw) <= ASPECT_TOLERANCE * (rh / rw) + slack
+
+
 def layer_size(q: torch.Tensor, extra_options: dict, image_hw) -> tuple[int, int]:
     """(h, w) of the current layer; checks it has the picture's aspect ratio."""
     shape = extra_options.get("activations_shape")
@@ -197,7 +213,7 @@ def layer_size(q: torch.Tensor, extra_options: dict, image_hw) -> tuple[int, int
     if h * w != q.shape[1]:
         raise ValueError(f"attention layer of {q.shape[1]} queries is not {h}x{w}")
     ih, iw = image_hw
-    if len(image_hw) and abs(h / w - ih / iw) > 0.05 * (ih / iw) + 1.0 / min(h, w):
+    if len(image_hw) and not same_aspect((h, w), (ih, iw), slack=1.0 / min(h, w)):
         raise ValueError(f"the face masks are {iw}x{ih} but the picture being generated has the "
                          f"aspect ratio of a {w}x{h} layer: generate at the size of the image the "
                          "faces were found in (or an exact multiple of it)")

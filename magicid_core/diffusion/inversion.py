@@ -17,7 +17,9 @@ euler_step(x_k, sigma_k, sigma_{k+1}) == x_{k+1}. Its fixed-point form
 
 starts from G(x_{k+1}), the plain DDIM inverse (noise estimated at the known latent);
 Anderson mixing (magicid_core.diffusion.anderson) then drives the residual to float precision in
-a few model calls and stops early once the step maps back within ``tol``.
+a few model calls and stops early once the step maps back within ``tol``. ``refinement``
+is the most of those calls a step may spend (0 = plain DDIM inversion); the trajectory kept
+is what DIIR pins the background to (glossary: docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .schedules import partial_sigmas  # noqa: F401  (part of this module's API)
 Denoiser = Callable[..., torch.Tensor]  # denoise(x, sigma (B,), **cond) -> x0
 Callback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, latent)
 
-DEFAULT_REFINE_ITERS = 30  # most model calls a step may spend after the plain inverse
+DEFAULT_REFINEMENT = 30  # most model calls a step may spend after the plain inverse
 DEFAULT_TOL = 1e-6         # per-step residual, relative to the latent's RMS (float32 rounding is ~1e-7)
 DEFAULT_ANDERSON_DEPTH = 4
 ROUNDING_FLOOR = 20        # a step residual below 20 machine epsilons is rounding, not error
@@ -96,25 +98,25 @@ def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
 
 @torch.no_grad()
 def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
-           refine_iters: int = DEFAULT_REFINE_ITERS, tol: float = DEFAULT_TOL,
+           refinement: int = DEFAULT_REFINEMENT, tol: float = DEFAULT_TOL,
            anderson_depth: int = DEFAULT_ANDERSON_DEPTH, measure: bool = True,
            callback: Optional[Callback] = None, **cond) -> Inversion:
     """Invert ``x0`` (the clean latent, at sigmas[-1]) up to sigmas[0].
 
-    ``refine_iters`` is the most model calls a step spends after its plain inverse
+    ``refinement`` is the most model calls a step spends after its plain inverse
     (0 = plain DDIM inversion, one call per step); a step stops as soon as it maps back
-    within ``tol``. With ``refine_iters=0`` each step's residual is still measured with
+    within ``tol``. With ``refinement=0`` each step's residual is still measured with
     one extra call unless ``measure`` is False.
     """
     check_latent(x0)
     check_schedule(sigmas)
-    if refine_iters < 0:
-        raise ValueError(f"refinement iterations must be >= 0, got {refine_iters}")
+    if refinement < 0:
+        raise ValueError(f"refinement iterations must be >= 0, got {refinement}")
     counted = _CountingDenoiser(denoise)
     steps = len(sigmas) - 1
     trajectory, residuals = [x0], []
     for done, k in enumerate(reversed(range(steps)), start=1):
-        x, res = invert_step(counted, trajectory[0], sigmas[k], sigmas[k + 1], refine_iters, tol,
+        x, res = invert_step(counted, trajectory[0], sigmas[k], sigmas[k + 1], refinement, tol,
                              anderson_depth, measure, cond)
         if not torch.isfinite(x).all():
             raise ValueError(f"the model returned NaN or Inf while inverting at sigma {float(sigmas[k]):.4g}")
@@ -127,7 +129,7 @@ def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
                      step_gains=_gaussian_gains(x0, sigmas))
 
 
-def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refine_iters: int,
+def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refinement: int,
                 tol: float, anderson_depth: int, measure: bool, cond: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve euler_step(x, sigma, sigma_next) == x_next for x.
 
@@ -145,7 +147,7 @@ def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refi
     target = _rms(x_next).clamp_min(1e-12) * max(tol, ROUNDING_FLOOR * torch.finfo(x_next.dtype).eps)
     mixer = AndersonMixer(anderson_depth)
     x = mixer.next(x_next, -residual(x_next))          # plain DDIM inverse: x_next - r(x_next)
-    calls = refine_iters if refine_iters > 0 else int(measure)
+    calls = refinement if refinement > 0 else int(measure)
     best_x, best_res = x, torch.full_like(target, math.inf if calls else math.nan)
     history = []  # worst-item best residual after each call, to notice a stalled solve
     for i in range(calls):

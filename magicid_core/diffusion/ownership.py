@@ -11,6 +11,8 @@ The rule here keeps ownership instead:
    keeps another one (nearest to its centre when it covers nothing at all).
 
 So every face owns at least one cell at every size and no cell has two owners.
+MGMICA (mask-guided multi-identity cross-attention) confines each identity to the cells its
+face owns; glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Identities are placed on faces by explicit indices, or by matching their embeddings to the
 faces' (Hungarian method), or in FACES order; each placed identity brings its face's mask.
 ``multi_id_patch`` is everything MultiIDApply does without ComfyUI: check, place, build.
+
+MGMICA: mask-guided multi-identity cross-attention (attention.py); glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -123,14 +125,9 @@ def place_identities(identities, image_faces, face_indices=None, weights=None):
 
 
 def face_mask(face, height: int, width: int) -> np.ndarray:
-    """The face's mask, checked against its image's size."""
-    if face.mask is None:
-        raise ValueError(f"face {face.index} has no mask: use the FACES output of FaceDetectMasks")
-    mask = np.asarray(face.mask, dtype=np.float32)
-    if mask.shape != (height, width):
-        raise ValueError(f"the mask of face {face.index} is {mask.shape[1]}x{mask.shape[0]} but its image "
-                         f"is {width}x{height}: masks must be in the image's pixels")
-    return mask
+    """The face's mask on its whole image (the patch's masks cover the picture), checked to fit it."""
+    face.mask_region(height, width)     # refuses a missing mask, or one that does not fit the image
+    return face.full_mask(height, width)
 
 
 def multi_id_patch(adapter: IdentityAdapter, identities, image_faces, layer_of: dict,

@@ -9,6 +9,9 @@ pixel space through the feathered mask (outside it the output is the input's bit
 The diffusion model is reached through a :class:`Pipeline` (encode, decode, a denoiser
 per stage), so this runs on analytic models in tests and on ComfyUI's model in the node.
 Which faces, their crop boxes and masks (the plan) are restore_plan.py's; this module runs it.
+
+DIIR: DDIM-inversion identity restoration. Pinned: the latent outside the face mask is put
+back on the inverted trajectory after every step. Glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     held = {}
 
     def do_invert(denoise, x):
-        inv = invert(denoise, x, sigmas.to(x.device), refine_iters=settings.refine_iters,
+        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement,
                      callback=lambda *_: tick(len(group)))
         held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent

@@ -1,5 +1,7 @@
 """DIIR planning: the settings, and per face the crop box, zoom and masks to restore it with.
 
+DIIR: DDIM-inversion identity restoration (IDRestore); see docs/ARCHITECTURE.md, glossary.
+
 Nothing here runs a model: ``plan_faces`` turns FACES and the images into one
 :class:`FaceJob` per face (its feathered paste mask, the zoomed crop and the mask under
 it); restore.py runs the jobs through a pipeline.
@@ -9,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..faces import crops
 from ..faces.control_maps import draw_face68, draw_face_mesh
+from ..faces.masks import ellipse_mask
 from ..faces.records import Face, FaceSet
-from .inversion import DEFAULT_REFINE_ITERS
+from .inversion import DEFAULT_REFINEMENT
 from ..parsing import parse_number_list
 
 # With a working size of at least 256 px and a context of at most 1 (crop = 3x the face),
@@ -32,7 +34,7 @@ class RestoreSettings:
     zoom_size: int = 512         # crops smaller than this are zoomed up to it (1024 for SDXL)
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
-    refine_iters: int = DEFAULT_REFINE_ITERS  # most refinement calls an inversion step may spend
+    refinement: int = DEFAULT_REFINEMENT  # most refinement calls an inversion step may spend
     batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:
@@ -44,7 +46,7 @@ class RestoreSettings:
             raise ValueError(f"zoom size must be at least {MIN_ZOOM_SIZE} px, got {self.zoom_size}")
         if not 0 <= self.context <= MAX_CONTEXT:
             raise ValueError(f"context padding must be between 0 and {MAX_CONTEXT}, got {self.context}")
-        if self.feather < 0 or self.refine_iters < 0 or self.batch_size < 1:
+        if self.feather < 0 or self.refinement < 0 or self.batch_size < 1:
             raise ValueError("feather and inversion refinement must be >= 0, batch size >= 1")
 
 
@@ -55,9 +57,17 @@ class FaceJob:
     image_index: int
     face: Face
     plan: crops.CropPlan
-    mask: np.ndarray            # (H, W) the feathered paste mask, image pixels
+    mask: np.ndarray            # the feathered paste mask under plan.box (plan.crop_hw), image pixels
     work: np.ndarray            # (h, w, 3) the zoomed, padded crop
     work_mask: np.ndarray       # (h, w) the paste mask under the crop
+    image_hw: tuple[int, int] = (0, 0)   # (H, W) of the image the face is in
+
+    def full_mask(self) -> np.ndarray:
+        """(H, W) float32: the paste mask on the whole image (zeros outside the crop box)."""
+        out = np.zeros(self.image_hw, np.float32)
+        x0, y0, x1, y1 = self.plan.box
+        out[y0:y1, x0:x1] = self.mask
+        return out
 
 
 def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettings,
@@ -86,29 +96,40 @@ def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettin
 
 
 def _face_job(i: int, image: np.ndarray, face: Face, settings: RestoreSettings, latent_scale: int):
-    mask = face.mask if face.mask is not None else box_ellipse_mask(face.box, image.shape[:2])
-    if mask.shape != image.shape[:2]:
-        raise ValueError(f"face {face.index} of image {i} has a {mask.shape[1]}x{mask.shape[0]} mask "
-                         f"for a {image.shape[1]}x{image.shape[0]} image")
-    mask = crops.feather(mask, settings.feather)
-    support = crops.support_box(mask)
+    height, width = image.shape[:2]
+    if face.mask is None:      # a record without a mask: the ellipse inscribed in its box
+        mask, region = ellipse_mask(face.box, height, width)
+    else:
+        mask, region = face.mask, face.mask_region(height, width)
+    # Feather on the mask's region grown by the radius: the blur spreads no further.
+    r = max(int(settings.feather), 0)
+    gx0, gy0 = max(region[0] - r, 0), max(region[1] - r, 0)
+    gx1, gy1 = min(region[2] + r, width), min(region[3] + r, height)
+    grown = np.zeros((max(gy1 - gy0, 0), max(gx1 - gx0, 0)), np.float32)
+    grown[region[1] - gy0:region[3] - gy0, region[0] - gx0:region[2] - gx0] = mask
+    grown = crops.feather(grown, settings.feather)
+    support = crops.support_box(grown)
     if support is None:
         return None
-    x0, y0, x1, y1 = support
+    x0, y0, x1, y1 = support[0] + gx0, support[1] + gy0, support[2] + gx0, support[3] + gy0
     bx0, by0, bx1, by1 = (float(v) for v in face.box)
     region = (min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1))
-    plan = crops.plan_crop(region, image.shape[:2], settings.context, settings.zoom_size, latent_scale)
-    return FaceJob(i, face, plan, mask, crops.extract(image, plan), crops.extract_mask(mask, plan))
+    plan = crops.plan_crop(region, (height, width), settings.context, settings.zoom_size, latent_scale)
+    paste_mask = _window(grown, (gx0, gy0), plan.box)
+    return FaceJob(i, face, plan, paste_mask, crops.extract(image, plan), crops.extract_mask(paste_mask, plan),
+                   (height, width))
 
 
-def box_ellipse_mask(box, image_hw) -> np.ndarray:
-    """The ellipse inscribed in a face box: the mask used when a face record has none."""
-    mask = np.zeros(image_hw, np.float32)
-    x0, y0, x1, y1 = (float(v) for v in box)
-    center = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
-    axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
-    cv2.ellipse(mask, center, axes, 0, 0, 360, 1.0, thickness=-1)
-    return mask
+def _window(mask: np.ndarray, origin: tuple[int, int], box) -> np.ndarray:
+    """The part of a mask placed at ``origin`` (x, y) that lies under ``box``, zeros elsewhere."""
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0), np.float32)
+    ox, oy = origin
+    cx0, cy0 = max(x0, ox), max(y0, oy)
+    cx1, cy1 = min(x1, ox + mask.shape[1]), min(y1, oy + mask.shape[0])
+    if cx0 < cx1 and cy0 < cy1:
+        out[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = mask[cy0 - oy:cy1 - oy, cx0 - ox:cx1 - ox]
+    return out
 
 
 def landmark_hint(job: FaceJob) -> np.ndarray:

@@ -14,16 +14,19 @@ The first layer of the core; it imports nothing from ``identity/`` or ``diffusio
   from mediapipe Pose), ``pose_keypoint`` (skeletons from controlnet_aux's POSE_KEYPOINT).
 - ``crops``: crop boxes with context, zoom to a working size, paste back through a mask.
 - ``preview``: the picture FaceDetectMasks shows.
-- ``control_maps``: MMF (multi-modal fusion) control maps - OpenPose skeleton, face-mesh
+- ``control_maps``: MMF (multi-mode fusion) control maps - OpenPose skeleton, face-mesh
   landmarks, InstantID keypoints - and the regions they belong to. They live here, not in a
   ``control/`` room of their own, because they only read face records and draw: a ControlNet
   map is a picture of the faces, and IDRestore's landmark hint (diffusion/) draws with them.
+
+Each face keeps its mask at the size of its region (``Face.mask_box``); ``Face.full_mask`` and
+``ImageFaces.masks`` give whole-image canvases. Glossary: docs/ARCHITECTURE.md.
 """
 
 from .control_maps import SCHEDULES, mmf_maps, mmf_schedule, skeleton_map
 from .detection import BACKENDS, FaceDetector, make_detector, register_detector
 from .geometry import ARCFACE_TEMPLATE, DEFAULT_MIN_FACE, finish, five_keypoints, nms
-from .masks import MASK_MODES, face_masks, head_box
+from .masks import MASK_MODES, face_mask_crops, face_masks, head_box
 from .mesh import face_mesh
 from .pose import PoseEstimator
 from .preview import draw_preview
@@ -33,6 +36,6 @@ __all__ = [
     "COCO18_NAMES", "KEYPOINT_NAMES", "Detection", "Face", "FaceSet", "Identity", "ImageFaces",
     "ARCFACE_TEMPLATE", "DEFAULT_MIN_FACE", "finish", "five_keypoints", "nms",
     "BACKENDS", "FaceDetector", "make_detector", "register_detector",
-    "face_mesh", "MASK_MODES", "face_masks", "head_box", "PoseEstimator", "draw_preview",
+    "face_mesh", "MASK_MODES", "face_mask_crops", "face_masks", "head_box", "PoseEstimator", "draw_preview",
     "SCHEDULES", "mmf_maps", "mmf_schedule", "skeleton_map",
 ]

@@ -1,6 +1,9 @@
 """MMF control maps: the body skeleton and the facial landmarks of the same photo,
 drawn in the formats existing ControlNets were trained on.
 
+MMF (multi-mode fusion): the paper's two control modalities, body skeleton and face
+landmarks, used together, each masked to its region (see docs/ARCHITECTURE.md, glossary).
+
 - skeleton map: OpenPose COCO-18 body pose, colours and limbs as the OpenPose
   annotator of ControlNet draws them (controlnet_aux ``draw_bodypose``);
 - landmark map: the MediaPipe face mesh contours of controlnet_aux's

@@ -79,10 +79,21 @@ def extract(image: np.ndarray, plan: CropPlan, interpolation: int = cv2.INTER_CU
     return np.pad(crop, pad, mode="edge")
 
 
-def extract_mask(mask: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """The mask under the crop at working size; the padding counts as outside the face."""
+def under_box(mask: np.ndarray, plan: CropPlan, image_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """The part of ``mask`` under the plan's box: the mask itself when it is already the box's
+    size (a crop-sized paste mask), else a slice of a whole-image mask."""
+    if mask.shape[:2] == plan.crop_hw:
+        return mask
+    if image_hw is not None and mask.shape[:2] != tuple(image_hw):
+        raise ValueError(f"a {mask.shape[1]}x{mask.shape[0]} mask fits neither the {image_hw[1]}x{image_hw[0]} "
+                         f"image nor the crop box {plan.box}")
     x0, y0, x1, y1 = plan.box
-    crop = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.float32)
+    return mask[y0:y1, x0:x1]
+
+
+def extract_mask(mask: np.ndarray, plan: CropPlan) -> np.ndarray:
+    """The mask (under the crop box, or whole-image) at working size; the padding counts as outside the face."""
+    crop = np.ascontiguousarray(under_box(mask, plan), dtype=np.float32)
     if plan.zoomed:
         crop = cv2.resize(crop, plan.size[::-1], interpolation=cv2.INTER_LINEAR)
     out = np.zeros(plan.padded, np.float32)
@@ -108,7 +119,7 @@ def to_work(points: np.ndarray, plan: CropPlan) -> np.ndarray:
 
 
 def paste(image: np.ndarray, crop: np.ndarray, mask: np.ndarray, plan: CropPlan) -> np.ndarray:
-    """``image`` with ``crop`` blended in through ``mask`` (image-sized) inside the plan's box.
+    """``image`` with ``crop`` blended in through ``mask`` (under the plan's box, or image-sized).
 
     out = image + m * (crop - image) where m > 0, and out = image (the same bits, not a
     float round trip) where m == 0.
@@ -116,7 +127,7 @@ def paste(image: np.ndarray, crop: np.ndarray, mask: np.ndarray, plan: CropPlan)
     x0, y0, x1, y1 = plan.box
     out = image.copy()
     under = out[y0:y1, x0:x1]
-    m = mask[y0:y1, x0:x1, None].astype(under.dtype)
+    m = under_box(mask, plan, image.shape[:2])[..., None].astype(under.dtype)
     blended = under + m * (crop.astype(under.dtype) - under)
     out[y0:y1, x0:x1] = np.where(m > 0, blended, under)
     return out

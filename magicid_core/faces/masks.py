@@ -7,7 +7,8 @@ the one whose centre is nearest, measured in units of each face's size
 or after feathering, and the seam between two touching faces is a clean cut.
 
 Work is done inside each face's own region of interest, so time and memory per face
-follow the face's size, not the image's (the full-size masks are only pasted at the end).
+follow the face's size, not the image's; ``face_mask_crops`` keeps each mask at that size
+(what a face record holds), ``face_masks`` pastes them on whole canvases.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ MASK_MODES = ("face", "head", "box")
 # Face shape without a mesh: an ellipse over the detection box. Measured on the full-range
 # mediapipe box, the mesh's face oval spans x 4..93 % and y 3..102 % of the box.
 FACE_ELLIPSE = dict(cx=0.49, cy=0.52, rx=0.45, ry=0.5)
+# The ellipse inscribed in a box (the head's shape in its head box; a face's shape when a
+# record comes without a mask, e.g. built by hand for IDRestore).
+INSCRIBED_ELLIPSE = dict(cx=0.5, cy=0.5, rx=0.5, ry=0.5)
 # Head box around the face box: hair and hat reach half a face height above the box.
 HEAD_GROW = dict(side=0.7, top=0.5, bottom=0.1)
 
@@ -63,7 +67,7 @@ def shape_polygons(face: Face, mode: str) -> list[np.ndarray]:
     else:
         polys = [_box_ellipse(face.box, FACE_ELLIPSE)]
     if mode == "head":
-        polys.append(_box_ellipse(face.head_box, dict(cx=0.5, cy=0.5, rx=0.5, ry=0.5)))
+        polys.append(_box_ellipse(face.head_box, INSCRIBED_ELLIPSE))
     return polys
 
 
@@ -115,14 +119,27 @@ def _relative_distance(face: Face, roi: tuple[int, int, int, int]) -> np.ndarray
     return np.sqrt(xs[None, :] ** 2 + ys[:, None] ** 2)
 
 
+def ellipse_mask(box, height: int, width: int, spec: dict = INSCRIBED_ELLIPSE,
+                 pad: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """(mask, region): the hard ellipse ``spec`` of a box (fractions of its size), as a float32
+    mask over its own region grown by ``pad`` px (x0, y0, x1, y1 in image pixels, clipped)."""
+    poly = _box_ellipse(np.asarray(box, np.float32), spec)
+    roi = _roi([poly], pad, height, width)
+    if roi[0] >= roi[2] or roi[1] >= roi[3]:
+        return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    return _soft([poly], roi, 0.0, 0.0), tuple(int(v) for v in roi)
+
+
 def _intersect(a, b):
     r = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
     return r if r[0] < r[2] and r[1] < r[3] else None
 
 
-def face_masks(faces: list[Face], height: int, width: int, mode: str = "face",
-               dilation: float = 0.0, feather: float = 0.0) -> list[np.ndarray]:
-    """One (height, width) float32 mask per face, in the faces' order; no two overlap."""
+def face_mask_crops(faces: list[Face], height: int, width: int, mode: str = "face", dilation: float = 0.0,
+                    feather: float = 0.0) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """One (mask, box) per face, in the faces' order: the float32 mask over its own region
+    (x0, y0, x1, y1 in image pixels, x1 and y1 exclusive); no two masks overlap. A face whose
+    region falls outside the image gets an empty (0, 0) mask."""
     if feather < 0:
         raise ValueError(f"feather must be >= 0 pixels, got {feather}")
     pad = max(dilation, 0.0) + feather + 2
@@ -132,9 +149,8 @@ def face_masks(faces: list[Face], height: int, width: int, mode: str = "face",
              for p, r in zip(polys, rois)]
     out = []
     for i, face in enumerate(faces):
-        mask = np.zeros((height, width), np.float32)
         if softs[i] is None:
-            out.append(mask)
+            out.append((np.zeros((0, 0), np.float32), (0, 0, 0, 0)))
             continue
         own = softs[i].copy()
         ri = rois[i]
@@ -150,6 +166,16 @@ def face_masks(faces: list[Face], height: int, width: int, mode: str = "face",
             dist_j = _relative_distance(other, common)
             closer = (dist_j < dist_i[si]) | ((dist_j == dist_i[si]) & (j < i))
             own[si][(softs[j][sj] > 0) & closer] = 0.0
-        mask[ri[1]:ri[3], ri[0]:ri[2]] = own
-        out.append(mask)
+        out.append((own, tuple(int(v) for v in ri)))
+    return out
+
+
+def face_masks(faces: list[Face], height: int, width: int, mode: str = "face",
+               dilation: float = 0.0, feather: float = 0.0) -> list[np.ndarray]:
+    """One (height, width) float32 mask per face: ``face_mask_crops`` pasted on whole canvases."""
+    out = []
+    for mask, (x0, y0, x1, y1) in face_mask_crops(faces, height, width, mode, dilation, feather):
+        canvas = np.zeros((height, width), np.float32)
+        canvas[y0:y1, x0:x1] = mask
+        out.append(canvas)
     return out

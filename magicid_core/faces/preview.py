@@ -19,10 +19,11 @@ def draw_preview(image_rgb: np.ndarray, faces: ImageFaces, mask_tint: float = 0.
     5 keypoints and (if present) mesh points drawn. Line widths follow the image size."""
     out = image_rgb.astype(np.float32)
     for face in faces.faces:
-        if face.mask is not None and mask_tint > 0:
+        if face.mask is not None and mask_tint > 0:   # tint only the mask's own region
             colour = np.array(PALETTE[face.index % len(PALETTE)], np.float32)
+            x0, y0, x1, y1 = face.mask_region(faces.height, faces.width)
             a = face.mask[..., None] * mask_tint
-            out = out * (1 - a) + colour * a
+            out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - a) + colour * a
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     thick = max(1, round(max(faces.height, faces.width) / 600))
     for face in faces.faces:

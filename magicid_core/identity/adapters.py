@@ -9,6 +9,8 @@ Both files hold two state dicts:
   LoRA, which is applied with a LoRA loader, so they are ignored here.
 
 ``.safetensors`` files keep the same keys flat, prefixed ``image_proj.`` / ``ip_adapter.``.
+MGMICA (mask-guided multi-identity cross-attention, diffusion/attention.py) reads their tokens;
+glossary: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCFACE_DIM = 512
-INSIGHTFACE_HINT = ("it needs 512-d ArcFace embeddings: put the antelopev2 or buffalo_l models into "
+from .embedding_models import ARCFACE, DLIB
+
+ARCFACE_DIM = ARCFACE.dim
+INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antelopev2 or buffalo_l models into "
                     "ComfyUI/models/insightface (they run on onnxruntime; no insightface package needed), "
                     "then build the identities again")
 _IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
@@ -128,7 +132,7 @@ class IdentityAdapter:
             e = e[None]
         if e.ndim != 2 or e.shape[1] != self.embedding_dim:
             got = e.shape[-1] if e.ndim else 0
-            what = "dlib 128-d embeddings" if got == 128 else f"{got}-d embeddings"
+            what = f"dlib {got}-d embeddings" if got == DLIB.dim else f"{got}-d embeddings"
             raise ValueError(f"{self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
         if not np.isfinite(e).all():
             raise ValueError("an identity embedding holds NaN or infinite values")

@@ -2,7 +2,7 @@
 
 Every backend turns a face (box + 5 keypoints) in an image into an L2-normalised
 vector, names its model (vectors of different models cannot be compared) and
-declares its match threshold on cosine similarity.
+declares its match threshold on cosine similarity (both from ``embedding_models``' table).
 
 - ``ArcFaceEmbedder``: insightface's ArcFace through onnxruntime (antelopev2 / buffalo_l),
   when the model files are present.
@@ -24,30 +24,11 @@ from ..image_io import to_rgb_uint8
 from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
 from ..insightface.arcface import l2_normalise
 from ..optional import require
+from .embedding_models import ARCFACE, DLIB
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
 REFERENCE_MIN_FACE = 40
-
-DLIB_MODEL_NAME = "dlib_resnet_v1"
-# dlib documents "same person" as euclidean distance < 0.6 between raw 128-d descriptors.
-# Its descriptors have a near-constant norm r (1.41..1.46 on our sample faces, mean 1.43), so
-# d^2 = 2 r^2 (1 - cos) and d < 0.6  <=>  cos > 1 - 0.6^2 / (2 * 1.43^2) = 0.912.
-DLIB_DESCRIPTOR_NORM = 1.43
-DLIB_THRESHOLD = round(1.0 - 0.6 ** 2 / (2 * DLIB_DESCRIPTOR_NORM ** 2), 3)
-# ArcFace (glintr100 / w600k_r50): cosine 0.3 is the usual same-person working point of these
-# models; we could not measure it here (no insightface weights on this machine).
-ARCFACE_THRESHOLD = 0.3
-
-
-def threshold_for(embedding_model: str) -> float:
-    """The match threshold (cosine similarity) for vectors of this embedding model."""
-    if embedding_model == DLIB_MODEL_NAME:
-        return DLIB_THRESHOLD
-    if embedding_model.startswith("arcface:"):
-        return ARCFACE_THRESHOLD
-    raise ValueError(f"unknown embedding model {embedding_model!r}")
-
 
 def most_prominent(detections: list[Detection]) -> Detection | None:
     """The reference face: largest box area x detector score (a big weak false positive loses)."""
@@ -57,11 +38,11 @@ def most_prominent(detections: list[Detection]) -> Detection | None:
 class ArcFaceEmbedder:
     """ArcFace from an insightface pack; finds reference faces with the same pack's SCRFD."""
 
-    threshold = ARCFACE_THRESHOLD
+    threshold = ARCFACE.threshold
 
     def __init__(self, models_roots=None, pack: str | None = None):
         found = find_pack(models_roots, pack)
-        self.model_name = f"arcface:{found.name}"
+        self.model_name = f"{ARCFACE.family}:{found.name}"
         self.recognizer = ArcFaceRecognizer(found)
         self.detector = InsightFaceDetector(found, min_face=REFERENCE_MIN_FACE)
 
@@ -79,8 +60,8 @@ class ArcFaceEmbedder:
 class DlibEmbedder:
     """dlib's ResNet descriptor, aligned by dlib's 5-point shape predictor run on the face box."""
 
-    model_name = DLIB_MODEL_NAME
-    threshold = DLIB_THRESHOLD
+    model_name = DLIB.family
+    threshold = DLIB.threshold
     FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
     def __init__(self, models_dir: Path | None = None):

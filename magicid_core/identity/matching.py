@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..faces.records import Face, Identity
-from .embedders import threshold_for
+from .embedding_models import threshold_for
 
 
 @dataclass

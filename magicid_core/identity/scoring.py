@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from ..faces.records import Identity, ImageFaces
-from .embedders import DLIB_MODEL_NAME
 from ..image_io import to_rgb_uint8
 from .matching import assign_identities, similarity_matrix
 
@@ -85,32 +84,22 @@ def score_identities(frame: ImageFaces, identities: list[Identity], assignment: 
     return rows
 
 
-def backend_of(embedding_model: str) -> str:
-    """The identity backend that makes vectors of this model (see identity.BACKENDS)."""
-    if embedding_model == DLIB_MODEL_NAME:
-        return "dlib"
-    if embedding_model.startswith("arcface:"):
-        return "arcface"
-    raise ValueError(f"unknown identity model {embedding_model!r}: build the identities with IdentityFromImages")
-
-
 def score_batch(images, identities: list[Identity], embedder, assignment: str = "index", faces=None,
-                images_before=None, on_image=None) -> list[list[IdentityScore]]:
-    """Rows per image of a batch. ``faces``: the FaceSet of ``images`` (re-analysed when None);
-    ``images_before``: the same images before a restore (scored at the same faces);
-    ``on_image(n)`` is called after each image (progress)."""
-    from ..analyze import AnalysisSettings, analyze_image
-
-    # Re-analysis finds faces only: the embeddings are made below by the identities' own model.
-    settings = AnalysisSettings(skeletons=False, embeddings=False)
+                images_before=None, on_image=None, find_faces=None) -> list[list[IdentityScore]]:
+    """Rows per image of a batch. ``faces``: the FaceSet of ``images``; without it each image's
+    faces come from ``find_faces(image) -> ImageFaces`` (``analyze.find_faces``: faces only, the
+    embeddings are made here by the identities' own model). ``images_before``: the same images
+    before a restore (scored at the same faces); ``on_image(n)`` is called after each image (progress)."""
     images = list(images)
+    if faces is None and find_faces is None:
+        raise ValueError("score_batch needs the images' faces: give faces (FACES) or find_faces")
     if faces is not None and len(faces) != len(images):
         raise ValueError(f"FACES holds {len(faces)} images but {len(images)} images were given")
     if images_before is not None and len(images_before) != len(images):
         raise ValueError(f"{len(images_before)} 'before' images for {len(images)} images: give one before each after")
     out = []
     for n, image in enumerate(images):
-        frame = faces[n] if faces is not None else analyze_image(image, settings)
+        frame = faces[n] if faces is not None else find_faces(image)
         after = embed_faces(image, frame, embedder)
         before = None if images_before is None else embed_faces(images_before[n], frame, embedder, reuse=False)
         out.append(score_identities(after, identities, assignment, before))

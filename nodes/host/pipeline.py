@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from ...magicid_core.diffusion.attention import same_aspect
 from ...magicid_core.diffusion.restore import Pipeline
 from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
@@ -58,7 +59,7 @@ class ComfyPipeline(Pipeline):
         return max(1, int(0.5 * free // max(one_face, 1)))
 
     def skip_reason(self, job):
-        if self.only_identified and not has_identity(self.model, job.mask):
+        if self.only_identified and not has_identity(self.model, job.full_mask()):
             return ("no identity of MultiIDApply matched this face (name it in faces_to_restore to restore "
                     "it anyway)")
         return None
@@ -96,7 +97,7 @@ def has_identity(model, face_mask: np.ndarray) -> bool:
 def _patch_scale(masks: np.ndarray, image_hw) -> tuple[float, float]:
     """Patch-mask pixels per image pixel; the IMAGE may be a multiple of MultiIDApply's FACES size."""
     (mh, mw), (ih, iw) = masks.shape[1:], image_hw
-    if abs(mh * iw - mw * ih) > 0.02 * mh * iw:
+    if not same_aspect((ih, iw), (mh, mw)):
         raise ValueError(f"MultiIDApply placed its identities on a {mw}x{mh} picture but IDRestore's IMAGE is "
                          f"{iw}x{ih}: give MultiIDApply the FACES of this picture (or of one of its aspect)")
     return mw / iw, mh / ih
@@ -111,7 +112,7 @@ def identity_model(model, jobs):
         return model
     (job,) = jobs
     masks = np.asarray(attentions[0].masks)
-    sx, sy = _patch_scale(masks, job.mask.shape) if len(masks) else (1.0, 1.0)
+    sx, sy = _patch_scale(masks, job.image_hw) if len(masks) else (1.0, 1.0)
     x0, y0, x1, y1 = job.plan.box
     return cropped_identities(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
 

@@ -85,7 +85,7 @@ def invert_in_sampler(model, positive, negative, cfg: float, latent: torch.Tenso
 
     @torch.no_grad()
     def program(denoise, clean_latent, sampler_sigmas):
-        inversion = invert(denoise, clean_latent, sampler_sigmas, refine_iters=refinement,
+        inversion = invert(denoise, clean_latent, sampler_sigmas, refinement=refinement,
                            callback=None if on_step is None else lambda done, total, _: on_step(done, total))
         found.update(inversion=inversion, error=measured_error(denoise, inversion))
         return inversion.latent / keep

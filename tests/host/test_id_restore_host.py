@@ -43,7 +43,7 @@ def run_node(comfy_nodes, image, faces, strength=0.5, model=None, faces_to_resto
 
 def paste_masks(image, faces, indices=None):
     jobs, _ = plan_faces([image], faces, RestoreSettings(**SETTINGS), indices)
-    return np.max([job.mask for job in jobs], axis=0)
+    return np.max([job.full_mask() for job in jobs], axis=0)
 
 
 def test_background_is_bit_identical_through_the_node(comfy_nodes, scene):
