@@ -38,7 +38,7 @@ MIN_ZOOM_SIZE, MAX_CONTEXT = 256, 1.0
 class RestoreSettings:
     steps: int = 20              # steps of the full schedule; strength keeps the last part
     strength: float = 0.5        # 0 = return the input, 1 = invert to the schedule's top
-    zoom_size: int = 512         # crops smaller than this are zoomed up to it (1024 for SDXL)
+    zoom_size: int = 512         # working size: smaller crops are zoomed up to it, larger ones shrunk (1024 for SDXL)
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
     refine_iters: int = DEFAULT_REFINE_ITERS  # most refinement calls an inversion step may spend
@@ -136,6 +136,7 @@ class FaceResult:
     before: np.ndarray          # the crop as it was (crop pixels)
     after: np.ndarray           # the crop as pasted (crop pixels)
     inversion_error: float      # estimated relative RMSE of regenerating the crop from its inversion
+    shrunk: bool = False        # the crop was larger than the working size and shrunk to it
 
 
 @dataclass
@@ -272,7 +273,8 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
             before = images[job.image_index][y0:y1, x0:x1].copy()
             out[job.image_index] = crops.paste(out[job.image_index], crop, job.mask, job.plan)
             results.append(FaceResult(job.image_index, job.face.index, job.plan.box, job.plan.zoomed,
-                                      before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error))
+                                      before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error,
+                                      job.plan.shrunk))
     return Restored(out, results, messages)
 
 
@@ -354,6 +356,6 @@ def parse_indices(text: str) -> list[int] | None:
 def report(restored: Restored) -> str:
     """A short text of what was restored and what was left alone."""
     lines = [f"image {r.image_index} face {r.face_index}: restored in box {list(r.box)}"
-             + (" (zoomed)" if r.zoomed else "") + f", inversion error {100 * r.inversion_error:.2f}%"
+             + (" (zoomed)" if r.zoomed else " (shrunk to the working size)" if r.shrunk else "") + f", inversion error {100 * r.inversion_error:.2f}%"
              for r in restored.faces]
     return "\n".join(lines + restored.messages)

@@ -224,13 +224,30 @@ def test_faces_of_48_px_or_less_are_zoomed(face_px):
             assert all(p % 8 == 0 for p in plan.padded)
 
 
-def test_large_faces_keep_their_pixels():
-    plan = crops.plan_crop((100, 100, 700, 700), (1000, 1000), 0.25, 512)
-    assert not plan.zoomed and plan.scale == 1.0
+def test_a_crop_of_the_working_size_keeps_its_pixels():
+    plan = crops.plan_crop((100, 100, 441, 441), (1000, 1000), 0.25, 512)   # 341 px x (1 + 2 x 0.25) -> 512
     rng = np.random.default_rng(2)
     image = rng.random((1000, 1000, 3), dtype=np.float32)
+    assert not plan.resized and plan.crop_hw == (512, 512)
     work = crops.extract(image, plan)
     assert np.array_equal(crops.shrink(work, plan), image[plan.box[1]:plan.box[3], plan.box[0]:plan.box[2]])
+
+
+@pytest.mark.parametrize("face_px", [600, 1500, 3000])
+def test_crops_larger_than_the_working_size_are_shrunk_to_it(face_px):
+    side = 4096
+    plan = crops.plan_crop((100, 100, 100 + face_px, 100 + face_px), (side, side), 0.25, 512)
+    assert plan.shrunk and not plan.zoomed and max(plan.size) == 512 and max(plan.padded) == 512
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side      # a smooth picture survives the round trip
+    image = np.stack([xx, yy, 0.5 * (xx + yy)], axis=-1)
+    work = crops.extract(image, plan)
+    assert work.shape == plan.padded + (3,)
+    mask = crops.extract_mask(np.ones((side, side), np.float32), plan)
+    assert mask.shape == plan.padded and mask[: plan.size[0], : plan.size[1]].min() > 0.99
+    back = crops.shrink(work, plan)
+    x0, y0, x1, y1 = plan.box
+    assert back.shape == (y1 - y0, x1 - x0, 3)
+    assert np.abs(back - image[y0:y1, x0:x1]).max() < 0.01
 
 
 def test_points_follow_the_zoom():
