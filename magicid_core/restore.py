@@ -25,6 +25,7 @@ from .control_maps import draw_face_mesh
 from .inversion import DEFAULT_REFINE_ITERS, euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
 from .mgmica import parse_number_list
+from .progress import Progress
 
 Denoise = Callable[..., torch.Tensor]            # denoise(x, sigma (B,), **cond) -> x0
 Program = Callable[[Denoise, torch.Tensor], torch.Tensor]
@@ -216,8 +217,9 @@ def latent_mask(work_mask: np.ndarray, latent_scale: int) -> torch.Tensor:
 
 
 def pinned_regenerate(denoise: Denoise, trajectory: list[torch.Tensor], sigmas: torch.Tensor,
-                      mask: torch.Tensor, callback=None, **cond) -> torch.Tensor:
-    """Denoise from trajectory[0] with everything outside ``mask`` held on the trajectory.
+                      mask: torch.Tensor, progress: Progress | None = None, **cond) -> torch.Tensor:
+    """Denoise from trajectory[0] with everything outside ``mask`` held on the trajectory;
+    progress(steps done, steps) after each step (one model call).
 
     x_{k+1} = euler_step(x_k, sigma_k -> sigma_{k+1})
     x_{k+1} <- m * x_{k+1} + (1 - m) * trajectory[k+1]
@@ -226,19 +228,21 @@ def pinned_regenerate(denoise: Denoise, trajectory: list[torch.Tensor], sigmas: 
     for k in range(len(sigmas) - 1):
         x = euler_step(denoise, x, sigmas[k], sigmas[k + 1], **cond)
         x = mask * x + (1 - mask) * trajectory[k + 1]
-        if callback is not None:
-            callback(k, x)
+        if progress is not None:
+            progress(k + 1, len(sigmas) - 1)
     return x
 
 
 def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, settings: RestoreSettings,
-                  indices: list[int] | None = None, progress: Callable[[int, int], None] | None = None) -> Restored:
+                  indices: list[int] | None = None, progress: Progress | None = None) -> Restored:
     """Restore the faces of ``images`` (each (H, W, 3) float32 in 0..1; gray and RGBA
     come back as RGB).
 
     Returns new images (bit-identical to the input wherever the feathered face
     masks are 0), one result per restored face, and messages about what was skipped.
-    ``progress(done, total)`` counts face-steps of inversion and regeneration.
+    ``progress(done, total)`` counts face-steps of inversion and regeneration; it is also
+    called between the model calls of a step (see progress.py), so raising from it stops
+    the work within one call.
     """
     settings.validate()
     images = [_as_rgb(np.asarray(im, np.float32)) for im in images]
@@ -257,16 +261,12 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
         return Restored(out, [], messages)
 
     total, done = 2 * steps * len(jobs), 0
-
-    def tick(n: int):
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
     results = []
     for group in _groups(jobs, settings.batch_size, pipeline):
-        after, inversion_error = _restore_group(pipeline, group, sigmas, settings, tick)
+        # face-steps of this group so far -> the whole batch's count
+        group_progress = None if progress is None else (lambda n, before=done: progress(before + n, total))
+        after, inversion_error = _restore_group(pipeline, group, sigmas, settings, group_progress)
+        done += 2 * steps * len(group)
         for job, work in zip(group, after):
             crop = np.clip(crops.shrink(work, job.plan), 0.0, 1.0)
             x0, y0, x1, y1 = job.plan.box
@@ -303,24 +303,28 @@ def _groups(jobs: list[FaceJob], batch_size: int, pipeline: Pipeline):
 
 @torch.no_grad()
 def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tensor,
-                   settings: RestoreSettings, tick) -> tuple[list[np.ndarray], float]:
+                   settings: RestoreSettings, progress) -> tuple[list[np.ndarray], float]:
     """Encode, invert, pinned-regenerate and decode a batch of same-size crops; the
-    working pictures and the inversion's estimated error (worst face of the batch)."""
+    working pictures and the inversion's estimated error (worst face of the batch).
+    ``progress(n)``: n face-steps of this batch done (inversion, then regeneration)."""
     pixels = torch.from_numpy(np.stack([job.work for job in group]))
     latent = pipeline.encode(pixels)
     mask = torch.cat([latent_mask(job.work_mask, pipeline.latent_scale) for job in group])
     held = {}
+    steps = len(sigmas) - 1
+
+    def stage(first: int):
+        """The core's progress(done, steps) of one stage -> face-steps of the batch."""
+        return None if progress is None else (lambda done, _steps: progress((first + done) * len(group)))
 
     def do_invert(denoise, x):
-        inv = invert(denoise, x, sigmas.to(x.device), refine_iters=settings.refine_iters,
-                     callback=lambda *_: tick(len(group)))
+        inv = invert(denoise, x, sigmas.to(x.device), refine_iters=settings.refine_iters, progress=stage(0))
         held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent
 
     def do_regenerate(denoise, x):
         m = mask.to(device=x.device, dtype=x.dtype)
-        return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m,
-                                 callback=lambda *_: tick(len(group)))
+        return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m, progress=stage(steps))
 
     pipeline.run("invert", latent, sigmas, do_invert, group)
     restored = pipeline.decode(pipeline.run("regenerate", latent, sigmas, do_regenerate, group))

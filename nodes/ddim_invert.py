@@ -120,6 +120,6 @@ class _InversionSampler:
             return model(x, sigma, **extra_args)
 
         self.inversion = invert(denoise, x / keep, sigmas, refine_iters=self.refinement,
-                                callback=lambda done, total, _: self.progress.update_absolute(done, total))
+                                progress=self.progress.update_absolute)
         self.error = measured_error(denoise, self.inversion)  # one stock regeneration: the error, not a guess
         return self.inversion.latent / keep

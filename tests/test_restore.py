@@ -331,3 +331,29 @@ def test_bad_strength_is_refused():
     image, box = astronaut(64, 64)
     with pytest.raises(ValueError, match="strength"):
         restore_faces([image], faceset(image, [box]), REPAINT, RestoreSettings(strength=1.5))
+
+
+def test_cancel_from_progress_stops_restoration_within_one_model_call():
+    image, box = astronaut(192, 192)
+    faces = faceset(image, [box, (20, 130, 44, 160)])
+    calls = []
+
+    def counted(x, sigma, **cond):
+        calls.append(1)
+        return gaussian_denoiser()(x, sigma)
+
+    class Cancelled(Exception):
+        pass
+
+    restore_faces([image], faces, analytic_pipeline(counted, counted), FAST)
+    full_run = len(calls)
+    for cancel_after in (7, full_run - 3):          # during inversion, during regeneration
+        calls.clear()
+
+        def cancel(done, total):
+            if len(calls) >= cancel_after:
+                raise Cancelled
+
+        with pytest.raises(Cancelled):
+            restore_faces([image], faces, analytic_pipeline(counted, counted), FAST, progress=cancel)
+        assert len(calls) == cancel_after
