@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from .image_io import to_rgb_uint8
 from .masks import MASK_MODES, face_masks, head_box
 from .mesh import face_mesh, keypoints_from_mesh
 from .pose import PoseEstimator
+from .progress import Progress
 
 ORDERS = ("left_to_right", "size")
 # Below this many pixels (in the analysed copy) no detector finds a face reliably.
@@ -114,11 +115,13 @@ def _to_face(det: Detection, scale: float, rgb: np.ndarray, with_mesh: bool) -> 
                 detector=det.source, landmarks=landmarks)
 
 
-def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None) -> ImageFaces:
+def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None,
+                  progress: Progress | None = None) -> ImageFaces:
     """All faces of one image (gray, RGB, RGBA; float 0..1 or uint8), ordered and masked.
 
     No face gives an ImageFaces with an empty list. ``detector`` overrides the backend of
-    the settings (it then also keeps its own min_face).
+    the settings (it then also keeps its own min_face). ``progress(done, total)`` follows
+    the detector's model runs (tiles), then each face's mesh.
     """
     settings = settings or AnalysisSettings()
     settings.check()
@@ -133,10 +136,14 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     if detector is None:
         roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
         detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots)
-    detections = detector.detect(small)
+    detections = detector.detect(small, progress)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
-    faces = [_to_face(d, scale, rgb, settings.mesh) for d in detections]
+    faces = []
+    for done, detection in enumerate(detections, start=1):
+        faces.append(_to_face(detection, scale, rgb, settings.mesh))
+        if progress is not None:
+            progress(done, len(detections))
     if settings.mesh:   # drop what only a doubtful detection and no mesh call a face
         faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
     faces = order_faces(faces, settings.order)
@@ -147,13 +154,15 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> FaceSet:
-    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(done, total)."""
+                  progress: Progress | None = None) -> FaceSet:
+    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(images done,
+    images), also called (count unchanged) between the model runs inside an image."""
     images = list(images)
     settings = settings or AnalysisSettings()
     out = []
     for i, image in enumerate(images):
-        out.append(analyze_image(image, settings))
+        inside = None if progress is None else (lambda _done, _total, i=i: progress(i, len(images)))
+        out.append(analyze_image(image, settings, progress=inside))
         if progress is not None:
             progress(i + 1, len(images))
     return FaceSet(out)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .faces import Detection
+from .progress import Progress
 
 # insightface's ArcFace alignment template (112x112): eyes, nose tip, mouth corners.
 # Used to place keypoints a backend does not give (mouth corners) from the ones it does.
@@ -38,8 +39,8 @@ ARCFACE_TEMPLATE = np.array(
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """(H, W, 3) uint8 RGB -> detections, best first."""
+    def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
+        """(H, W, 3) uint8 RGB -> detections, best first; progress(done, total) over its model runs."""
 
 
 # --------------------------------------------------------------------------- keypoints
@@ -197,10 +198,11 @@ class TiledMediapipeDetector:
         self.tiled = tiled
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
         h, w = image_rgb.shape[:2]
         tiles = tile_plan(h, w, self.min_face) if self.tiled else [Tile(0, 0, max(h, w), interior=False)]
         found: list[Detection] = []
+        done = 0
         with _MEDIAPIPE_LOCK:
             model = _mediapipe_face_detection(1, self.min_score)
             for side in sorted({t.side for t in tiles}):
@@ -211,6 +213,9 @@ class TiledMediapipeDetector:
                     interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
                 for tile in (t for t in tiles if t.side == side):
                     found += self._detect_tile(model, level, scale, tile, (h, w))
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(tiles))
         self.calls = len(tiles)
         return finish(nms(found), self.min_face, self.max_faces)
 
@@ -275,8 +280,8 @@ class DlibHogDetector:
         self._predictor = dlib.shape_predictor(str(path))
         self._rect = dlib.rectangle
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        rects, scores, _ = self._detector.run(image_rgb, self.upsample, 0.0)
+    def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
+        rects, scores, _ = self._detector.run(image_rgb, self.upsample, 0.0)   # one run: nothing to report
         dets = []
         for r, s in zip(rects, scores):
             shape = self._predictor(image_rgb, r)

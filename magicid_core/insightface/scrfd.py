@@ -119,7 +119,7 @@ class InsightFaceDetector:
         outs = self.session.run(self.output_names, {self.input_name: blob})
         return [o[0] if o.ndim == 3 else o for o in outs]   # some exports keep a batch axis
 
-    def detect(self, image) -> list[Detection]:
+    def detect(self, image, progress=None) -> list[Detection]:   # one model run: nothing to report
         image = to_rgb_uint8(image)
         h, w = image.shape[:2]
         input_hw = self.fixed_hw or (input_side(h, w, self.min_face),) * 2
