@@ -22,6 +22,7 @@ import math
 import cv2
 import numpy as np
 
+from . import validate
 from .faces import FaceSet, ImageFaces
 
 # --- OpenPose body (COCO-18 order, see faces.COCO18_NAMES) ---------------------------
@@ -285,6 +286,8 @@ def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) 
     ``face_mask``, ``person_mask`` as (B, H, W) float32. The images of one batch must
     share one size (ComfyUI's IMAGE is one tensor); an image without faces gives black maps.
     """
+    min_confidence = validate.number("min_confidence", min_confidence, 0.0, 1.0)
+    stick_scale = validate.number("stick_scale", stick_scale, 1, integer=True)
     if len(faces) == 0:
         raise ValueError("FACES holds no images: run FaceDetectMasks on an image first")
     sizes = {(im.height, im.width) for im in faces.images}
@@ -320,8 +323,10 @@ def mmf_schedule(schedule: str, start: float, end: float, switch: float = 0.5) -
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0.0 <= start <= end <= 1.0:
-        raise ValueError(f"need 0 <= start_percent <= end_percent <= 1, got {start} and {end}")
+    start = validate.number("start_percent", start, 0.0, 1.0)
+    end = validate.number("end_percent", end, 0.0, 1.0)
+    switch = validate.number("switch_percent", switch, 0.0, 1.0)
+    validate.ordered("start_percent", start, "end_percent", end)
     if schedule == "together":
         return {"skeleton": (start, end), "face": (start, end)}
     cut = min(max(switch, start), end)

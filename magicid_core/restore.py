@@ -20,11 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import crops
+from . import crops, validate
 from .control_maps import draw_face_mesh
 from .inversion import DEFAULT_REFINE_ITERS, euler_step, invert, partial_sigmas
 from .faces import Face, FaceSet
-from .mgmica import parse_number_list
 from .progress import Progress
 
 Denoise = Callable[..., torch.Tensor]            # denoise(x, sigma (B,), **cond) -> x0
@@ -46,16 +45,14 @@ class RestoreSettings:
     batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.zoom_size < MIN_ZOOM_SIZE:
-            raise ValueError(f"zoom size must be at least {MIN_ZOOM_SIZE} px, got {self.zoom_size}")
-        if not 0 <= self.context <= MAX_CONTEXT:
-            raise ValueError(f"context padding must be between 0 and {MAX_CONTEXT}, got {self.context}")
-        if self.feather < 0 or self.refine_iters < 0 or self.batch_size < 1:
-            raise ValueError("feather and inversion refinement must be >= 0, batch size >= 1")
+        """Each setting checked under the name of IDRestore's input for it."""
+        validate.number("steps", self.steps, 1, integer=True)
+        validate.number("strength", self.strength, 0.0, 1.0)
+        validate.number("zoom_size", self.zoom_size, MIN_ZOOM_SIZE, integer=True)
+        validate.number("context", self.context, 0.0, MAX_CONTEXT)
+        validate.number("feather", self.feather, 0, integer=True)
+        validate.number("refinement", self.refine_iters, 0, integer=True)
+        validate.number("batch_size", self.batch_size, 1, integer=True)
 
 
 class Pipeline:
@@ -151,15 +148,16 @@ def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettin
                indices: list[int] | None = None, latent_scale: int = 8) -> tuple[list[FaceJob], list[str]]:
     """The face jobs of a batch, after checking that FACES belongs to these images."""
     if len(faces) != len(images):
-        raise ValueError(f"FACES describes {len(faces)} image(s) but IMAGE holds {len(images)}: "
-                         "run FaceDetectMasks on this IMAGE batch")
+        raise validate.BadInput(f"faces describes {len(faces)} image(s) but image holds {len(images)}: "
+                                "run FaceDetectMasks on this very image batch")
+    _check_selection(faces, indices)
     jobs, messages = [], []
     for i, (image, found) in enumerate(zip(images, faces.images)):
         if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"IMAGE {i} has shape {image.shape}; IDRestore needs RGB (H, W, 3)")
+            raise validate.BadInput(f"image {i} has shape {image.shape}; IDRestore needs RGB (H, W, 3)")
         if (found.height, found.width) != image.shape[:2]:
-            raise ValueError(f"FACES were found on a {found.width}x{found.height} image but IMAGE {i} is "
-                             f"{image.shape[1]}x{image.shape[0]}: run FaceDetectMasks on this image")
+            raise validate.BadInput(f"faces were found on a {found.width}x{found.height} image but image {i} is "
+                                    f"{image.shape[1]}x{image.shape[0]}: run FaceDetectMasks on this image")
         chosen = [f for f in found.faces if indices is None or f.index in indices]
         if not chosen:
             messages.append(f"image {i}: no face to restore, left unchanged")
@@ -170,6 +168,18 @@ def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettin
             else:
                 jobs.append(job)
     return jobs, messages
+
+
+def _check_selection(faces: FaceSet, indices: list[int] | None) -> None:
+    """Every selected face exists in some image (as MultiIDApply refuses a face that is not there)."""
+    if indices is None:
+        return
+    present = {f.index for frame in faces.images for f in frame.faces}
+    missing = sorted(set(indices) - present)
+    if missing:
+        have = f"faces 0..{max(present)}" if present else "no face at all"
+        raise validate.BadInput(f"restore_faces {', '.join(map(str, missing))}: no such face, the images have "
+                                f"{have}; give face numbers from FaceDetectMasks' preview, or 'all'")
 
 
 def _face_job(i: int, image: np.ndarray, face: Face, settings: RestoreSettings, latent_scale: int):
@@ -351,10 +361,10 @@ def _fit_square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def parse_indices(text: str) -> list[int] | None:
-    """"all" or "" -> None (every face); "0, 2" -> [0, 2]."""
+    """"all" or "" -> None (every face); "0, 2" -> [0, 2] (restore_faces, IDRestore's input)."""
     if text.strip().lower() == "all":
         return None
-    return parse_number_list(text, int, "face indices ('all', or numbers like '0, 2')")
+    return validate.number_list("restore_faces", text, int, example="'0, 2' or 'all'")
 
 
 def report(restored: Restored) -> str:

@@ -71,7 +71,7 @@ def ordered(first_name: str, first: float, second_name: str, second: float, *, s
 
 
 def number_list(name: str, text: str, kind=float, low: float | None = None, high: float | None = None,
-                example: str = "0, 2") -> list | None:
+                example: str = "'0, 2'") -> list | None:
     """A comma-separated list typed into a STRING widget ("0, 2, -1") -> list; blank -> None.
 
     A token that is not a number of ``kind``, or is NaN / infinite / outside low..high, is quoted
@@ -84,15 +84,15 @@ def number_list(name: str, text: str, kind=float, low: float | None = None, high
     for position, token in enumerate(tokens, start=1):
         where = f"{name}: item {position} {token!r} of {text!r}"
         if not token:
-            raise BadInput(f"{where} is empty: write numbers separated by commas, like {example!r}")
+            raise BadInput(f"{where} is empty: write numbers separated by commas, like {example}")
         try:
             x = float(token)
         except ValueError:
-            raise BadInput(f"{where} is not a number: write numbers separated by commas, like {example!r}") from None
+            raise BadInput(f"{where} is not a number: write numbers separated by commas, like {example}") from None
         if not math.isfinite(x):
             raise BadInput(f"{where} is not a finite number: give {_span(low, high)}")
         if kind is int and x != int(x):
-            raise BadInput(f"{where} is not a whole number: write whole numbers, like {example!r}")
+            raise BadInput(f"{where} is not a whole number: write whole numbers, like {example}")
         if (low is not None and x < low) or (high is not None and x > high):
             raise BadInput(f"{where} is outside its range: give {_span(low, high)}")
         values.append(int(x) if kind is int else float(x))

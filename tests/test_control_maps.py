@@ -274,3 +274,16 @@ def test_person_region_equals_full_canvas_dilation_on_random_hulls():
         frame, margin = ImageFaces(h, w, faces), float(rng.uniform(0, 0.5))
         np.testing.assert_array_equal(cm.person_region(frame, 0.0, margin),
                                       person_region_by_full_canvas_dilation(frame, 0.0, margin))
+
+
+def test_schedule_and_maps_refuse_non_finite_numbers_by_name():
+    nan = float("nan")
+    for args, name in (((nan, 1.0, 0.5), "start_percent"), ((0.0, nan, 0.5), "end_percent"),
+                       ((0.0, 1.0, nan), "switch_percent"), ((0.0, 1.0, float("inf")), "switch_percent")):
+        with pytest.raises(ValueError, match=rf"^{name} is (nan|inf)"):
+            cm.mmf_schedule("skeleton_then_face", *args)
+    frame = FaceSet([_frame(_face(skeleton=_skeleton()))])
+    with pytest.raises(ValueError, match=r"^min_confidence is nan: give a finite number"):
+        cm.mmf_maps(frame, min_confidence=nan)     # (NaN once drew an all-black skeleton)
+    with pytest.raises(ValueError, match=r"^stick_scale is 0, outside its range"):
+        cm.mmf_maps(frame, stick_scale=0)

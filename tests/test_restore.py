@@ -11,7 +11,7 @@ import torch
 from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
 from magicid_core import crops
 from magicid_core.faces import Face, FaceSet, ImageFaces
-from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings, landmark_hint, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
+from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings, landmark_hint, box_ellipse_mask, pinned_regenerate, parse_indices, plan_faces, restore_faces
 from magicid_core.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
@@ -316,7 +316,7 @@ def test_faces_from_another_image_size_are_refused():
     image, box = astronaut(128, 128)
     with pytest.raises(ValueError, match="run FaceDetectMasks"):
         restore_faces([image], faceset(np.zeros((100, 128, 3), np.float32), [box]), REPAINT, FAST)
-    with pytest.raises(ValueError, match="FACES describes 1 image"):
+    with pytest.raises(ValueError, match="faces describes 1 image"):
         restore_faces([image, image], faceset(image, [box]), REPAINT, FAST)
 
 
@@ -357,3 +357,25 @@ def test_cancel_from_progress_stops_restoration_within_one_model_call():
         with pytest.raises(Cancelled):
             restore_faces([image], faces, analytic_pipeline(counted, counted), FAST, progress=cancel)
         assert len(calls) == cancel_after
+
+
+def test_restore_faces_that_do_not_exist_are_refused_like_multi_id_apply():
+    image, box = astronaut(96, 96)
+    faces = faceset(image, [box])
+    for text, shown in (("999", "999"), ("-1", "-1"), ("0, 3", "3")):
+        with pytest.raises(ValueError, match=rf"^restore_faces {shown}: no such face, the images have faces 0..0"):
+            restore_faces([image], faces, REPAINT, FAST, parse_indices(text))
+    with pytest.raises(ValueError, match=r"^restore_faces: item 2 'left' of '0, left' is not a number: .*'all'"):
+        parse_indices("0, left")
+    with pytest.raises(ValueError, match=r"^restore_faces: item 1 '0.5' of '0.5' is not a whole number"):
+        parse_indices("0.5")
+    assert parse_indices(" ALL ") is None and parse_indices("1; 0") == [1, 0]
+
+
+@pytest.mark.parametrize("field, value", [("strength", float("nan")), ("context", float("nan")),
+                                          ("steps", 0), ("zoom_size", 100), ("refinement", -1)])
+def test_settings_are_refused_under_the_node_input_names(field, value):
+    image, box = astronaut(64, 64)
+    settings = RestoreSettings(**{"refine_iters" if field == "refinement" else field: value})
+    with pytest.raises(ValueError, match=rf"^{field} is "):
+        restore_faces([image], faceset(image, [box]), REPAINT, settings)
