@@ -118,15 +118,18 @@ def base_graph() -> dict:
         "dlib_ids": ("IdentityFromImages", {"images": ["person_a", 0], "name": "a", "backend": "dlib"}),
         "adapter": ("MagicIDAdapterLoader", {"adapter_file": GOOD_ADAPTER}),
         "cn": ("TinyControlNetLoader", {"control_net_name": "tiny"}),
-        "empty": ("EmptyLatentImage", {"width": 600, "height": 304, "batch_size": 1}),
-        "encoded": ("VAEEncode", {"pixels": ["repair", 0], "vae": ["ckpt", 2]}),
+        # small latents: the tiny UNet is quick, and the 2:1 aspect is the group photo's (MultiIDApply checks it)
+        "empty": ("EmptyLatentImage", {"width": 128, "height": 64, "batch_size": 1}),
+        "small": ("ImageScale", {"image": ["repair", 0], "upscale_method": "area", "width": 64, "height": 96,
+                                 "crop": "disabled"}),
+        "encoded": ("VAEEncode", {"pixels": ["small", 0], "vae": ["ckpt", 2]}),
         "bad": ("MagicIDTestTensor", {"batch": 1, "height": 64, "width": 64, "channels": 3, "fill": "rand",
                                       "poison": "none"}),
     }
 
 
 def sampled(model=("ckpt", 0), positive=("pos", 0), negative=("neg", 0)) -> dict:
-    """A two-step KSampler on the 600x304 empty latent and a probe of its result."""
+    """A two-step KSampler on the 128x64 empty latent and a probe of its result."""
     return {"ks": ("KSampler", {"model": list(model), "positive": list(positive), "negative": list(negative),
                                 "latent_image": ["empty", 0], "steps": 2, "cfg": 4.0, "seed": 0,
                                 "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}),
@@ -347,7 +350,7 @@ CASES = [
     ("invert refinement -1", ddim_invert(refinement=-1), "reject", "refinement"),
     ("invert scheduler unknown", ddim_invert(scheduler="fancy"), "reject", "scheduler"),
     ("invert good", ddim_invert(), "finite", None),
-    ("invert denoise 0", ddim_invert(denoise=0.0), "finite", None),
+    ("invert denoise 0", ddim_invert(denoise=0.0), "error", "denoise"),
     # IDRestore
     ("restore image nan", {**id_restore(image=BAD_IMAGE), **poisoned("repair", "nan")}, "error", "image"),
     ("restore image inf", {**id_restore(image=BAD_IMAGE), **poisoned("repair", "inf")}, "error", "image"),
@@ -464,7 +467,7 @@ def test_every_bad_input_gets_a_clear_answer(server):
 
 
 def test_interrupt_stops_a_long_restore_within_seconds(server):
-    parts = id_restore(steps=200, refinement=100, zoom_size=2048, strength=1.0)
+    parts = id_restore(steps=200, refinement=100, zoom_size=512, strength=1.0)   # hours of work, uncancelled
     status, reply = post_prompt(server, build_prompt(server.object_info, parts))
     assert status == 200, reply
     deadline = time.time() + 120
