@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from magicid_core import control_maps as cm  # noqa: E402
+from magicid_core.faces import control_maps as cm  # noqa: E402
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
-from magicid_core.faces import FaceSet  # noqa: E402
-from test_control_maps import person_region_by_full_canvas_dilation  # noqa: E402
+from magicid_core.faces.records import FaceSet  # noqa: E402
+from tests.test_control_maps import person_region_by_full_canvas_dilation  # noqa: E402
 
 MIN_CONFIDENCE = 0.3   # MMFControlMaps' default
 

@@ -7,8 +7,10 @@ import os
 
 import torch
 
-from ..magicid_core.adapters import load_adapter_file
-from ..magicid_core.mgmica import MultiIDAttention, multi_id_patch, parse_number_list
+from ..magicid_core.identity.adapters import load_adapter_file
+from ..magicid_core.diffusion.attention import MultiIDAttention
+from ..magicid_core import validate
+from ..magicid_core.diffusion.placement import multi_id_patch
 
 from .common import CATEGORY, FACES, IDENTITIES
 
@@ -106,11 +108,11 @@ class MultiIDApply:
         image = faces[image_index]
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
-        multipliers = parse_number_list(identity_weights, float, "identity_weights")
+        multipliers = validate.number_list("identity_weights", identity_weights, float, 0.0, 3.0, example="'1, 0.8'")
         sampling = model.get_model_object("model_sampling")
         patch = multi_id_patch(
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
-            face_indices=parse_number_list(face_indices, int, "face_indices"),
+            face_indices=validate.number_list("face_indices", face_indices, int, -1, example="'2, 0, -1'"),
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
             attention=comfy_attention)

@@ -25,11 +25,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.mgmica_layouts import faceid_state_dict, flatten
+from tests.host.example_inputs import write_input_pictures
+from tests.support.mgmica_layouts import faceid_state_dict, flatten
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from example_inputs import write_input_pictures  # noqa: E402
 
 TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
 GOOD_ADAPTER = "ipadapter/ip-adapter-faceid_sd15.bin"

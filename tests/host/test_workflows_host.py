@@ -31,16 +31,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.workflow_api import to_api_prompt
-from tests.workflow_check import check_workflow, readme_model_files
-from tests.workflow_defs import PACK_DIR, WORKFLOWS_DIR
+from tests.support.workflow_api import to_api_prompt
+from tests.support.workflow_check import check_workflow, readme_model_files
+from tests.support.workflow_defs import PACK_DIR, WORKFLOWS_DIR
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from example_inputs import write_input_pictures  # noqa: E402
-from tiny_loader_nodes import SUBSTITUTES  # noqa: E402
+from tests.host.example_inputs import write_input_pictures
+from tests.host.tiny_loader_nodes import SUBSTITUTES
 
-from tests.mgmica_layouts import faceid_state_dict  # noqa: E402
+from tests.support.mgmica_layouts import faceid_state_dict
 
 # the tiny UNet's cross-attention widths in diffusers order: down, up, mid
 TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]

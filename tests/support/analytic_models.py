@@ -5,7 +5,7 @@
 - ``gaussian_denoiser``: the posterior mean under a Gaussian prior N(mean, var I):
   E[x0 | x] = mean + var / (var + sigma^2) * (x - mean). It knows nothing of faces.
 - ``knowing_denoiser``: the posterior mean of a Gaussian mixture
-  (``magicid_core.analytic``) whose components are the clean face crop and two wrong
+  (``tests/support/analytic.py``) whose components are the clean face crop and two wrong
   faces: a model that "knows the clean face".
 """
 
@@ -19,9 +19,10 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from magicid_core import crops
-from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.restore import CallablePipeline, FaceJob
+from magicid_core.faces import crops
+from tests.support.analytic import GaussianMixtureDenoiser
+from tests.support.pipelines import CallablePipeline
+from magicid_core.diffusion.restore_plan import FaceJob
 
 
 class PatchVAE:

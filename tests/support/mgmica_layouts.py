@@ -1,6 +1,6 @@
 """Adapter state dicts with the real key layout of each format, seeded, built in memory.
 
-Nothing is downloaded: the shapes follow the published files (IP-Adapter FaceID SD1.5 /
+Also the attention inputs (q, k, v, extra_options) of one such layer. Nothing is downloaded: the shapes follow the published files (IP-Adapter FaceID SD1.5 /
 SDXL, InstantID's ip-adapter.bin), shrunk where a test does not need the full size.
 """
 
@@ -74,3 +74,20 @@ def instantid_state_dict(widths=SDXL_WIDTHS, context_dim=2048, dim=1280, tokens=
 def flatten(state: dict) -> dict:
     """The .safetensors layout: one flat dict with image_proj. / ip_adapter. prefixes."""
     return {f"{group}.{k}": v.clone() for group, sd in state.items() for k, v in sd.items()}
+
+
+# A cross-attention block key as ComfyUI passes it: (block name, block id, transformer index).
+KEY = ("input", 1, 0)
+
+
+def attention_inputs(cells, width, heads, context=768, batch=2, seed=1):
+    """q from hidden states through a real to_q projection; k, v from 77 text tokens."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(batch, cells * cells, width, generator=g)
+    text = torch.randn(batch, 77, context, generator=g)
+    to_q, to_k, to_v = (torch.nn.Linear(i, width, bias=False) for i in (width, context, context))
+    with torch.no_grad():
+        q, k, v = to_q(hidden), to_k(text), to_v(text)
+    options = {"block": KEY[:2], "block_index": 0, "n_heads": heads, "cond_or_uncond": [1, 0],
+               "activations_shape": [batch, width, cells, cells], "sigmas": torch.tensor([5.0] * batch)}
+    return q, k, v, options

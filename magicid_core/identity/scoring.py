@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .faces import Identity, ImageFaces
-from .identity import DLIB_MODEL_NAME
-from .image_io import to_rgb_uint8
+from ..faces.records import Identity, ImageFaces
+from .embedders import DLIB_MODEL_NAME
+from ..image_io import to_rgb_uint8
 from .matching import assign_identities, similarity_matrix
 
 ASSIGNMENTS = ("index", "match")
@@ -99,7 +99,7 @@ def score_batch(images, identities: list[Identity], embedder, assignment: str = 
     """Rows per image of a batch. ``faces``: the FaceSet of ``images`` (re-analysed when None);
     ``images_before``: the same images before a restore (scored at the same faces);
     ``on_image(n)`` is called after each image (progress)."""
-    from .analyze import AnalysisSettings, analyze_image
+    from ..analyze import AnalysisSettings, analyze_image
 
     # Re-analysis finds faces only: the embeddings are made below by the identities' own model.
     settings = AnalysisSettings(skeletons=False, embeddings=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .faces import ImageFaces
+from .records import ImageFaces
 
 # One colour per face (RGB), cycled; chosen to stay distinct on skin and on dark clothes.
 PALETTE = [(255, 64, 64), (64, 200, 255), (255, 210, 0), (120, 255, 90), (255, 100, 220), (255, 150, 40),

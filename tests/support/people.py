@@ -13,7 +13,7 @@ from PIL import Image
 
 from magicid_core.image_io import to_rgb_uint8
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.lru_cache(None)

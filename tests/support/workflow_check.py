@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.workflow_defs import FRONTEND_ONLY, input_specs, widget_slots
+from tests.support.workflow_defs import FRONTEND_ONLY, input_specs, widget_slots
 
 MODEL_EXTENSIONS = r"\.(?:safetensors|ckpt|pt|pth|bin|onnx|gguf)"
 MODEL_FILE = re.compile(r"`([^`/\s]+" + MODEL_EXTENSIONS + ")`")

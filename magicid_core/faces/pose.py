@@ -22,8 +22,8 @@ import threading
 
 import numpy as np
 
-from .faces import COCO18_NAMES
-from .image_io import to_rgb_uint8
+from .records import COCO18_NAMES
+from ..image_io import to_rgb_uint8
 
 # COCO-18 index -> BlazePose landmark index (BlazePose "left" is the subject's left, as in COCO).
 _BLAZEPOSE_OF_COCO = {

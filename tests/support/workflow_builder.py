@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.workflow_defs import input_specs, widget_slots
+from tests.support.workflow_defs import input_specs, widget_slots
 
 COLUMN_WIDTH, NODE_WIDTH, ROW_GAP = 380, 330, 40
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .faces import Identity
+from ..faces.records import Identity
 
 AGES = ("", "baby", "toddler", "child", "teenager", "young adult", "adult")
 GENDERS = ("", "female", "male")

@@ -22,8 +22,8 @@ import math
 import cv2
 import numpy as np
 
-from . import validate
-from .faces import FaceSet, ImageFaces
+from .. import validate
+from .records import FaceSet, ImageFaces
 
 # --- OpenPose body (COCO-18 order, see faces.COCO18_NAMES) ---------------------------
 

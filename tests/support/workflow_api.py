@@ -6,7 +6,7 @@ widget value or ``[source node id, output slot]``. Notes stay in the front end.
 
 from __future__ import annotations
 
-from tests.workflow_defs import FRONTEND_ONLY, widget_values_by_name
+from tests.support.workflow_defs import FRONTEND_ONLY, widget_values_by_name
 
 
 def to_api_prompt(wf: dict, defs: dict) -> dict:

@@ -16,7 +16,7 @@ euler_step(x_k, sigma_k, sigma_{k+1}) == x_{k+1}. Its fixed-point form
     x = G(x) = x_{k+1} + (sigma_k - sigma_{k+1}) * (x - D(x, sigma_k)) / sigma_k
 
 starts from G(x_{k+1}), the plain DDIM inverse (noise estimated at the known latent);
-Anderson mixing (magicid_core.anderson) then drives the residual to float precision in
+Anderson mixing (magicid_core.diffusion.anderson) then drives the residual to float precision in
 a few model calls and stops early once the step maps back within ``tol``.
 """
 
@@ -29,7 +29,7 @@ from typing import Callable, Optional
 import torch
 
 from .anderson import AndersonMixer
-from .progress import Progress
+from ..progress import Progress
 from .schedules import partial_sigmas  # noqa: F401  (part of this module's API)
 
 Denoiser = Callable[..., torch.Tensor]  # denoise(x, sigma (B,), **cond) -> x0
@@ -78,11 +78,18 @@ def euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, **cond) ->
 
 @torch.no_grad()
 def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-               progress: Optional[Progress] = None, **cond) -> torch.Tensor:
-    """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1]; progress(steps done, steps)."""
+               progress: Optional[Progress] = None, after_step=None, **cond) -> torch.Tensor:
+    """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1].
+
+    ``after_step(i, x) -> x`` may constrain the latent after step i (0-based): restoration
+    pins everything outside the face to the inversion there. ``progress(steps done, steps)``
+    after each step (one model call).
+    """
     steps = len(sigmas) - 1
     for i in range(steps):
         x = euler_step(denoise, x, sigmas[i], sigmas[i + 1], **cond)
+        if after_step is not None:
+            x = after_step(i, x)
         if progress is not None:
             progress(i + 1, steps)
     return x
@@ -167,27 +174,6 @@ def _stalled(history: list[float]) -> bool:
     """
     window = STALL_CALLS if history[-1] < STALL_NEAR else 2 * STALL_CALLS
     return len(history) > window and history[-1] > 0.5 * history[-1 - window]
-
-
-@torch.no_grad()
-def flip_schedule_inversion(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
-                            sigma_floor: float = 1e-4, **cond) -> Inversion:
-    """The peers' baseline (ComfyUI_Noise's Unsampler): run Euler up the flipped schedule.
-
-    Step k -> k-1 uses the noise estimated at the known latent and its own (lower) sigma,
-    floored at ``sigma_floor`` where it is 0. Kept for comparison only: it does not solve
-    the regenerating step, so regeneration drifts away from the input.
-    """
-    check_latent(x0)
-    check_schedule(sigmas)
-    counted = _CountingDenoiser(denoise)
-    trajectory = [x0]
-    for k in reversed(range(len(sigmas) - 1)):
-        low = torch.clamp(torch.as_tensor(sigmas[k + 1]), min=sigma_floor)
-        trajectory.insert(0, euler_step(counted, trajectory[0], low, sigmas[k], **cond))
-    steps = len(sigmas) - 1
-    return Inversion(latent=trajectory[0], trajectory=trajectory, sigmas=sigmas, model_calls=counted.calls,
-                     step_residuals=[math.nan] * steps, step_gains=_gaussian_gains(x0, sigmas))
 
 
 @torch.no_grad()

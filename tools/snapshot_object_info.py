@@ -3,7 +3,7 @@
 Start a ComfyUI with no custom nodes, then point this script at it:
 
     python main.py --cpu --listen 127.0.0.1 --port 8199 --base-directory /tmp/empty_base
-    python tests/tools/snapshot_object_info.py http://127.0.0.1:8199
+    python tools/snapshot_object_info.py http://127.0.0.1:8199
 
 Only the core nodes are kept (``nodes`` and ``comfy_extras``; the paid API nodes are
 left out), and of each node only what workflow validation reads: input types, combo
@@ -19,7 +19,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-SNAPSHOT = Path(__file__).resolve().parents[1] / "data" / "comfy_core_object_info.json"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "tests" / "data" / "comfy_core_object_info.json"
 CORE_MODULES = ("nodes", "comfy_extras")
 # Input options that decide which widgets a node has and which values they accept.
 KEPT_OPTIONS = ("default", "min", "max", "step", "round", "options", "multiline",

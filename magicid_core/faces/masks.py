@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .faces import Face
+from .records import Face
 from .mesh import face_oval
 
 MASK_MODES = ("face", "head", "box")

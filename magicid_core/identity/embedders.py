@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import DlibHogDetector, face_recognition_models_dir
-from .faces import Detection, Identity
-from .image_io import to_rgb_uint8
-from .insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
-from .insightface.arcface import l2_normalise
+from ..faces.detection import DlibHogDetector, face_recognition_models_dir
+from ..faces.records import Detection, Identity
+from ..image_io import to_rgb_uint8
+from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
+from ..insightface.arcface import l2_normalise
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .faces import Face, Identity
-from .identity import threshold_for
+from ..faces.records import Face, Identity
+from .embedders import threshold_for
 
 
 @dataclass

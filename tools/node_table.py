@@ -1,6 +1,6 @@
 """The README's table of every node with its inputs and outputs, made from the pack itself.
 
-    python tests/tools/node_table.py          # rewrite the table in README.md
+    python tools/node_table.py          # rewrite the table in README.md
     tests/test_readme_nodes.py                # fails when the README's table is out of date
 """
 
@@ -10,12 +10,12 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.workflow_defs import PACK_DIR, input_specs, pack_definitions  # noqa: E402
+from tests.support.workflow_defs import PACK_DIR, input_specs, pack_definitions  # noqa: E402
 
 README = PACK_DIR / "README.md"
-START = "<!-- node table: made by tests/tools/node_table.py -->"
+START = "<!-- node table: made by tools/node_table.py -->"
 END = "<!-- end of node table -->"
 TABLE = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
 
@@ -30,7 +30,7 @@ def _input(spec) -> str:
 
 
 def node_table() -> str:
-    from tests.workflow_defs import _load_pack
+    from tests.support.workflow_defs import _load_pack
 
     titles = _load_pack().NODE_DISPLAY_NAME_MAPPINGS
     rows = ["| Node | Inputs | Outputs |", "| --- | --- | --- |"]

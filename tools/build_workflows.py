@@ -1,6 +1,6 @@
 """Write the shipped workflows (workflows/*.json) and their previews from the graphs below.
 
-    python tests/tools/build_workflows.py
+    python tools/build_workflows.py
 
 Each workflow is a short function over ``Graph``; the node definitions are the ones the
 tests check against (ComfyUI's core snapshot and this pack's NODE_CLASS_MAPPINGS), so a
@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.tools.workflow_builder import Graph  # noqa: E402
-from tests.tools.workflow_preview import write_previews  # noqa: E402
-from tests.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
+from tests.support.workflow_builder import Graph  # noqa: E402
+from tools.workflow_preview import write_previews  # noqa: E402
+from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 
 # file name -> (models folder, where to get it); the README's model table lists the same.
 MODELS = {

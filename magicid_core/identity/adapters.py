@@ -48,6 +48,17 @@ class FaceIDProjection(nn.Module):
         return self.norm(x)
 
 
+def multi_head_attention(q, k, v, heads: int, attn_mask=None) -> torch.Tensor:
+    """Scaled dot-product attention on (B, N, heads*d) tensors, split into heads and merged back.
+
+    ``attn_mask``: bool (N_q, N_k), True where a query may see a key. Shared by the adapters'
+    perceiver and the MGMICA patch (diffusion/attention.py).
+    """
+    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)      # (B, heads, N, d)
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)
+    return out.transpose(1, 2).flatten(2)
+
+
 class PerceiverAttention(nn.Module):
     """Latents attend to [features; latents] (the perceiver step of the Resampler)."""
 
@@ -63,9 +74,7 @@ class PerceiverAttention(nn.Module):
         features, latents = self.norm1(features), self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([features, latents], dim=1)).chunk(2, dim=-1)
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, N, d)
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-        return self.to_out(out.transpose(1, 2).flatten(2))
+        return self.to_out(multi_head_attention(q, k, v, self.heads))
 
 
 class ResamplerProjection(nn.Module):
