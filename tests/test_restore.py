@@ -365,11 +365,11 @@ def test_restore_faces_that_do_not_exist_are_refused_like_multi_id_apply():
     image, box = astronaut(96, 96)
     faces = faceset(image, [box])
     for text, shown in (("999", "999"), ("-1", "-1"), ("0, 3", "3")):
-        with pytest.raises(ValueError, match=rf"^restore_faces {shown}: no such face, the images have faces 0..0"):
+        with pytest.raises(ValueError, match=rf"^faces_to_restore {shown}: no such face, the images have faces 0..0"):
             restore_faces([image], faces, REPAINT, FAST, parse_indices(text))
-    with pytest.raises(ValueError, match=r"^restore_faces: item 2 'left' of '0, left' is not a number: .*'all'"):
+    with pytest.raises(ValueError, match=r"^faces_to_restore: item 2 'left' of '0, left' is not a number: .*'all'"):
         parse_indices("0, left")
-    with pytest.raises(ValueError, match=r"^restore_faces: item 1 '0.5' of '0.5' is not a whole number"):
+    with pytest.raises(ValueError, match=r"^faces_to_restore: item 1 '0.5' of '0.5' is not a whole number"):
         parse_indices("0.5")
     assert parse_indices(" ALL ") is None and parse_indices("1; 0") == [1, 0]
 

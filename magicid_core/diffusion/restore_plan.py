@@ -92,7 +92,7 @@ def _check_selection(faces: FaceSet, indices: list[int] | None) -> None:
     missing = sorted(set(indices) - present)
     if missing:
         have = f"faces 0..{max(present)}" if present else "no face at all"
-        raise validate.BadInput(f"restore_faces {', '.join(map(str, missing))}: no such face, the images have "
+        raise validate.BadInput(f"faces_to_restore {', '.join(map(str, missing))}: no such face, the images have "
                                 f"{have}; give face numbers from FaceDetectMasks' preview, or 'all'")
 
 
@@ -141,7 +141,7 @@ def latent_mask(work_mask: np.ndarray, latent_scale: int) -> torch.Tensor:
 
 
 def parse_indices(text: str) -> list[int] | None:
-    """"all" or "" -> None (every face); "0, 2" -> [0, 2] (restore_faces, IDRestore's input)."""
+    """"all" or "" -> None (every face); "0, 2" -> [0, 2] (faces_to_restore, IDRestore's input)."""
     if text.strip().lower() == "all":
         return None
-    return validate.number_list("restore_faces", text, int, example="'0, 2' or 'all'")
+    return validate.number_list("faces_to_restore", text, int, example="'0, 2' or 'all'")
