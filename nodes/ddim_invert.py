@@ -12,7 +12,8 @@ import torch
 from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS, check_latent, invert, measured_error
 from ..magicid_core.diffusion.schedules import check_denoise, check_steps, partial_sigmas, start_step
 
-from .common import CATEGORY
+from ..magicid_core import validate
+from .common import CATEGORY, comfy_progress
 
 INVERSION_KEY = "ddim_inversion"  # extra LATENT key: schedule, trajectory, estimate
 
@@ -61,11 +62,17 @@ class DDIMInvert:
         import comfy.samplers
 
         check_steps(steps)
-        check_denoise(denoise)
+        check_denoise(validate.number("denoise", denoise, 0.0, 1.0))
+        cfg = validate.number("cfg", cfg, 0.0, 100.0)
+        validate.latent("latent_image", latent_image)
         samples = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        channels = model.get_model_object("latent_format").latent_channels
+        if samples.shape[1] != channels:
+            raise validate.BadInput(f"latent_image has {samples.shape[1]} channels but this model's latents have "
+                                    f"{channels}: encode the picture with this model's VAE")
         check_latent(samples)
         if not bool(samples.any()):
-            raise ValueError("DDIMInvert needs an encoded image (VAE Encode); this latent is all zeros")
+            raise validate.BadInput("latent_image is all zeros: DDIMInvert needs an encoded image (VAE Encode)")
         sampling = model.get_model_object("model_sampling")
         sigmas = partial_sigmas(comfy.samplers.calculate_sigmas(sampling, scheduler, steps).cpu(), denoise)
         out = dict(latent_image)
@@ -104,11 +111,9 @@ class _InversionSampler:
     """
 
     def __init__(self, flow: bool, refinement: int, steps: int):
-        import comfy.utils
-
         self.flow = flow
         self.refinement = refinement
-        self.progress = comfy.utils.ProgressBar(steps)
+        self.progress = comfy_progress(2 * steps)      # inversion, then the measuring regeneration
         self.inversion, self.error = None, None
 
     @torch.no_grad()
@@ -120,6 +125,8 @@ class _InversionSampler:
             return model(x, sigma, **extra_args)
 
         self.inversion = invert(denoise, x / keep, sigmas, refine_iters=self.refinement,
-                                progress=self.progress.update_absolute)
-        self.error = measured_error(denoise, self.inversion)  # one stock regeneration: the error, not a guess
+                                progress=lambda done, steps: self.progress(done, 2 * steps))
+        # one stock regeneration: the error, not a guess
+        self.error = measured_error(denoise, self.inversion,
+                                    progress=lambda done, steps: self.progress(steps + done, 2 * steps))
         return self.inversion.latent / keep

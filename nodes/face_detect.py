@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..magicid_core import validate
 from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
 from ..magicid_core.faces.detection import BACKENDS, DEFAULT_MIN_FACE
 from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
@@ -11,7 +12,7 @@ from ..magicid_core.image_io import to_rgb_uint8
 from ..magicid_core.faces.masks import MASK_MODES
 from ..magicid_core.faces.preview import draw_preview
 
-from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
+from .common import CATEGORY, FACES, comfy_progress, images_to_numpy, numpy_to_images, numpy_to_masks
 from .face_ui import faces_ui
 from .models import insightface_roots
 
@@ -69,16 +70,13 @@ class FaceDetectMasks:
 
     def detect(self, image, backend, min_face_px, mask_mode, dilation_px, feather_px, max_faces, order,
                error_if_no_face, identity_backend="auto", skeletons=True):
-        import comfy.utils
-
-        arrays = images_to_numpy(image)
+        arrays = images_to_numpy(validate.image("image", image))
         settings = AnalysisSettings(backend=backend, min_face=min_face_px, mask_mode=mask_mode,
                                     dilation=dilation_px, feather=feather_px, max_faces=max_faces, order=order,
                                     skeletons=skeletons, embeddings=identity_backend != NO_IDENTITY,
                                     identity_backend="auto" if identity_backend == NO_IDENTITY else identity_backend,
                                     insightface_roots=tuple(insightface_roots()))
-        bar = comfy.utils.ProgressBar(len(arrays))
-        faces = analyze_batch(arrays, settings, progress=lambda done, total: bar.update_absolute(done, total))
+        faces = analyze_batch(arrays, settings, progress=comfy_progress(len(arrays)))
         missing = [i for i, im in enumerate(faces.images) if not im.faces]
         if error_if_no_face and missing:
             raise ValueError(f"FaceDetectMasks: no face found in image(s) {missing} of the batch. Lower "

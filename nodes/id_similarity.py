@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.identity.embedders import make_embedder, threshold_for
 from ..magicid_core.identity.scoring import ASSIGNMENTS, backend_of, report_table, report_text, score_batch
 from .common import CATEGORY, FACES, IDENTITIES, images_to_numpy, numpy_to_images
@@ -42,8 +43,8 @@ class IDSimilarity:
         model = identities[0].embedding_model
         embedder = make_embedder(backend_of(model), insightface_roots())
         threshold = threshold_for(model)
-        images = images_to_numpy(image)
-        before = None if image_before is None else images_to_numpy(image_before)
+        images = images_to_numpy(validate.image("image", image))
+        before = None if image_before is None else images_to_numpy(validate.image("image_before", image_before))
         progress = comfy.utils.ProgressBar(len(images))
         per_image = score_batch(images, identities, embedder, assignment, faces, before,
                                 on_image=lambda n: progress.update(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.identity.kin import AGES, GENDERS, family
 
 from .common import CATEGORY, IDENTITIES
@@ -37,4 +38,5 @@ class KinIDBlend:
     CATEGORY = CATEGORY + "/identity"
 
     def blend(self, parent_a, resemblance, seed, age, gender, include_parents, parent_b=None):
+        resemblance = validate.number("resemblance", resemblance, 0.0, 1.0)
         return family(parent_a, parent_b, resemblance, seed, age, gender, include_parents)

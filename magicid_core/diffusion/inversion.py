@@ -177,13 +177,13 @@ def _stalled(history: list[float]) -> bool:
 
 
 @torch.no_grad()
-def measured_error(denoise: Denoiser, inversion: Inversion, **cond) -> float:
+def measured_error(denoise: Denoiser, inversion: Inversion, progress: Optional[Progress] = None, **cond) -> float:
     """The reconstruction error itself: regenerate with the stock sampler and compare.
 
     Costs one model call per step; exact where :meth:`Inversion.reconstruction_error`
     is a first-order estimate.
     """
-    regenerated = regenerate(denoise, inversion.latent, inversion.sigmas, **cond)
+    regenerated = regenerate(denoise, inversion.latent, inversion.sigmas, progress=progress, **cond)
     return relative_rmse(regenerated, inversion.trajectory[-1])
 
 

@@ -132,7 +132,7 @@ class IdentityAdapter:
         if e.ndim != 2 or e.shape[1] != self.embedding_dim:
             got = e.shape[-1] if e.ndim else 0
             what = "dlib 128-d embeddings" if got == 128 else f"{got}-d embeddings"
-            raise ValueError(f"{self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
+            raise ValueError(f"identities: {self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
         if not np.isfinite(e).all():
             raise ValueError("an identity embedding holds NaN or infinite values")
         return e
