@@ -123,18 +123,23 @@ def finite(name: str, values, kind: str = "values", source_hint: str = "") -> No
                        f"infinite; {hint}")
 
 
+def _batched(name: str, value, ndim: int, kind: str, connect: str):
+    """``value`` with its batch axis (``ndim`` axes in all), non-empty, or a BadInput saying what to connect."""
+    if not isinstance(value, (torch.Tensor, np.ndarray)) or value.ndim not in (ndim - 1, ndim):
+        shape = getattr(value, "shape", type(value).__name__)
+        raise BadInput(f"{name} is not {kind} batch (got {_show(shape)}): connect {connect}")
+    batch = value if value.ndim == ndim else value[None]
+    b, h, w = batch.shape[:3]
+    if b == 0 or h == 0 or w == 0:
+        raise BadInput(f"{name} is empty ({b} {kind.split()[-1]}s of {w}x{h}): connect one with pixels")
+    return batch
+
+
 def image(name: str, value) -> torch.Tensor:
     """A ComfyUI IMAGE: (B, H, W, C) (or one (H, W, C)) with B, H, W >= 1, C in 1..4, finite."""
-    if not isinstance(value, (torch.Tensor, np.ndarray)) or value.ndim not in (3, 4):
-        shape = getattr(value, "shape", type(value).__name__)
-        raise BadInput(f"{name} is not an image batch (got {_show(shape)}): connect an IMAGE, "
-                       "e.g. from Load Image or VAE Decode")
-    batch = value if value.ndim == 4 else value[None]
-    b, h, w, c = batch.shape
-    if b == 0 or h == 0 or w == 0:
-        raise BadInput(f"{name} is empty ({b} images of {w}x{h}): connect at least one picture")
-    if not 1 <= c <= 4:
-        raise BadInput(f"{name} has {c} channels per pixel: give gray, RGB or RGBA pictures "
+    batch = _batched(name, value, 4, "an image", "an IMAGE, e.g. from Load Image or VAE Decode")
+    if not 1 <= batch.shape[3] <= 4:
+        raise BadInput(f"{name} has {batch.shape[3]} channels per pixel: give gray, RGB or RGBA pictures "
                        "(IMAGE is batch, height, width, channels)")
     finite(name, batch, "pixel values")
     return batch
@@ -142,14 +147,7 @@ def image(name: str, value) -> torch.Tensor:
 
 def mask(name: str, value) -> torch.Tensor:
     """A ComfyUI MASK: (B, H, W) (or one (H, W)) with B, H, W >= 1, finite."""
-    if not isinstance(value, (torch.Tensor, np.ndarray)) or value.ndim not in (2, 3):
-        shape = getattr(value, "shape", type(value).__name__)
-        raise BadInput(f"{name} is not a mask batch (got {_show(shape)}): connect a MASK, "
-                       "e.g. from MMFControlMaps or FaceDetectMasks")
-    batch = value if value.ndim == 3 else value[None]
-    b, h, w = batch.shape
-    if b == 0 or h == 0 or w == 0:
-        raise BadInput(f"{name} is empty ({b} masks of {w}x{h}): connect a mask with pixels")
+    batch = _batched(name, value, 3, "a mask", "a MASK, e.g. from MMFControlMaps or FaceDetectMasks")
     finite(name, batch, "mask values", "fix the node that makes this mask")
     return batch
 
