@@ -170,7 +170,7 @@ def batch_matches(name: str, count: int, other_name: str, other_count: int, *, o
     """``count`` items for ``other_count``: equal, or one (shared by all) when ``one_is_shared``."""
     if count == other_count or (one_is_shared and count == 1):
         return
-    allowed = f"1 or {other_count}" if one_is_shared else f"{other_count}"
+    allowed = f"1 or {other_count}" if one_is_shared and other_count != 1 else f"{other_count}"
     raise BadInput(f"{name} has {count} items but {other_name} has {other_count}: give {allowed}"
                    + (f" ({what_to_do})" if what_to_do else ""))
 
