@@ -153,7 +153,7 @@ def test_files_with_damaged_weights_are_refused_at_load(tmp_path, damage, part, 
 
 
 def test_real_layout_weights_are_well_inside_the_sanity_limit():
-    from magicid_core.adapters import WEIGHT_RMS_LIMIT, check_weights
+    from magicid_core.identity.adapters import WEIGHT_RMS_LIMIT, check_weights
     for state in (faceid_state_dict(), small_instantid()):
         a = parse_adapter(state)                       # loads: the check passes
         rms = max(float(w.square().mean().sqrt()) for w in a.to_k + list(a.projection.state_dict().values()))
