@@ -37,7 +37,7 @@ class WholeFrameMediapipe:
         self.name = f"mediapipe whole frame ({'short' if model_selection == 0 else 'full'} range)"
         self.model_selection = model_selection
 
-    def detect(self, rgb):
+    def detect(self, rgb, progress=None):   # one model run: nothing to report
         result = _mediapipe_face_detection(self.model_selection, 0.5).process(rgb)
         h, w = rgb.shape[:2]
         dets = []
