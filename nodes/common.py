@@ -1,7 +1,8 @@
 """Conversions between ComfyUI values and the numpy / torch layouts of magicid_core.
 
 ComfyUI's IMAGE is float BHWC in 0..1, MASK is float BHW; the core works on one
-image at a time as HxWx3 uint8 (analysis) or float arrays.
+image at a time as HxWx3 uint8 (analysis) or float arrays. The pack's own types (FACES,
+IDENTITIES) are described in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -36,22 +37,3 @@ def numpy_to_masks(masks: np.ndarray, height: int, width: int) -> torch.Tensor:
     if len(masks) == 0:
         return torch.zeros((1, height, width), dtype=torch.float32)
     return torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))
-
-
-def comfy_progress(total: int = 1):
-    """A core ``progress(done, total)`` (magicid_core/progress.py) that moves ComfyUI's progress
-    bar and stops the work, by ComfyUI's own interrupt exception, when the user presses Cancel.
-    The core calls it between model calls, so a cancel takes effect within one call."""
-    import comfy.model_management
-    import comfy.utils
-
-    bar = comfy.utils.ProgressBar(total)
-    shown = []
-
-    def progress(done: int, total: int) -> None:
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        if shown != [done, total]:          # the bar only when the count moves
-            shown[:] = [done, total]
-            bar.update_absolute(done, total)
-
-    return progress
