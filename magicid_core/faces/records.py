@@ -115,10 +115,12 @@ class ImageFaces:
         return out
 
     def union_mask(self) -> np.ndarray:
-        """(H, W) float32: every face's mask together."""
-        if not self.faces:
-            return np.zeros((self.height, self.width), np.float32)
-        return self.masks().max(axis=0)
+        """(H, W) float32: every face's mask together (one canvas, not a stack of them)."""
+        out = np.zeros((self.height, self.width), np.float32)
+        for face in self.faces:
+            if face.mask is not None:
+                np.maximum(out, face.mask, out=out)
+        return out
 
     def to_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "faces": [f.to_dict() for f in self.faces]}
