@@ -410,7 +410,7 @@ def post_prompt(server, prompt: dict) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def wait_for(server, prompt_id: str, timeout: float = 120.0) -> dict | None:
+def wait_for(server, prompt_id: str, timeout: float = 300.0) -> dict | None:
     """The prompt's history entry once it has finished; None (after interrupting it) past ``timeout``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -455,7 +455,7 @@ def test_every_bad_input_gets_a_clear_answer(server):
         else:
             entry = wait_for(server, reply["prompt_id"])
             if entry is None:
-                failures.append(f"{case_id}: still running after two minutes (interrupted)")
+                failures.append(f"{case_id}: still running after five minutes (interrupted)")
                 wait_for(server, reply["prompt_id"])
                 continue
             error = execution_error(entry)
@@ -476,7 +476,7 @@ def test_every_bad_input_gets_a_clear_answer(server):
 
 
 def test_interrupt_stops_a_long_restore_within_seconds(server):
-    parts = id_restore(steps=200, refinement=100, zoom_size=512, strength=1.0)   # hours of work, uncancelled
+    parts = id_restore(steps=200, refinement=100, zoom_size=256, strength=1.0)   # hours of work, uncancelled
     status, reply = post_prompt(server, build_prompt(server.object_info, parts))
     assert status == 200, reply
     deadline = time.time() + 120
