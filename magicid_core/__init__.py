@@ -3,7 +3,8 @@
 Rooms, each importing only the ones before it (``tests/test_layers.py`` checks there is no
 import cycle and no ComfyUI import):
 
-- ``image_io``, ``parsing``: shared helpers (picture layout; the short texts of node widgets).
+- ``image_io``, ``validate``, ``progress``: shared helpers (picture layout; checks of node inputs and of
+  the short texts typed into widgets; the one progress-callback shape).
 - ``faces/``: face records, detection, mesh, masks, skeletons, crops, previews, control maps.
 - ``insightface/``: a sibling detector/recogniser backend (ONNX packs); imports only ``faces/``.
 - ``identity/``: identity vectors, matching, scoring, kin blending, identity adapters.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .identity.embedders import make_embedder
 from .image_io import to_rgb_uint8
 from .optional import mediapipe_available, missing_message
+from .progress import Progress
 
 log = logging.getLogger("magicid")
 
@@ -162,13 +163,15 @@ def _to_face(det: Detection, scale: float, rgb: np.ndarray, landmarker) -> Face:
 
 
 def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None,
-                  pose_frame: dict | None = None, pose_index: int = 0, pose_given: bool = False) -> ImageFaces:
+                  pose_frame: dict | None = None, pose_index: int = 0, pose_given: bool = False,
+                  progress: Progress | None = None) -> ImageFaces:
     """All faces of one image (gray, RGB, RGBA; float 0..1 or uint8), ordered and masked.
 
     No face gives an ImageFaces with an empty list. ``detector`` overrides the backend of
     the settings (it then also keeps its own min_face). ``pose_frame``: this image's frame of a
     controlnet_aux POSE_KEYPOINT, whose people become the faces' skeletons (see pose_keypoint);
     ``pose_given`` says a POSE_KEYPOINT is connected even when this image has no frame (None).
+    ``progress(done, total)`` follows the detector's model runs (tiles), then each face's landmarks.
     """
     settings = settings or AnalysisSettings()
     settings.validate()
@@ -183,11 +186,15 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
                                               interpolation=cv2.INTER_AREA)
     if detector is None:
         detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots)
-    detections = detector.detect(small)
+    detections = detector.detect(small, progress)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
     landmarker = _cached_landmarker(settings.landmark_backend, roots) if settings.mesh else None
-    faces = [_to_face(d, scale, rgb, landmarker) for d in detections]
+    faces = []
+    for done, detection in enumerate(detections, start=1):
+        faces.append(_to_face(detection, scale, rgb, landmarker))
+        if progress is not None:
+            progress(done, len(detections))
     if getattr(landmarker, "name", "") == "mediapipe_mesh":   # drop what only a doubtful detection calls a face
         faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
     faces = order_faces(faces, settings.order)
@@ -214,8 +221,9 @@ def find_faces(image) -> ImageFaces:
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
-                  progress: Callable[[int, int], None] | None = None, pose_keypoint=None) -> FaceSet:
-    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(done, total).
+                  progress: Progress | None = None, pose_keypoint=None) -> FaceSet:
+    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(images done,
+    images), also called (count unchanged) between the model runs inside an image.
 
     ``pose_keypoint``: controlnet_aux's POSE_KEYPOINT for the batch (see pose_keypoint.frames_for_batch).
     Each note of the analysis (e.g. head-only skeletons) is logged once.
@@ -225,8 +233,9 @@ def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
     frames = frames_for_batch(pose_keypoint, len(images))
     out = []
     for i, image in enumerate(images):
+        inside = None if progress is None else (lambda _done, _total, i=i: progress(i, len(images)))
         out.append(analyze_image(image, settings, pose_frame=frames[i], pose_index=i,
-                                 pose_given=pose_keypoint is not None))
+                                 pose_given=pose_keypoint is not None, progress=inside))
         if progress is not None:
             progress(i + 1, len(images))
     faces = FaceSet(out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..magicid_core import validate
 from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
 from ..magicid_core.faces.detection import BACKENDS, DEFAULT_MIN_FACE
 from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
@@ -17,6 +18,7 @@ from ..magicid_core.faces.preview import draw_preview
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
 from .host.ui import faces_ui
 from .host.folders import insightface_roots
+from .host.progress import comfy_progress
 
 NO_IDENTITY = "none"
 
@@ -78,17 +80,13 @@ class FaceDetectMasks:
 
     def detect(self, image, backend, min_face_px, mask_mode, dilation_px, feather_px, max_faces, order,
                error_if_no_face, identity_backend="auto", skeletons=True, pose_keypoint=None):
-        import comfy.utils
-
-        arrays = images_to_numpy(image)
+        arrays = images_to_numpy(validate.image("image", image))
         settings = AnalysisSettings(backend=backend, min_face=min_face_px, mask_mode=mask_mode,
                                     dilation=dilation_px, feather=feather_px, max_faces=max_faces, order=order,
                                     skeletons=skeletons, embeddings=identity_backend != NO_IDENTITY,
                                     identity_backend="auto" if identity_backend == NO_IDENTITY else identity_backend,
                                     insightface_roots=tuple(insightface_roots()))
-        bar = comfy.utils.ProgressBar(len(arrays))
-        faces = analyze_batch(arrays, settings, progress=lambda done, total: bar.update_absolute(done, total),
-                              pose_keypoint=pose_keypoint)
+        faces = analyze_batch(arrays, settings, progress=comfy_progress(len(arrays)), pose_keypoint=pose_keypoint)
         missing = [i for i, im in enumerate(faces.images) if not im.faces]
         if error_if_no_face and missing:
             raise ValueError(f"FaceDetectMasks: no face found in image(s) {missing} of the batch. Lower "

@@ -11,11 +11,13 @@ import logging
 
 import numpy as np
 
+from ..magicid_core import validate
 from ..magicid_core.diffusion.inversion import DEFAULT_REFINEMENT
 from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
 from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
 from .host.pipeline import ComfyPipeline
+from .host.progress import comfy_progress
 
 
 class IDRestore:
@@ -70,16 +72,16 @@ class IDRestore:
     def restore(self, image, faces, model, vae, positive, negative, steps, strength, cfg, scheduler,
                 zoom_size, context, feather, refinement, faces_to_restore, control_net=None,
                 control_strength=0.8):
-        import comfy.utils
-
+        image = validate.image("image", image)
+        cfg = validate.number("cfg", cfg, 0.0, 100.0)
+        control_strength = validate.number("control_strength", control_strength, 0.0, 10.0)
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
                                    feather=feather, refinement=refinement)
         indices = parse_indices(faces_to_restore)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
                                  only_identified=indices is None)
-        bar = comfy.utils.ProgressBar(1)
         restored = restore_faces(images_to_numpy(image), faces, pipeline, settings, indices,
-                                 progress=lambda done, total: bar.update_absolute(done, total))
+                                 progress=comfy_progress())
         for message in restored.messages:
             logging.info("IDRestore: %s", message)
         previews = [side_by_side(r.before, r.after) for r in restored.faces] or [np.zeros((64, 128, 3), np.float32)]

@@ -5,6 +5,7 @@ FACES, IDENTITIES: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.analyze import find_faces
 from ..magicid_core.identity.embedders import make_embedder
 from ..magicid_core.identity.embedding_models import backend_of, threshold_for
@@ -49,8 +50,8 @@ class IDSimilarity:
         model = identities[0].embedding_model
         embedder = make_embedder(backend_of(model), insightface_roots())
         threshold = threshold_for(model)
-        images = images_to_numpy(image)
-        before = None if image_before is None else images_to_numpy(image_before)
+        images = images_to_numpy(validate.image("image", image))
+        before = None if image_before is None else images_to_numpy(validate.image("image_before", image_before))
         progress = comfy.utils.ProgressBar(len(images))
         per_image = score_batch(images, identities, embedder, assignment, faces, before,
                                 on_image=lambda n: progress.update(1), find_faces=find_faces)

@@ -5,6 +5,7 @@ IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.identity.embedders import BACKENDS, build_identity, make_embedder
 from .common import CATEGORY, IDENTITIES, images_to_numpy
 from .host.folders import insightface_roots
@@ -41,7 +42,7 @@ class IdentityFromImages:
         name = name.strip() or f"person {len(before) + 1}"
         if any(i.name == name for i in before):
             raise ValueError(f"an identity named {name!r} is already in the list; give each person their own name")
-        references = images_to_numpy(images)
+        references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
         identity = build_identity(name, references, make_embedder(backend, insightface_roots()),
                                   on_image=lambda i: progress.update(1))

@@ -5,6 +5,7 @@ Kin blend and IDENTITIES: docs/ARCHITECTURE.md (glossary).
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.identity.kin import AGES, GENDERS, family
 
 from .common import CATEGORY, IDENTITIES
@@ -42,4 +43,5 @@ class KinIDBlend:
                    "a resemblance slider) and outputs parents + child or the child alone, for MultiIDApply.")
 
     def blend(self, parent_a, resemblance, seed, age, gender, include_parents, parent_b=None):
+        resemblance = validate.number("resemblance", resemblance, 0.0, 1.0)
         return family(parent_a, parent_b, resemblance, seed, age, gender, include_parents)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..magicid_core import validate
 from ..magicid_core.faces.control_maps import SCHEDULES, mmf_maps, mmf_schedule
 
 from .common import CATEGORY, FACES, numpy_to_images, numpy_to_masks
@@ -97,6 +98,8 @@ class MMFControlApply:
         from .host.masked_controlnet import apply_control
 
         ranges = mmf_schedule(schedule, start_percent, end_percent, switch_percent)
+        skeleton_strength = validate.number("skeleton_strength", skeleton_strength, 0.0, 10.0)
+        face_strength = validate.number("face_strength", face_strength, 0.0, 10.0)
         controls = (("skeleton", skeleton_control_net, skeleton_map, person_mask, skeleton_strength),
                     ("face", face_control_net, face_map, face_mask, face_strength))
         for name, control_net, image, mask, strength in controls:
@@ -106,21 +109,36 @@ class MMFControlApply:
         return positive, negative
 
 
+MASK_OF = {"skeleton": "person_mask", "face": "face_mask"}   # each control's mask input
+
+
 def _acts(name, control_net, image, mask, strength, percent_range) -> bool:
-    """A control is applied only when it is wired up and could change anything."""
+    """A control is applied only when it is wired up and could change anything; a map or mask
+    that cannot be used (NaN, empty, another shape, one per face) is an error, never a silent skip."""
     if (control_net is None) != (image is None):
         missing = f"{name}_map" if image is None else f"{name}_control_net"
         raise ValueError(f"MMFControlApply: connect {missing} too, or neither (the {name} control needs both)")
+    if image is not None:
+        image = validate.image(f"{name}_map", image)
+    if mask is not None:
+        mask = validate.mask(MASK_OF[name], mask)
+        _check_mask_fits(mask, image, name)
     if control_net is None or strength == 0 or percent_range[0] >= percent_range[1]:
         return False
     if not image.max() > 0:          # a black map: no skeleton / no face was drawn
         return False
-    if mask is None:
-        return True
-    if len(_as_batch(mask)) not in (1, len(image)):
-        raise ValueError(f"MMFControlApply: {len(_as_batch(mask))} masks for {len(image)} {name} map(s); give one "
-                         "mask per image (MMFControlMaps' masks, or FaceDetectMasks' union_mask), not one per face")
-    return bool(mask.max() > 0)
+    return mask is None or bool(mask.max() > 0)
+
+
+def _check_mask_fits(mask: torch.Tensor, image: torch.Tensor | None, name: str) -> None:
+    """One mask per map (or one for all), of the map's aspect: it is resized onto the map, never stretched."""
+    if image is None:
+        return
+    mask_name = MASK_OF[name]
+    validate.batch_matches(mask_name, len(mask), f"{name}_map", len(image),
+                           what_to_do="one mask per image: MMFControlMaps' masks or FaceDetectMasks' union_mask, "
+                                      "not one per face")
+    validate.same_aspect(mask_name, tuple(mask.shape[1:]), f"{name}_map", tuple(image.shape[1:3]))
 
 
 def _as_batch(mask: torch.Tensor) -> torch.Tensor:

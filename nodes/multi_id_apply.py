@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
 from ..magicid_core.diffusion.placement import multi_id_patch
-from ..magicid_core.parsing import parse_number_list
 
 from .common import CATEGORY, FACES, IDENTITIES
 from .host.attn2 import add_identities
@@ -80,15 +80,24 @@ class MultiIDApply:
     def apply(self, model, adapter, identities, faces, weight, start_percent, end_percent,
               face_indices="", identity_weights="", image_index=0):
         if len(faces) == 0 or image_index >= len(faces):
-            raise ValueError(f"FACES holds {len(faces)} image(s); image_index {image_index} does not exist")
+            raise validate.BadInput(f"image_index {image_index} does not exist: faces holds {len(faces)} image(s)")
+        weight = validate.number("weight", weight, 0.0, 3.0)
+        start_percent = validate.number("start_percent", start_percent, 0.0, 1.0)
+        end_percent = validate.number("end_percent", end_percent, 0.0, 1.0)
+        validate.ordered("start_percent", start_percent, "end_percent", end_percent, strict=True,
+                         consequence="the identities would never act")
+        multipliers = validate.number_list("identity_weights", identity_weights, float, 0.0, 3.0, example="'1, 0.8'")
+        if multipliers is not None and len(multipliers) != len(identities):
+            raise validate.BadInput(f"identity_weights lists {len(multipliers)} weight(s) for {len(identities)} "
+                                    "identities: give one per identity, or leave it empty")
+        face_indices = validate.number_list("face_indices", face_indices, int, -1, example="'2, 0, -1'")
         image = faces[image_index]
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
-        multipliers = parse_number_list(identity_weights, float, "identity_weights")
         sigma_range = sigma_window(model, start_percent, end_percent)
         patch = multi_id_patch(
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
-            face_indices=parse_number_list(face_indices, int, "face_indices"),
+            face_indices=face_indices,
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=sigma_range)
         if patch is None:  # every identity assigned to no face: the model is unchanged

@@ -241,3 +241,66 @@ def test_real_group_photo_maps_line_up_with_its_faces():
     landmark_px = maps["landmarks"][0].any(axis=-1)
     assert (maps["face_mask"][0][landmark_px] > 0).mean() > 0.98
     assert maps["skeleton"][0].any(axis=-1)[maps["person_mask"][0] == 0].sum() == 0   # no skeleton off the people
+
+
+def person_region_by_full_canvas_dilation(frame, min_confidence=0.0, margin=0.15):
+    """The definition person_region must keep: each person's hull drawn on the whole canvas and
+    dilated there by OpenCV's elliptical kernel (what the pack did before; cost grows with the canvas)."""
+    import cv2
+    region = np.zeros((frame.height, frame.width), np.float32)
+    for face in frame.faces:
+        sk = np.asarray(face.skeleton, np.float64)
+        pts = sk[np.isfinite(sk).all(axis=1) & (sk[:, 2] > min_confidence), :2]
+        hb = np.asarray(face.head_box, np.float64)
+        pts = np.concatenate([pts, [[hb[0], hb[1]], [hb[2], hb[1]], [hb[2], hb[3]], [hb[0], hb[3]]]])
+        person = np.zeros_like(region)
+        cv2.fillConvexPoly(person, cv2.convexHull(np.round(pts).astype(np.int32)), 1.0)
+        grow = max(1, int(round(margin * max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1])))))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        np.maximum(region, cv2.dilate(person, kernel), out=region)
+    return region
+
+
+def test_person_region_equals_full_canvas_dilation_on_the_real_sample():
+    import cv2
+    from pathlib import Path
+    sample = cv2.imread(str(Path(__file__).resolve().parents[1] / "assets" / "group6.jpg"))[..., ::-1]
+    small = cv2.resize(sample, (400, 200), interpolation=cv2.INTER_AREA)   # the reference is slow on bigger ones
+    frame = analyze_image(small, AnalysisSettings(embeddings=False))
+    assert len(frame.faces) == 6 and all(f.skeleton is not None for f in frame.faces)
+    for min_confidence in (0.0, 0.3):
+        expected = person_region_by_full_canvas_dilation(frame, min_confidence)
+        assert expected.sum() > 0.3 * expected.size          # people fill much of the picture
+        np.testing.assert_array_equal(cm.person_region(frame, min_confidence), expected)
+
+
+def test_person_region_equals_full_canvas_dilation_on_random_hulls():
+    rng = np.random.default_rng(0)
+    for _ in range(200):   # hulls inside, across and outside the canvas edges; every margin size
+        h, w = (int(v) for v in rng.integers(20, 120, 2))
+        faces = []
+        for k in range(int(rng.integers(1, 4))):
+            n = int(rng.integers(1, 19))
+            sk = np.zeros((18, 3), np.float32)
+            sk[:n, :2] = rng.uniform(-30, [w + 30, h + 30], (n, 2))
+            sk[:n, 2] = 1.0
+            x, y, s = *rng.uniform(-10, [w, h]), rng.uniform(0, 30)
+            box = np.array([x, y, x + s, y + s * rng.uniform(0.2, 2)], np.float32)
+            faces.append(Face(index=k, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32),
+                              head_box=box, skeleton=sk))
+        frame, margin = ImageFaces(h, w, faces), float(rng.uniform(0, 0.5))
+        np.testing.assert_array_equal(cm.person_region(frame, 0.0, margin),
+                                      person_region_by_full_canvas_dilation(frame, 0.0, margin))
+
+
+def test_schedule_and_maps_refuse_non_finite_numbers_by_name():
+    nan = float("nan")
+    for args, name in (((nan, 1.0, 0.5), "start_percent"), ((0.0, nan, 0.5), "end_percent"),
+                       ((0.0, 1.0, nan), "switch_percent"), ((0.0, 1.0, float("inf")), "switch_percent")):
+        with pytest.raises(ValueError, match=rf"^{name} is (nan|inf)"):
+            cm.mmf_schedule("skeleton_then_face", *args)
+    frame = FaceSet([_frame(_face(skeleton=_skeleton()))])
+    with pytest.raises(ValueError, match=r"^min_confidence is nan: give a finite number"):
+        cm.mmf_maps(frame, min_confidence=nan)     # (NaN once drew an all-black skeleton)
+    with pytest.raises(ValueError, match=r"^stick_scale is 0, outside its range"):
+        cm.mmf_maps(frame, stick_scale=0)

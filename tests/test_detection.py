@@ -93,3 +93,21 @@ def _as_face(det, index):
     from magicid_core.faces.records import Face
 
     return Face(index=index, box=det.box, score=det.score, keypoints=det.keypoints, head_box=det.box)
+
+
+def test_tiled_detection_reports_each_tile_and_stops_when_progress_raises():
+    image, _ = sizes_scene()
+    detector = TiledMediapipeDetector(min_face=24)
+    seen = []
+    detector.detect(image, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) == detector.calls > 4 and seen[-1] == (detector.calls, detector.calls)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        if done == 3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        detector.detect(image, progress=cancel)

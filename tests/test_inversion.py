@@ -146,3 +146,37 @@ def test_ascending_schedule_is_a_clear_error():
     model = _mixture("eps")
     with pytest.raises(ValueError, match="descending"):
         invert(model, _off_data(model), _schedule("eps", 10).flip(0))
+
+
+class Stop(Exception):
+    """What a host's cancel raises from the progress callback."""
+
+
+def test_progress_sees_every_model_call_and_raising_stops_within_one_call():
+    model = _mixture("eps")
+    x0, sigmas = _off_data(model), _schedule("eps", 10)
+    calls, seen = [], []
+
+    def counted(x, sigma, **cond):
+        calls.append(float(sigma[0]))
+        return model(x, sigma, **cond)
+
+    inv = invert(counted, x0, sigmas, refinement=8, progress=lambda done, total: seen.append((done, total)))
+    assert inv.model_calls == len(calls) > 2 * 10              # refinement calls, not just one per step
+    assert len(seen) >= len(calls)                            # a chance to stop after every call
+    assert seen[-1] == (10, 10) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    for cancel_after in (1, 5, 17):                           # mid-step, inside refinement
+        calls.clear()
+
+        def cancel(done, total):
+            if len(calls) >= cancel_after:
+                raise Stop
+
+        with pytest.raises(Stop):
+            invert(counted, x0, sigmas, refinement=8, progress=cancel)
+        assert len(calls) == cancel_after
+
+    seen.clear()
+    regenerate(model, inv.latent, sigmas, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, 10) for k in range(1, 11)]

@@ -116,7 +116,7 @@ def test_damaged_layouts_are_clear_errors():
     del state["image_proj"]["layers.0.0.to_q.weight"]
     with pytest.raises(ValueError, match="lack"):
         parse_adapter(state)
-    with pytest.raises(ValueError, match="no 'image_proj'"):
+    with pytest.raises(ValueError, match=r"no image_proj or ip_adapter weights; its first keys are \['state_dict'\]"):
         parse_adapter({"state_dict": {}})
 
 
@@ -131,8 +131,34 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="models/ipadapter"):
         load_adapter_file(str(tmp_path / "missing.bin"))
     save_file({"model.weight": torch.zeros(2)}, str(tmp_path / "checkpoint.safetensors"))
-    with pytest.raises(ValueError, match="not an IP-Adapter / InstantID file"):
+    with pytest.raises(ValueError, match=r"not an IP-Adapter / InstantID file: it has no image_proj or "
+                                         r"ip_adapter weights; its first keys are \['model.weight'\]"):
         load_adapter_file(str(tmp_path / "checkpoint.safetensors"))
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "times_1e30"])
+@pytest.mark.parametrize("part, key", [("image_proj", "proj.2.weight"), ("ip_adapter", "5.to_v_ip.weight")])
+def test_files_with_damaged_weights_are_refused_at_load(tmp_path, damage, part, key):
+    state = faceid_state_dict()
+    w = state[part][key] = state[part][key].clone()      # (layers of one width may share a tensor)
+    if damage == "times_1e30":
+        w.mul_(1e30)
+    else:
+        w[0, :3] = float(damage)
+    for path in (tmp_path / "bad.bin", tmp_path / "bad.safetensors"):
+        torch.save(state, path) if path.suffix == ".bin" else save_file(flatten(state), str(path))
+        message = "RMS of .* over 100" if damage == "times_1e30" else "NaN or infinite"
+        with pytest.raises(ValueError, match=rf"^{path.name}: weight {part}.{key} (holds|has an) {message}.*download"):
+            load_adapter_file(str(path))
+
+
+def test_real_layout_weights_are_well_inside_the_sanity_limit():
+    from magicid_core.identity.adapters import WEIGHT_RMS_LIMIT, check_weights
+    for state in (faceid_state_dict(), small_instantid()):
+        a = parse_adapter(state)                       # loads: the check passes
+        rms = max(float(w.square().mean().sqrt()) for w in a.to_k + list(a.projection.state_dict().values()))
+        assert rms < WEIGHT_RMS_LIMIT / 10
+        check_weights("x", {"w": torch.full((4,), WEIGHT_RMS_LIMIT * 0.99)})
 
 
 def test_embeddings_of_the_wrong_kind(embeddings):

@@ -172,14 +172,21 @@ def test_face_assignment():
     people = [_Rec(x) for x in e]
     assert assign_faces(people, faces, None) == [1, 2, 0]                   # matched by identity
     assert assign_faces(people, faces, [2, -1, 0]) == [2, -1, 0]            # explicit wins
-    assert assign_faces([_Rec(x, "dlib") for x in e], faces, None) == [0, 1, 2]   # not comparable: order
+    unembedded = [_Rec(f.embedding) for f in faces]
+    for f in unembedded:
+        f.embedding = None
+    assert assign_faces(people, unembedded, None) == [0, 1, 2]            # faces without embeddings: order
+    with pytest.raises(ValueError, match=r"^face_indices is empty, .* identities come from \['dlib'\] and the "
+                                         r"faces from \['arcface:antelopev2'\]: use the same identity backend"):
+        assign_faces([_Rec(x, "dlib") for x in e], faces, None)           # two models: no order is right
+    assert assign_faces([_Rec(x, "dlib") for x in e], faces, [0, 1, 2]) == [0, 1, 2]   # explicit is fine
     stranger = [faces[0], faces[1], _Rec(rng.normal(size=512))]
     assert assign_faces(people, stranger, None) == [1, -1, 0]             # person 1 absent: unplaced
     with pytest.raises(ValueError, match="only 2 faces"):
         assign_faces(people, faces[:2], None)
     with pytest.raises(ValueError, match="no faces"):
         assign_faces(people, [], None)
-    with pytest.raises(ValueError, match="same face"):
+    with pytest.raises(ValueError, match="gives face 0 to two identities"):
         assign_faces(people, faces, [0, 0, 1])
     with pytest.raises(ValueError, match="do not exist"):
         assign_faces(people, faces, [0, 5, 1])

@@ -14,7 +14,7 @@ from magicid_core.faces.masks import ellipse_mask
 from magicid_core.faces.records import Face, FaceSet, ImageFaces
 from magicid_core.diffusion.restore import pinned_regenerate, restore_faces
 from magicid_core.diffusion.restore_plan import (MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings,
-                                                 landmark_hint, plan_faces)
+                                                 landmark_hint, parse_indices, plan_faces)
 from magicid_core.diffusion.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
@@ -229,13 +229,30 @@ def test_faces_of_48_px_or_less_are_zoomed(face_px):
             assert all(p % 8 == 0 for p in plan.padded)
 
 
-def test_large_faces_keep_their_pixels():
-    plan = crops.plan_crop((100, 100, 700, 700), (1000, 1000), 0.25, 512)
-    assert not plan.zoomed and plan.scale == 1.0
+def test_a_crop_of_the_working_size_keeps_its_pixels():
+    plan = crops.plan_crop((100, 100, 441, 441), (1000, 1000), 0.25, 512)   # 341 px x (1 + 2 x 0.25) -> 512
     rng = np.random.default_rng(2)
     image = rng.random((1000, 1000, 3), dtype=np.float32)
+    assert not plan.resized and plan.crop_hw == (512, 512)
     work = crops.extract(image, plan)
     assert np.array_equal(crops.shrink(work, plan), image[plan.box[1]:plan.box[3], plan.box[0]:plan.box[2]])
+
+
+@pytest.mark.parametrize("face_px", [600, 1500, 3000])
+def test_crops_larger_than_the_working_size_are_shrunk_to_it(face_px):
+    side = 4096
+    plan = crops.plan_crop((100, 100, 100 + face_px, 100 + face_px), (side, side), 0.25, 512)
+    assert plan.shrunk and not plan.zoomed and max(plan.size) == 512 and max(plan.padded) == 512
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side      # a smooth picture survives the round trip
+    image = np.stack([xx, yy, 0.5 * (xx + yy)], axis=-1)
+    work = crops.extract(image, plan)
+    assert work.shape == plan.padded + (3,)
+    mask = crops.extract_mask(np.ones((side, side), np.float32), plan)
+    assert mask.shape == plan.padded and mask[: plan.size[0], : plan.size[1]].min() > 0.99
+    back = crops.shrink(work, plan)
+    x0, y0, x1, y1 = plan.box
+    assert back.shape == (y1 - y0, x1 - x0, 3)
+    assert np.abs(back - image[y0:y1, x0:x1]).max() < 0.01
 
 
 def test_points_follow_the_zoom():
@@ -304,7 +321,7 @@ def test_faces_from_another_image_size_are_refused():
     image, box = astronaut(128, 128)
     with pytest.raises(ValueError, match="run FaceDetectMasks"):
         restore_faces([image], faceset(np.zeros((100, 128, 3), np.float32), [box]), REPAINT, FAST)
-    with pytest.raises(ValueError, match="FACES describes 1 image"):
+    with pytest.raises(ValueError, match="faces describes 1 image"):
         restore_faces([image, image], faceset(image, [box]), REPAINT, FAST)
 
 
@@ -319,3 +336,51 @@ def test_bad_strength_is_refused():
     image, box = astronaut(64, 64)
     with pytest.raises(ValueError, match="strength"):
         restore_faces([image], faceset(image, [box]), REPAINT, RestoreSettings(strength=1.5))
+
+
+def test_cancel_from_progress_stops_restoration_within_one_model_call():
+    image, box = astronaut(192, 192)
+    faces = faceset(image, [box, (20, 130, 44, 160)])
+    calls = []
+
+    def counted(x, sigma, **cond):
+        calls.append(1)
+        return gaussian_denoiser()(x, sigma)
+
+    class Cancelled(Exception):
+        pass
+
+    restore_faces([image], faces, analytic_pipeline(counted, counted), FAST)
+    full_run = len(calls)
+    for cancel_after in (7, full_run - 3):          # during inversion, during regeneration
+        calls.clear()
+
+        def cancel(done, total):
+            if len(calls) >= cancel_after:
+                raise Cancelled
+
+        with pytest.raises(Cancelled):
+            restore_faces([image], faces, analytic_pipeline(counted, counted), FAST, progress=cancel)
+        assert len(calls) == cancel_after
+
+
+def test_restore_faces_that_do_not_exist_are_refused_like_multi_id_apply():
+    image, box = astronaut(96, 96)
+    faces = faceset(image, [box])
+    for text, shown in (("999", "999"), ("-1", "-1"), ("0, 3", "3")):
+        with pytest.raises(ValueError, match=rf"^faces_to_restore {shown}: no such face, the images have faces 0..0"):
+            restore_faces([image], faces, REPAINT, FAST, parse_indices(text))
+    with pytest.raises(ValueError, match=r"^faces_to_restore: item 2 'left' of '0, left' is not a number: .*'all'"):
+        parse_indices("0, left")
+    with pytest.raises(ValueError, match=r"^faces_to_restore: item 1 '0.5' of '0.5' is not a whole number"):
+        parse_indices("0.5")
+    assert parse_indices(" ALL ") is None and parse_indices("1; 0") == [1, 0]
+
+
+@pytest.mark.parametrize("field, value", [("strength", float("nan")), ("context", float("nan")),
+                                          ("steps", 0), ("zoom_size", 100), ("refinement", -1)])
+def test_settings_are_refused_under_the_node_input_names(field, value):
+    image, box = astronaut(64, 64)
+    settings = RestoreSettings(**{field: value})
+    with pytest.raises(ValueError, match=rf"^{field} is "):
+        restore_faces([image], faceset(image, [box]), REPAINT, settings)

@@ -85,12 +85,12 @@ def test_an_image_without_faces_reports_no_face_never_nan(embedder, eileen):
 def test_bad_input_gives_clear_errors(embedder, eileen):
     image = astronaut()
     frame = _main_face_only(image)
-    with pytest.raises(ValueError, match="same size"):
+    with pytest.raises(ValueError, match=r"^image_before 0 is 256x256 but image 0 is 512x512: .*same size"):
         score_batch([image], [eileen], embedder, faces=[frame], images_before=[image[:256, :256]])
     with pytest.raises(ValueError, match="no reference identities"):
         score_batch([image], [], embedder, faces=[frame])
     stranger = type(eileen)("Other", eileen.embedding, "arcface:antelopev2")
     with pytest.raises(ValueError, match="different models"):
         score_batch([image], [stranger], embedder, faces=[frame])
-    with pytest.raises(ValueError, match="FACES holds 1 images but 2"):
+    with pytest.raises(ValueError, match="faces holds 1 images but image holds 2"):
         score_batch([image, image], [eileen], embedder, faces=[frame])

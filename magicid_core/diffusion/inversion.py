@@ -31,10 +31,10 @@ from typing import Callable, Optional
 import torch
 
 from .anderson import AndersonMixer
+from ..progress import Progress
 from .schedules import partial_sigmas  # noqa: F401  (part of this module's API)
 
 Denoiser = Callable[..., torch.Tensor]  # denoise(x, sigma (B,), **cond) -> x0
-Callback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, latent)
 
 DEFAULT_REFINEMENT = 30  # most model calls a step may spend after the plain inverse
 DEFAULT_TOL = 1e-6         # per-step residual, relative to the latent's RMS (float32 rounding is ~1e-7)
@@ -80,19 +80,20 @@ def euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, **cond) ->
 
 @torch.no_grad()
 def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-               callback: Optional[Callback] = None, after_step=None, **cond) -> torch.Tensor:
+               progress: Optional[Progress] = None, after_step=None, **cond) -> torch.Tensor:
     """Stock sampling over a descending schedule sigmas[0] > ... > sigmas[-1].
 
-    ``after_step(i, x) -> x`` may constrain the latent after step i (0-based), before the
-    callback sees it: restoration pins everything outside the face to the inversion there.
+    ``after_step(i, x) -> x`` may constrain the latent after step i (0-based): restoration
+    pins everything outside the face to the inversion there. ``progress(steps done, steps)``
+    after each step (one model call).
     """
     steps = len(sigmas) - 1
     for i in range(steps):
         x = euler_step(denoise, x, sigmas[i], sigmas[i + 1], **cond)
         if after_step is not None:
             x = after_step(i, x)
-        if callback is not None:
-            callback(i + 1, steps, x)
+        if progress is not None:
+            progress(i + 1, steps)
     return x
 
 
@@ -100,21 +101,25 @@ def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
 def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
            refinement: int = DEFAULT_REFINEMENT, tol: float = DEFAULT_TOL,
            anderson_depth: int = DEFAULT_ANDERSON_DEPTH, measure: bool = True,
-           callback: Optional[Callback] = None, **cond) -> Inversion:
+           progress: Optional[Progress] = None, **cond) -> Inversion:
     """Invert ``x0`` (the clean latent, at sigmas[-1]) up to sigmas[0].
 
     ``refinement`` is the most model calls a step spends after its plain inverse
     (0 = plain DDIM inversion, one call per step); a step stops as soon as it maps back
     within ``tol``. With ``refinement=0`` each step's residual is still measured with
     one extra call unless ``measure`` is False.
+
+    ``progress(steps done, steps)`` is called after every model call, refinement calls
+    included (with the count unchanged), so a caller that raises from it stops the
+    inversion within one call.
     """
     check_latent(x0)
     check_schedule(sigmas)
     if refinement < 0:
         raise ValueError(f"refinement iterations must be >= 0, got {refinement}")
-    counted = _CountingDenoiser(denoise)
     steps = len(sigmas) - 1
     trajectory, residuals = [x0], []
+    counted = _CountingDenoiser(denoise, None if progress is None else lambda: progress(len(trajectory) - 1, steps))
     for done, k in enumerate(reversed(range(steps)), start=1):
         x, res = invert_step(counted, trajectory[0], sigmas[k], sigmas[k + 1], refinement, tol,
                              anderson_depth, measure, cond)
@@ -122,8 +127,8 @@ def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
             raise ValueError(f"the model returned NaN or Inf while inverting at sigma {float(sigmas[k]):.4g}")
         trajectory.insert(0, x)
         residuals.insert(0, float((res / _rms(x0).clamp_min(1e-12)).max()))
-        if callback is not None:
-            callback(done, steps, x)
+        if progress is not None:
+            progress(done, steps)
     return Inversion(latent=trajectory[0], trajectory=trajectory, sigmas=sigmas,
                      model_calls=counted.calls, step_residuals=residuals,
                      step_gains=_gaussian_gains(x0, sigmas))
@@ -174,13 +179,13 @@ def _stalled(history: list[float]) -> bool:
 
 
 @torch.no_grad()
-def measured_error(denoise: Denoiser, inversion: Inversion, **cond) -> float:
+def measured_error(denoise: Denoiser, inversion: Inversion, progress: Optional[Progress] = None, **cond) -> float:
     """The reconstruction error itself: regenerate with the stock sampler and compare.
 
     Costs one model call per step; exact where :meth:`Inversion.reconstruction_error`
     is a first-order estimate.
     """
-    regenerated = regenerate(denoise, inversion.latent, inversion.sigmas, **cond)
+    regenerated = regenerate(denoise, inversion.latent, inversion.sigmas, progress=progress, **cond)
     return relative_rmse(regenerated, inversion.trajectory[-1])
 
 
@@ -204,14 +209,18 @@ def check_schedule(sigmas: torch.Tensor) -> None:
 
 
 class _CountingDenoiser:
-    """Wraps a denoiser and counts its calls (the cost measure of inversion)."""
+    """Wraps a denoiser and counts its calls (the cost measure of inversion); ``after_call()``
+    runs after each one (progress, and the host's cancel)."""
 
-    def __init__(self, denoise: Denoiser):
-        self.denoise, self.calls = denoise, 0
+    def __init__(self, denoise: Denoiser, after_call: Optional[Callable[[], None]] = None):
+        self.denoise, self.calls, self.after_call = denoise, 0, after_call
 
     def __call__(self, x, sigma, **cond):
         self.calls += 1
-        return self.denoise(x, sigma, **cond)
+        out = self.denoise(x, sigma, **cond)
+        if self.after_call is not None:
+            self.after_call()
+        return out
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:

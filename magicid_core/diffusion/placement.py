@@ -62,8 +62,9 @@ def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]
 
     Explicit indices win. Otherwise identities and faces whose embeddings come from the same
     model are matched by the Hungarian method on cosine similarity (matching.assign_identities, whose threshold
-    leaves an identity unplaced rather than forcing a stranger's face on it); without comparable
-    embeddings identity i goes to face i (the FACES order).
+    leaves an identity unplaced rather than forcing a stranger's face on it); when the faces
+    carry no embedding, identity i goes to face i (the FACES order). Embeddings of two
+    different models cannot be compared: that is an error (the README's Models section).
     """
     n_id, n_faces = len(identities), len(faces)
     if n_faces == 0:
@@ -75,6 +76,7 @@ def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]
                          "for the people who should not appear")
     if _comparable(identities, faces):
         return _matched(identities, faces)
+    _refuse_mixed_models(identities, faces)
     return list(range(n_id))
 
 
@@ -87,7 +89,9 @@ def _checked_indices(face_indices, n_id, n_faces) -> list[int]:
         raise ValueError(f"face_indices {bad} do not exist: the image has faces 0..{n_faces - 1} (-1 = none)")
     placed = [i for i in indices if i >= 0]
     if len(set(placed)) != len(placed):
-        raise ValueError("two identities were given the same face: each face takes one identity")
+        twice = sorted({i for i in placed if placed.count(i) > 1})
+        raise ValueError(f"face_indices gives face {twice[0]} to two identities: each face takes one identity "
+                         "(-1 = none)")
     return indices
 
 
@@ -97,6 +101,19 @@ def _comparable(identities, faces) -> bool:
     models = {getattr(i, "embedding_model", None) for i in identities}
     models |= {f.embedding_model if f.embedding is not None else None for f in faces}
     return len(models) == 1 and None not in models
+
+
+def _refuse_mixed_models(identities, faces) -> None:
+    """Identities and faces that both carry embeddings, from different models: no order is right."""
+    if isinstance(identities, (np.ndarray, torch.Tensor)):
+        return
+    of_identities = {getattr(i, "embedding_model", None) for i in identities} - {None}
+    of_faces = {f.embedding_model for f in faces if f.embedding is not None} - {None}
+    if of_identities and of_faces and of_identities != of_faces:
+        raise ValueError(f"face_indices is empty, so identities are matched to faces by embedding, but the "
+                         f"identities come from {sorted(of_identities)} and the faces from {sorted(of_faces)}: "
+                         "use the same identity backend in IdentityFromImages and FaceDetectMasks, or give "
+                         "face_indices (e.g. '0, 1')")
 
 
 def _matched(identities, faces) -> list[int]:

@@ -28,6 +28,7 @@ from ..faces.records import FaceSet
 from ..image_io import to_rgb
 from .inversion import invert, partial_sigmas, regenerate
 from .restore_plan import FaceJob, RestoreSettings, latent_mask, plan_faces
+from ..progress import Progress
 
 Denoise = Callable[..., torch.Tensor]            # denoise(x, sigma (B,), **cond) -> x0
 Program = Callable[[Denoise, torch.Tensor], torch.Tensor]
@@ -74,6 +75,7 @@ class FaceResult:
     before: np.ndarray          # the crop as it was (crop pixels)
     after: np.ndarray           # the crop as pasted (crop pixels)
     inversion_error: float      # estimated relative RMSE of regenerating the crop from its inversion
+    shrunk: bool = False        # the crop was larger than the working size and shrunk to it
 
 
 @dataclass
@@ -84,8 +86,9 @@ class Restored:
 
 
 def pinned_regenerate(denoise: Denoise, trajectory: list[torch.Tensor], sigmas: torch.Tensor,
-                      mask: torch.Tensor, callback=None, **cond) -> torch.Tensor:
-    """Denoise from trajectory[0] with everything outside ``mask`` held on the trajectory.
+                      mask: torch.Tensor, progress: Progress | None = None, **cond) -> torch.Tensor:
+    """Denoise from trajectory[0] with everything outside ``mask`` held on the trajectory;
+    progress(steps done, steps) after each step (one model call).
 
     x_{k+1} = euler_step(x_k, sigma_k -> sigma_{k+1})
     x_{k+1} <- m * x_{k+1} + (1 - m) * trajectory[k+1]
@@ -93,18 +96,19 @@ def pinned_regenerate(denoise: Denoise, trajectory: list[torch.Tensor], sigmas: 
     def pin(k, x):
         return mask * x + (1 - mask) * trajectory[k + 1]
 
-    progress = None if callback is None else (lambda done, steps, x: callback(done - 1, x))
-    return regenerate(denoise, trajectory[0], sigmas, callback=progress, after_step=pin, **cond)
+    return regenerate(denoise, trajectory[0], sigmas, progress=progress, after_step=pin, **cond)
 
 
 def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, settings: RestoreSettings,
-                  indices: list[int] | None = None, progress: Callable[[int, int], None] | None = None) -> Restored:
+                  indices: list[int] | None = None, progress: Progress | None = None) -> Restored:
     """Restore the faces of ``images`` (each (H, W, 3) float32 in 0..1; gray and RGBA
     come back as RGB).
 
     Returns new images (bit-identical to the input wherever the feathered face
     masks are 0), one result per restored face, and messages about what was skipped.
-    ``progress(done, total)`` counts face-steps of inversion and regeneration.
+    ``progress(done, total)`` counts face-steps of inversion and regeneration; it is also
+    called between the model calls of a step (see progress.py), so raising from it stops
+    the work within one call.
     """
     settings.validate()
     images = [to_rgb(np.asarray(im, np.float32)) for im in images]
@@ -123,23 +127,20 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
         return Restored(out, [], messages)
 
     total, done = 2 * steps * len(jobs), 0
-
-    def tick(n: int):
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
     results = []
     for group in _groups(jobs, settings.batch_size, pipeline):
-        after, inversion_error = _restore_group(pipeline, group, sigmas, settings, tick)
+        # face-steps of this group so far -> the whole batch's count
+        group_progress = None if progress is None else (lambda n, before=done: progress(before + n, total))
+        after, inversion_error = _restore_group(pipeline, group, sigmas, settings, group_progress)
+        done += 2 * steps * len(group)
         for job, work in zip(group, after):
             crop = np.clip(crops.shrink(work, job.plan), 0.0, 1.0)
             x0, y0, x1, y1 = job.plan.box
             before = images[job.image_index][y0:y1, x0:x1].copy()
             out[job.image_index] = crops.paste(out[job.image_index], crop, job.mask, job.plan)
             results.append(FaceResult(job.image_index, job.face.index, job.plan.box, job.plan.zoomed,
-                                      before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error))
+                                      before, out[job.image_index][y0:y1, x0:x1].copy(), inversion_error,
+                                      job.plan.shrunk))
     return Restored(out, results, messages)
 
 
@@ -156,24 +157,28 @@ def _groups(jobs: list[FaceJob], batch_size: int, pipeline: Pipeline):
 
 @torch.no_grad()
 def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tensor,
-                   settings: RestoreSettings, tick) -> tuple[list[np.ndarray], float]:
+                   settings: RestoreSettings, progress) -> tuple[list[np.ndarray], float]:
     """Encode, invert, pinned-regenerate and decode a batch of same-size crops; the
-    working pictures and the inversion's estimated error (worst face of the batch)."""
+    working pictures and the inversion's estimated error (worst face of the batch).
+    ``progress(n)``: n face-steps of this batch done (inversion, then regeneration)."""
     pixels = torch.from_numpy(np.stack([job.work for job in group]))
     latent = pipeline.encode(pixels)
     mask = torch.cat([latent_mask(job.work_mask, pipeline.latent_scale) for job in group])
     held = {}
+    steps = len(sigmas) - 1
+
+    def stage(first: int):
+        """The core's progress(done, steps) of one stage -> face-steps of the batch."""
+        return None if progress is None else (lambda done, _steps: progress((first + done) * len(group)))
 
     def do_invert(denoise, x):
-        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement,
-                     callback=lambda *_: tick(len(group)))
+        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement, progress=stage(0))
         held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent
 
     def do_regenerate(denoise, x):
         m = mask.to(device=x.device, dtype=x.dtype)
-        return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m,
-                                 callback=lambda *_: tick(len(group)))
+        return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m, progress=stage(steps))
 
     pipeline.run("invert", latent, sigmas, do_invert, group)
     restored = pipeline.decode(pipeline.run("regenerate", latent, sigmas, do_regenerate, group))
@@ -202,6 +207,6 @@ def _fit_square(image: np.ndarray, size: int) -> np.ndarray:
 def report(restored: Restored) -> str:
     """A short text of what was restored and what was left alone."""
     lines = [f"image {r.image_index} face {r.face_index}: restored in box {list(r.box)}"
-             + (" (zoomed)" if r.zoomed else "") + f", inversion error {100 * r.inversion_error:.2f}%"
+             + (" (zoomed)" if r.zoomed else " (shrunk to the working size)" if r.shrunk else "") + f", inversion error {100 * r.inversion_error:.2f}%"
              for r in restored.faces]
     return "\n".join(lines + restored.messages)

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import validate
 from ..faces import crops
 from ..faces.control_maps import draw_face68, draw_face_mesh
 from ..faces.masks import ellipse_mask
 from ..faces.records import Face, FaceSet
 from .inversion import DEFAULT_REFINEMENT
-from ..parsing import parse_number_list
 
 # With a working size of at least 256 px and a context of at most 1 (crop = 3x the face),
 # every face of 48 px or less (crop <= 144 px) is zoomed.
@@ -31,23 +31,21 @@ MIN_ZOOM_SIZE, MAX_CONTEXT = 256, 1.0
 class RestoreSettings:
     steps: int = 20              # steps of the full schedule; strength keeps the last part
     strength: float = 0.5        # 0 = return the input, 1 = invert to the schedule's top
-    zoom_size: int = 512         # crops smaller than this are zoomed up to it (1024 for SDXL)
+    zoom_size: int = 512         # working size: smaller crops are zoomed up to it, larger ones shrunk (1024 for SDXL)
     context: float = 0.5         # crop margin around the face, as a fraction of its size
     feather: int = 4             # extra softening of the face mask's edge, in pixels
     refinement: int = DEFAULT_REFINEMENT  # most refinement calls an inversion step may spend
     batch_size: int = 8          # at most this many faces of one working size denoised together
 
     def validate(self) -> None:
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.zoom_size < MIN_ZOOM_SIZE:
-            raise ValueError(f"zoom size must be at least {MIN_ZOOM_SIZE} px, got {self.zoom_size}")
-        if not 0 <= self.context <= MAX_CONTEXT:
-            raise ValueError(f"context padding must be between 0 and {MAX_CONTEXT}, got {self.context}")
-        if self.feather < 0 or self.refinement < 0 or self.batch_size < 1:
-            raise ValueError("feather and inversion refinement must be >= 0, batch size >= 1")
+        """Each setting checked under the name of IDRestore's input for it."""
+        validate.number("steps", self.steps, 1, integer=True)
+        validate.number("strength", self.strength, 0.0, 1.0)
+        validate.number("zoom_size", self.zoom_size, MIN_ZOOM_SIZE, integer=True)
+        validate.number("context", self.context, 0.0, MAX_CONTEXT)
+        validate.number("feather", self.feather, 0, integer=True)
+        validate.number("refinement", self.refinement, 0, integer=True)
+        validate.number("batch_size", self.batch_size, 1, integer=True)
 
 
 @dataclass
@@ -74,15 +72,16 @@ def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettin
                indices: list[int] | None = None, latent_scale: int = 8) -> tuple[list[FaceJob], list[str]]:
     """The face jobs of a batch, after checking that FACES belongs to these images."""
     if len(faces) != len(images):
-        raise ValueError(f"FACES describes {len(faces)} image(s) but IMAGE holds {len(images)}: "
-                         "run FaceDetectMasks on this IMAGE batch")
+        raise validate.BadInput(f"faces describes {len(faces)} image(s) but image holds {len(images)}: "
+                                "run FaceDetectMasks on this very image batch")
+    _check_selection(faces, indices)
     jobs, messages = [], []
     for i, (image, found) in enumerate(zip(images, faces.images)):
         if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"IMAGE {i} has shape {image.shape}; IDRestore needs RGB (H, W, 3)")
+            raise validate.BadInput(f"image {i} has shape {image.shape}; IDRestore needs RGB (H, W, 3)")
         if (found.height, found.width) != image.shape[:2]:
-            raise ValueError(f"FACES were found on a {found.width}x{found.height} image but IMAGE {i} is "
-                             f"{image.shape[1]}x{image.shape[0]}: run FaceDetectMasks on this image")
+            raise validate.BadInput(f"faces were found on a {found.width}x{found.height} image but image {i} is "
+                                    f"{image.shape[1]}x{image.shape[0]}: run FaceDetectMasks on this image")
         chosen = [f for f in found.faces if indices is None or f.index in indices]
         if not chosen:
             messages.append(f"image {i}: no face to restore, left unchanged")
@@ -93,6 +92,18 @@ def plan_faces(images: list[np.ndarray], faces: FaceSet, settings: RestoreSettin
             else:
                 jobs.append(job)
     return jobs, messages
+
+
+def _check_selection(faces: FaceSet, indices: list[int] | None) -> None:
+    """Every selected face exists in some image (as MultiIDApply refuses a face that is not there)."""
+    if indices is None:
+        return
+    present = {f.index for frame in faces.images for f in frame.faces}
+    missing = sorted(set(indices) - present)
+    if missing:
+        have = f"faces 0..{max(present)}" if present else "no face at all"
+        raise validate.BadInput(f"faces_to_restore {', '.join(map(str, missing))}: no such face, the images have "
+                                f"{have}; give face numbers from FaceDetectMasks' preview, or 'all'")
 
 
 def _face_job(i: int, image: np.ndarray, face: Face, settings: RestoreSettings, latent_scale: int):
@@ -153,7 +164,7 @@ def latent_mask(work_mask: np.ndarray, latent_scale: int) -> torch.Tensor:
 
 
 def parse_indices(text: str) -> list[int] | None:
-    """"all" or "" -> None (every face); "0, 2" -> [0, 2]."""
+    """"all" or "" -> None (every face); "0, 2" -> [0, 2] (faces_to_restore, IDRestore's input)."""
     if text.strip().lower() == "all":
         return None
-    return parse_number_list(text, int, "face indices ('all', or numbers like '0, 2')")
+    return validate.number_list("faces_to_restore", text, int, example="'0, 2' or 'all'")

@@ -27,6 +27,7 @@ import math
 import cv2
 import numpy as np
 
+from .. import validate
 from ..optional import require_mediapipe
 from .records import FaceSet, ImageFaces
 
@@ -176,16 +177,19 @@ def draw_kps(canvas: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def skeleton_map(frame: ImageFaces, min_confidence: float = 0.0, stick_scale: int = 1) -> np.ndarray:
-    canvas = _blank(frame)
+def skeleton_map(frame: ImageFaces, min_confidence: float = 0.0, stick_scale: int = 1,
+                 canvas: np.ndarray | None = None) -> np.ndarray:
+    """Every face's skeleton, drawn on ``canvas`` (a new black one when None)."""
+    canvas = _blank(frame) if canvas is None else canvas
     for face in frame.faces:
         if face.skeleton is not None:
             draw_skeleton(canvas, face.skeleton, min_confidence, stick_scale)
     return canvas
 
 
-def landmark_map(frame: ImageFaces) -> np.ndarray:
-    canvas = _blank(frame)
+def landmark_map(frame: ImageFaces, canvas: np.ndarray | None = None) -> np.ndarray:
+    """Every face's mesh contours, drawn on ``canvas`` (a new black one when None)."""
+    canvas = _blank(frame) if canvas is None else canvas
     for face in frame.faces:
         if face.landmarks is not None:
             draw_face_mesh(canvas, face.landmarks)
@@ -194,8 +198,8 @@ def landmark_map(frame: ImageFaces) -> np.ndarray:
     return canvas
 
 
-def kps_map(frame: ImageFaces) -> np.ndarray:
-    canvas = _blank(frame)
+def kps_map(frame: ImageFaces, canvas: np.ndarray | None = None) -> np.ndarray:
+    canvas = _blank(frame) if canvas is None else canvas
     for face in frame.faces:
         draw_kps(canvas, face.keypoints)
     return canvas
@@ -220,7 +224,10 @@ def face_region(frame: ImageFaces) -> np.ndarray:
 
 def person_region(frame: ImageFaces, min_confidence: float = 0.0, margin: float = 0.15) -> np.ndarray:
     """(H, W) float32: each skeleton's convex hull with its head box, grown by ``margin``
-    of the hull's larger side (limbs have width; hands and feet extend past the joints)."""
+    of the hull's larger side (limbs have width; hands and feet extend past the joints).
+
+    Each person costs its own rectangle: the hull is drawn in its bounding box and grown
+    row by row (see ``_grow_rows``), never by morphology over the whole canvas."""
     region = np.zeros((frame.height, frame.width), np.float32)
     for face in frame.faces:
         if face.skeleton is None:
@@ -229,14 +236,60 @@ def person_region(frame: ImageFaces, min_confidence: float = 0.0, margin: float 
         pts = sk[np.isfinite(sk).all(axis=1) & (sk[:, 2] > min_confidence), :2]
         hb = np.asarray(face.head_box, np.float64)
         pts = np.concatenate([pts, [[hb[0], hb[1]], [hb[2], hb[1]], [hb[2], hb[3]], [hb[0], hb[3]]]])
-        hull = cv2.convexHull(np.round(pts).astype(np.int32))
-        person = np.zeros_like(region)
-        cv2.fillConvexPoly(person, hull, 1.0)
+        if not np.isfinite(pts).all():
+            continue    # a head box without numbers has no place in the picture
         extent = max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
         grow = max(1, int(round(margin * extent)))
-        person = cv2.dilate(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        np.maximum(region, person, out=region)
+        _paint_grown_hull(region, np.round(pts).astype(np.int32), grow)
     return region
+
+
+def _paint_grown_hull(region: np.ndarray, pts: np.ndarray, grow: int) -> None:
+    """Set to 1 the hull of ``pts`` dilated by OpenCV's elliptical (2 grow + 1)^2 kernel,
+    exactly as cv2.dilate would on the full canvas, working inside the hull's box only."""
+    h, w = region.shape
+    hull = cv2.convexHull(pts)
+    x0, y0 = np.maximum(hull.reshape(-1, 2).min(axis=0), 0)
+    x1, y1 = np.minimum(hull.reshape(-1, 2).max(axis=0) + 1, (w, h))
+    if x0 >= x1 or y0 >= y1:
+        return      # the hull lies outside the picture: nothing drawn, nothing grown
+    drawn = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(drawn, hull - (x0, y0), 1)
+    rows = np.flatnonzero(drawn.any(axis=1))
+    if len(rows) == 0:
+        return
+    first = drawn[rows].argmax(axis=1)
+    last = drawn.shape[1] - 1 - drawn[rows, ::-1].argmax(axis=1)
+    top = y0 + rows[0]
+    out_top, out_bottom = max(top - grow, 0), min(top + len(rows) + grow, h)
+    lo, hi = _grow_rows(x0 + first, x0 + last, grow, out_top - top, out_bottom - top)
+    for y, a, b in zip(range(out_top, out_bottom), np.maximum(lo, 0), np.minimum(hi + 1, w)):
+        region[y, a:b] = 1.0
+
+
+@functools.lru_cache(maxsize=32)
+def _kernel_runs(grow: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row offset -grow..grow, the column offsets (from, to) of OpenCV's elliptical kernel."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)).astype(bool)
+    first = kernel.argmax(axis=1)
+    last = kernel.shape[1] - 1 - kernel[:, ::-1].argmax(axis=1)
+    return first - grow, last - grow
+
+
+def _grow_rows(left: np.ndarray, right: np.ndarray, grow: int, start: int, stop: int):
+    """Dilate a shape given as one run [left, right] per row (rows 0..n-1, all non-empty and
+    8-connected, as a filled convex polygon is) by the elliptical kernel; rows start..stop-1.
+
+    Output row y is the union over kernel rows dy of run y+dy widened by that kernel row;
+    runs of neighbouring rows touch, so the union is the single run [min, max]."""
+    dfrom, dto = _kernel_runs(grow)
+    src = np.arange(start, stop)[:, None] + np.arange(-grow, grow + 1)[None, :]
+    valid = (src >= 0) & (src < len(left))
+    src = np.clip(src, 0, len(left) - 1)
+    big = np.iinfo(np.int64).max // 4
+    lo = np.where(valid, left[src] - dto[None, :], big).min(axis=1)
+    hi = np.where(valid, right[src] - dfrom[None, :], -big).max(axis=1)
+    return lo, hi
 
 
 def _fill_box(region: np.ndarray, box) -> None:
@@ -256,22 +309,26 @@ def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) 
     ``face_mask``, ``person_mask`` as (B, H, W) float32. The images of one batch must
     share one size (ComfyUI's IMAGE is one tensor); an image without faces gives black maps.
     """
+    min_confidence = validate.number("min_confidence", min_confidence, 0.0, 1.0)
+    stick_scale = validate.number("stick_scale", stick_scale, 1, integer=True)
     if len(faces) == 0:
         raise ValueError("FACES holds no images: run FaceDetectMasks on an image first")
     sizes = {(im.height, im.width) for im in faces.images}
     if len(sizes) > 1:
         raise ValueError(f"the images of one batch must share one size to make one map batch, "
                          f"got sizes {sorted(sizes)}")
-    out = {"skeleton": [], "landmarks": [], "kps": [], "fused": [], "face_mask": [], "person_mask": []}
-    for frame in faces.images:
-        skel, lms = skeleton_map(frame, min_confidence, stick_scale), landmark_map(frame)
-        out["skeleton"].append(skel)
-        out["landmarks"].append(lms)
-        out["kps"].append(kps_map(frame))
-        out["fused"].append(fuse_maps(skel, lms))
-        out["face_mask"].append(face_region(frame))
-        out["person_mask"].append(person_region(frame, min_confidence))
-    return {name: np.stack(maps) for name, maps in out.items()}
+    height, width = sizes.pop()
+    out = {name: np.zeros((len(faces), height, width, 3), np.uint8) for name in ("skeleton", "landmarks", "kps", "fused")}
+    for b, frame in enumerate(faces.images):
+        skeleton_map(frame, min_confidence, stick_scale, canvas=out["skeleton"][b])
+        landmark_map(frame, canvas=out["landmarks"][b])
+        kps_map(frame, canvas=out["kps"][b])
+        # Landmark colours are never black, so drawing them over the skeleton is fuse_maps, without its copies.
+        out["fused"][b] = out["skeleton"][b]
+        landmark_map(frame, canvas=out["fused"][b])
+    out["face_mask"] = np.stack([face_region(frame) for frame in faces.images])
+    out["person_mask"] = np.stack([person_region(frame, min_confidence) for frame in faces.images])
+    return out
 
 
 # --- when each map acts ---------------------------------------------------------------
@@ -289,8 +346,10 @@ def mmf_schedule(schedule: str, start: float, end: float, switch: float = 0.5) -
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0.0 <= start <= end <= 1.0:
-        raise ValueError(f"need 0 <= start_percent <= end_percent <= 1, got {start} and {end}")
+    start = validate.number("start_percent", start, 0.0, 1.0)
+    end = validate.number("end_percent", end, 0.0, 1.0)
+    switch = validate.number("switch_percent", switch, 0.0, 1.0)
+    validate.ordered("start_percent", start, "end_percent", end)
     if schedule == "together":
         return {"skeleton": (start, end), "face": (start, end)}
     cut = min(max(switch, start), end)

@@ -17,13 +17,21 @@ import numpy as np
 @dataclass(frozen=True)
 class CropPlan:
     box: tuple[int, int, int, int]   # x0, y0, x1, y1 in image pixels (x1, y1 exclusive)
-    scale: float                     # working pixels per image pixel (1.0 = not zoomed)
+    scale: float                     # working pixels per image pixel (> 1 zoomed, < 1 shrunk, 1.0 as is)
     size: tuple[int, int]            # (h, w) of the zoomed crop before padding
     padded: tuple[int, int]          # (h, w) after padding to a multiple of the latent scale
 
     @property
     def zoomed(self) -> bool:
         return self.scale > 1.0
+
+    @property
+    def shrunk(self) -> bool:
+        return self.scale < 1.0
+
+    @property
+    def resized(self) -> bool:
+        return self.scale != 1.0
 
     @property
     def crop_hw(self) -> tuple[int, int]:
@@ -44,8 +52,9 @@ def plan_crop(region: tuple[float, float, float, float], image_hw: tuple[int, in
     """A square crop around ``region`` grown by ``context`` x its long side on every side.
 
     The square is shifted to stay inside the image and clipped where the image is
-    smaller (faces at the border get a non-square crop). Crops whose long side is
-    below ``zoom_size`` are zoomed up to it; larger ones keep their pixels (scale 1).
+    smaller (faces at the border get a non-square crop). The crop's long side is brought
+    to ``zoom_size``: small crops are zoomed up, larger ones shrunk, so the work per face
+    is bounded by the working size however large the face.
     """
     height, width = image_hw
     x0, y0, x1, y1 = (float(v) for v in region)
@@ -56,7 +65,7 @@ def plan_crop(region: tuple[float, float, float, float], image_hw: tuple[int, in
     by0 = _fit(int(round(cy - side / 2)), side, height)
     box = (bx0, by0, min(bx0 + side, width), min(by0 + side, height))
     ch, cw = box[3] - box[1], box[2] - box[0]
-    scale = max(1.0, zoom_size / max(ch, cw))
+    scale = zoom_size / max(ch, cw)
     size = (max(1, int(round(ch * scale))), max(1, int(round(cw * scale))))
     padded = tuple(-(-s // multiple) * multiple for s in size)
     return CropPlan(box, scale, size, padded)
@@ -71,8 +80,9 @@ def extract(image: np.ndarray, plan: CropPlan, interpolation: int = cv2.INTER_CU
     """The crop of ``image`` (H, W, C) or (H, W) in 0..1, zoomed and edge-padded to ``plan.padded``."""
     x0, y0, x1, y1 = plan.box
     crop = np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32)
-    if plan.zoomed:   # (cubic overshoots at edges: clip back to the picture's 0..1)
-        crop = np.clip(cv2.resize(crop, plan.size[::-1], interpolation=interpolation), 0.0, 1.0)
+    if plan.resized:   # (cubic overshoots at edges: clip back to the picture's 0..1)
+        how = interpolation if plan.zoomed else cv2.INTER_AREA
+        crop = np.clip(cv2.resize(crop, plan.size[::-1], interpolation=how), 0.0, 1.0)
         crop = crop.reshape(plan.size + image.shape[2:])
     pad = [(0, plan.padded[0] - plan.size[0]), (0, plan.padded[1] - plan.size[1])]
     pad += [(0, 0)] * (crop.ndim - 2)
@@ -94,8 +104,9 @@ def under_box(mask: np.ndarray, plan: CropPlan, image_hw: tuple[int, int] | None
 def extract_mask(mask: np.ndarray, plan: CropPlan) -> np.ndarray:
     """The mask (under the crop box, or whole-image) at working size; the padding counts as outside the face."""
     crop = np.ascontiguousarray(under_box(mask, plan), dtype=np.float32)
-    if plan.zoomed:
-        crop = cv2.resize(crop, plan.size[::-1], interpolation=cv2.INTER_LINEAR)
+    if plan.resized:
+        how = cv2.INTER_LINEAR if plan.zoomed else cv2.INTER_AREA
+        crop = cv2.resize(crop, plan.size[::-1], interpolation=how)
     out = np.zeros(plan.padded, np.float32)
     out[: plan.size[0], : plan.size[1]] = np.clip(crop, 0.0, 1.0)
     return out
@@ -104,8 +115,9 @@ def extract_mask(mask: np.ndarray, plan: CropPlan) -> np.ndarray:
 def shrink(work: np.ndarray, plan: CropPlan) -> np.ndarray:
     """Undo ``extract``: drop the padding and resize back to the crop's pixels."""
     crop = np.ascontiguousarray(work[: plan.size[0], : plan.size[1]], dtype=np.float32)
-    if plan.zoomed:
-        crop = cv2.resize(crop, plan.crop_hw[::-1], interpolation=cv2.INTER_AREA)
+    if plan.resized:
+        how = cv2.INTER_AREA if plan.zoomed else cv2.INTER_CUBIC
+        crop = cv2.resize(crop, plan.crop_hw[::-1], interpolation=how)
         crop = crop.reshape(plan.crop_hw + work.shape[2:])
     return crop
 

@@ -26,14 +26,16 @@ import numpy as np
 
 from ..optional import require_mediapipe
 from .dlib_stack import DlibCnnDetector, DlibHogDetector
+from ..progress import Progress
 from .geometry import DEFAULT_MIN_FACE, finish, five_keypoints, nms
 from .records import Detection
+
 
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """(H, W, 3) uint8 RGB -> detections, best first."""
+    def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
+        """(H, W, 3) uint8 RGB -> detections, best first; progress(done, total) over its model runs."""
 
 
 # --------------------------------------------------------------------------- mediapipe tiles
@@ -127,10 +129,11 @@ class TiledMediapipeDetector:
         require_mediapipe("the mediapipe face detector")   # fail here, where "auto" can move on
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
         h, w = image_rgb.shape[:2]
         tiles = tile_plan(h, w, self.min_face) if self.tiled else [Tile(0, 0, max(h, w), interior=False)]
         found: list[Detection] = []
+        done = 0
         with _MEDIAPIPE_LOCK:
             model = _mediapipe_face_detection(1, self.min_score)
             for side in sorted({t.side for t in tiles}):
@@ -141,6 +144,9 @@ class TiledMediapipeDetector:
                     interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
                 for tile in (t for t in tiles if t.side == side):
                     found += self._detect_tile(model, level, scale, tile, (h, w))
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(tiles))
         self.calls = len(tiles)
         return finish(nms(found), self.min_face, self.max_faces)
 

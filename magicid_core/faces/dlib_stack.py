@@ -156,7 +156,7 @@ class DlibHogDetector:
         if verify:
             cnn_detector()
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, progress=None) -> list[Detection]:   # progress: see FaceDetector
         # gray: 20 % quicker than RGB at the same recall (the doubtful finds are verified anyway)
         work = cv2.cvtColor(resized(image_rgb, self.scale), cv2.COLOR_RGB2GRAY)
         with _LOCK:
@@ -184,7 +184,7 @@ class DlibCnnDetector:
         self.scale = upscale_for(self.min_face, CNN_FACE_PX)
         cnn_detector(), shape_predictor(SHAPE5_FILE)
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, progress=None) -> list[Detection]:   # progress: see FaceDetector
         work = resized(image_rgb, self.scale)
         with _LOCK:
             found = cnn_detector()(work, 0)

@@ -32,6 +32,9 @@ INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antel
                     "then build the identities again")
 _IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
 _FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
+# Real FaceID / InstantID weights have an RMS of about 0.01 (linear layers) to 1 (layer-norm
+# gains); a tensor 100x past that is a damaged or doctored file, whose tokens would swamp the text.
+WEIGHT_RMS_LIMIT = 100.0
 
 
 class FaceIDProjection(nn.Module):
@@ -133,7 +136,7 @@ class IdentityAdapter:
         if e.ndim != 2 or e.shape[1] != self.embedding_dim:
             got = e.shape[-1] if e.ndim else 0
             what = f"dlib {got}-d embeddings" if got == DLIB.dim else f"{got}-d embeddings"
-            raise ValueError(f"{self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
+            raise ValueError(f"identities: {self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
         if not np.isfinite(e).all():
             raise ValueError("an identity embedding holds NaN or infinite values")
         return e
@@ -166,12 +169,18 @@ def _summary(shapes) -> str:
     return f"{widths} reading {contexts}-wide text"
 
 
-def parse_adapter(state: dict, name: str = "adapter") -> IdentityAdapter:
-    """Nested {"image_proj": ..., "ip_adapter": ...} state dict -> IdentityAdapter (checked)."""
+def parse_adapter(state: dict, name: str = "adapter", file_keys: list[str] | None = None) -> IdentityAdapter:
+    """Nested {"image_proj": ..., "ip_adapter": ...} state dict -> IdentityAdapter (checked).
+
+    ``file_keys``: the keys as stored in the file (for a flat .safetensors file), for the message."""
     if not isinstance(state, dict) or not state.get("image_proj") or not state.get("ip_adapter"):
-        keys = list(state)[:6] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{name} is not an IP-Adapter / InstantID file: it has no 'image_proj' and "
-                         f"'ip_adapter' weights (found {keys})")
+        if file_keys is None:
+            file_keys = list(state) if isinstance(state, dict) else [type(state).__name__]
+        missing = [part for part in ("image_proj", "ip_adapter")
+                   if not (isinstance(state, dict) and state.get(part))]
+        raise ValueError(f"{name} is not an IP-Adapter / InstantID file: it has no {' or '.join(missing)} "
+                         f"weights; its first keys are {sorted(map(str, file_keys))[:6]}. Use "
+                         "ip-adapter-faceid_sd15.bin / _sdxl.bin, a FaceID portrait model or InstantID's ip-adapter.bin")
     proj, kind = _build_projection(dict(state["image_proj"]), name)
     to_k, to_v = _layer_weights(dict(state["ip_adapter"]), name)
     context_dim = to_k[0].shape[1]
@@ -181,7 +190,24 @@ def parse_adapter(state: dict, name: str = "adapter") -> IdentityAdapter:
     if context_dim != adapter.context_dim:
         raise ValueError(f"{name}: its projection makes {adapter.context_dim}-wide tokens but its "
                          f"attention layers read {context_dim}-wide ones; the file is inconsistent")
+    check_weights(name, {**{f"image_proj.{k}": v for k, v in proj.state_dict().items()},
+                         **{f"ip_adapter.{2 * i + 1}.to_{kv}_ip.weight": w
+                            for kv, ws in (("k", to_k), ("v", to_v)) for i, w in enumerate(ws)}})
     return adapter
+
+
+def check_weights(name: str, weights: dict[str, torch.Tensor]) -> None:
+    """Every weight the adapter uses is finite and of a sane size (see WEIGHT_RMS_LIMIT); once, at load."""
+    for key, w in weights.items():
+        if not w.is_floating_point():
+            continue
+        if not torch.isfinite(w).all():
+            raise ValueError(f"{name}: weight {key} holds NaN or infinite values; the file is damaged, "
+                             "download it again")
+        rms = float(w.double().square().mean().sqrt()) if w.numel() else 0.0
+        if rms > WEIGHT_RMS_LIMIT:
+            raise ValueError(f"{name}: weight {key} has an RMS of {rms:.3g}, over {WEIGHT_RMS_LIMIT:g} where "
+                             "real adapter files stay near 0.01..1; the file is damaged, download it again")
 
 
 def _build_projection(sd: dict, name: str) -> tuple[nn.Module, str]:
@@ -275,13 +301,15 @@ def load_adapter_file(path: str) -> IdentityAdapter:
     try:
         if path.lower().endswith(".safetensors"):
             from safetensors.torch import load_file
-            state = nest_flat_keys(load_file(path, device="cpu"))
+            flat = load_file(path, device="cpu")
+            file_keys, state = list(flat), nest_flat_keys(flat)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            file_keys = None
             if isinstance(state, dict) and "adapter_modules" in state and "ip_adapter" not in state:
                 state = {**state, "ip_adapter": state["adapter_modules"]}
     except Exception as e:  # torch / safetensors say "unpickling error", "header too large", ...
         raise ValueError(f"could not read {name} as an adapter file ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200] if str(e) else 'no details'}); "
                          "is the download complete?") from None
-    return parse_adapter(state, name)
+    return parse_adapter(state, name, file_keys)

@@ -94,9 +94,20 @@ def score_batch(images, identities: list[Identity], embedder, assignment: str = 
     if faces is None and find_faces is None:
         raise ValueError("score_batch needs the images' faces: give faces (FACES) or find_faces")
     if faces is not None and len(faces) != len(images):
-        raise ValueError(f"FACES holds {len(faces)} images but {len(images)} images were given")
+        raise ValueError(f"faces holds {len(faces)} images but image holds {len(images)}: run FaceDetectMasks "
+                         "on this image batch, or leave faces unconnected")
     if images_before is not None and len(images_before) != len(images):
-        raise ValueError(f"{len(images_before)} 'before' images for {len(images)} images: give one before each after")
+        raise ValueError(f"image_before holds {len(images_before)} images for {len(images)} in image: "
+                         "give one before each after")
+    for n, image in enumerate(images):
+        size = np.shape(image)[:2]
+        if faces is not None and (faces[n].height, faces[n].width) != size:
+            raise ValueError(f"faces were found on a {faces[n].width}x{faces[n].height} picture but image {n} is "
+                             f"{size[1]}x{size[0]}: run FaceDetectMasks on this image, or leave faces unconnected")
+        if images_before is not None and np.shape(images_before[n])[:2] != size:
+            before = np.shape(images_before[n])
+            raise ValueError(f"image_before {n} is {before[1]}x{before[0]} but image {n} is {size[1]}x{size[0]}: "
+                             "image_before must be the same size as image (the same picture before the change)")
     out = []
     for n, image in enumerate(images):
         frame = faces[n] if faces is not None else find_faces(image)

@@ -240,7 +240,7 @@ class InsightFaceDetector:
             found.boxes = np.clip(found.boxes, 0, np.array([w, h, w, h], np.float32))
         return found
 
-    def detect(self, image) -> list[Detection]:
+    def detect(self, image, progress=None) -> list[Detection]:   # one model run: nothing to report
         if not self.has_keypoints:
             raise InsightFaceModelError(f"{self.path} gives no face keypoints; the pack needs them to align faces")
         found = self.detect_arrays(image)

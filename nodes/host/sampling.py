@@ -72,22 +72,28 @@ def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) 
 
 
 def invert_in_sampler(model, positive, negative, cfg: float, latent: torch.Tensor, sigmas: torch.Tensor,
-                      refinement: int, on_step=None):
+                      refinement: int, progress=None):
     """DDIM-invert ``latent`` along ``sigmas`` with the model call of a stock sampler.
 
     Returns (inverted latent, magicid_core Inversion, measured reconstruction error). The error is
     measured by one stock regeneration, not estimated. The inverted latent is what
     KSamplerAdvanced (add_noise disabled) takes: for flow models, whose stock sampler scales its
     input by (1 - sigma_0) (``noise_scaling`` without noise), it is divided by that factor.
+    ``progress(done, total)`` (magicid_core/progress.py) counts the inversion's steps, then the
+    measuring regeneration's, and is called between all model calls.
     """
     found = {}
+
+    def stage(before: int):
+        """One bar over both passes: the inversion's steps, then the measuring regeneration's."""
+        return None if progress is None else (lambda done, steps: progress(before * steps + done, 2 * steps))
+
     keep = 1.0 - float(sigmas[0]) if is_flow(model) else 1.0
 
     @torch.no_grad()
     def program(denoise, clean_latent, sampler_sigmas):
-        inversion = invert(denoise, clean_latent, sampler_sigmas, refinement=refinement,
-                           callback=None if on_step is None else lambda done, total, _: on_step(done, total))
-        found.update(inversion=inversion, error=measured_error(denoise, inversion))
+        inversion = invert(denoise, clean_latent, sampler_sigmas, refinement=refinement, progress=stage(0))
+        found.update(inversion=inversion, error=measured_error(denoise, inversion, progress=stage(1)))
         return inversion.latent / keep
 
     inverted = run_in_sampler(cfg_guider(model, positive, negative, cfg), latent, sigmas, program)
