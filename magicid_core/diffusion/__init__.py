@@ -11,10 +11,10 @@ Imports ``faces/`` and ``identity/``; the node layer (``nodes/``) hands it Comfy
   pixel kept (IDRestore): the plan per face, then the loop that runs it through a ``Pipeline``.
 """
 
-from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
+from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 from .inversion import DEFAULT_REFINE_ITERS, Inversion, euler_step, invert, measured_error, regenerate
 from .ownership import owner_map, ownership_masks, ownership_preview
-from .placement import multi_id_patch, place_identities
+from .placement import PersonPrompt, multi_id_patch, place_identities
 from .restore import Pipeline, Restored, report, restore_faces, side_by_side
 from .restore_plan import FaceJob, RestoreSettings, parse_indices, plan_faces
 from .schedules import ddim_uniform, partial_sigmas, sd_discrete_sigmas
@@ -22,8 +22,8 @@ from .schedules import ddim_uniform, partial_sigmas, sd_discrete_sigmas
 __all__ = [
     "ddim_uniform", "partial_sigmas", "sd_discrete_sigmas",
     "DEFAULT_REFINE_ITERS", "Inversion", "euler_step", "invert", "measured_error", "regenerate",
-    "IdentityTokens", "MultiIDAttention", "sdpa_attention",
-    "multi_id_patch", "place_identities",
+    "IdentityTokens", "MultiIDAttention", "PersonText", "sdpa_attention",
+    "PersonPrompt", "multi_id_patch", "place_identities",
     "owner_map", "ownership_masks", "ownership_preview",
     "FaceJob", "RestoreSettings", "parse_indices", "plan_faces",
     "Pipeline", "Restored", "report", "restore_faces", "side_by_side",
