@@ -184,7 +184,7 @@ def test_bad_prompts_are_clear_errors_or_documented_no_ops(adapter):
         build([one(), one(), one()])                                   # more prompts than people
     with pytest.raises(ValueError, match="2048 wide \\(SDXL CLIP\\) but the model reads 768-wide text"):
         build([one(width=2048)])
-    with pytest.raises(ValueError, match="names face 7"):
+    with pytest.raises(ValueError, match="goes to face 7, but the image has faces 0..2"):
         build([one(face_index=7)])
     with pytest.raises(ValueError, match="two person prompts"):
         build([one(), one(face_index=0)])
@@ -199,6 +199,12 @@ def test_bad_prompts_are_clear_errors_or_documented_no_ops(adapter):
     # Only words, and they go nowhere: nothing to do.
     assert multi_id_patch(None, None, group(), {KEY: None}, prompts=[one(n=0, face_index=0)],
                           project=project, context_dim=768) is None
+    # Without identities a prompt goes to the face at its position (FACES order, left to right).
+    by_position = multi_id_patch(None, None, group(), {KEY: None}, prompts=[one(n=0), one(n=3), one(n=5)],
+                                 project=project, context_dim=768)
+    assert np.array_equal(by_position.masks[0], group().faces[1].mask) and by_position.text.owner.tolist() == [0] * 3 + [1] * 5
+    with pytest.raises(ValueError, match="person prompt 4 goes to face 3"):
+        multi_id_patch(None, None, group(), {KEY: None}, prompts=[one()] * 4, project=project, context_dim=768)
     with pytest.raises(ValueError, match="no faces found"):
         multi_id_patch(None, None, ImageFaces(SIZE, SIZE, []), {KEY: None}, prompts=[one(face_index=0)],
                        project=project, context_dim=768)

@@ -143,9 +143,11 @@ class PersonPrompt:
         return f"person prompt {position + 1}" + (f" ({self.label!r})" if self.label else "")
 
 
-def prompt_faces(prompts, identity_faces: list[int], n_faces: int, context_dim: int | None) -> list[int]:
+def prompt_faces(prompts, identity_faces: list[int] | None, n_faces: int, context_dim: int | None) -> list[int]:
     """The face each prompt goes to (-1: nowhere), after checking width, placement and weight.
 
+    A prompt without face_index follows the identity at its position (``identity_faces``), or,
+    with no identities at all (None), goes to the face at its position (FACES order).
     An empty prompt (no tokens), and the prompt of an identity placed on no face, go nowhere.
     """
     faces = []
@@ -154,27 +156,34 @@ def prompt_faces(prompts, identity_faces: list[int], n_faces: int, context_dim: 
         tokens = prompt.tokens
         if tokens.ndim != 2:
             raise ValueError(f"{name} must be (tokens, width); got shape {tuple(tokens.shape)}")
-        if context_dim is not None and len(tokens) and tokens.shape[-1] != context_dim:
+        if len(tokens) == 0:
+            faces.append(-1)
+            continue
+        if context_dim is not None and tokens.shape[-1] != context_dim:
             raise ValueError(f"{name} is {tokens.shape[-1]} wide ({_clip_family(tokens.shape[-1])}) but the "
                              f"model reads {context_dim}-wide text ({_clip_family(context_dim)}): "
                              "encode it with the CLIP of the same checkpoint as the model")
         if not math.isfinite(float(prompt.weight)) or not torch.isfinite(tokens).all():
             raise ValueError(f"{name} holds a NaN or infinite weight or token")
-        if prompt.face_index is None:
-            if position >= len(identity_faces):
-                raise ValueError(f"{name} follows identity {position + 1}, but there are only {len(identity_faces)} "
-                                 "identities: give it a face_index (the face its words go to), or remove it")
-            face = identity_faces[position]
-        else:
-            face = int(prompt.face_index)
-            if not -1 <= face < n_faces:
-                raise ValueError(f"{name} names face {face}, but the image has faces 0..{n_faces - 1} (-1 = none)")
-        faces.append(face if len(tokens) else -1)
+        faces.append(_prompt_face(prompt, position, name, identity_faces, n_faces))
     placed = [f for f in faces if f >= 0]
     doubled = sorted({f for f in placed if placed.count(f) > 1})
     if doubled:
         raise ValueError(f"face(s) {doubled} got two person prompts: put one person's words into one prompt")
     return faces
+
+
+def _prompt_face(prompt, position, name, identity_faces, n_faces) -> int:
+    if prompt.face_index is None and identity_faces is not None:
+        if position >= len(identity_faces):
+            raise ValueError(f"{name} follows identity {position + 1}, but there are only {len(identity_faces)} "
+                             "identities: give it a face index (the face its words go to), or remove it")
+        return identity_faces[position]
+    face = position if prompt.face_index is None else int(prompt.face_index)
+    if not -1 <= face < n_faces:
+        raise ValueError(f"{name} goes to face {face}, but the image has faces 0..{n_faces - 1}: "
+                         "give it the number FaceDetectMasks shows (-1 = none)")
+    return face
 
 
 def _clip_family(width: int) -> str:
@@ -205,7 +214,8 @@ def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, lay
         raise ValueError("person prompts need the model's own text projections (project)")
     if prompts and not image_faces.faces:
         raise ValueError("no faces found to give the person prompts to: check FaceDetectMasks' image")
-    text_faces = prompt_faces(list(prompts), identity_faces, len(image_faces.faces), context_dim)
+    text_faces = prompt_faces(list(prompts), identity_faces if has_identities else None,
+                              len(image_faces.faces), context_dim)
 
     people = list(dict.fromkeys(f for f in identity_faces + text_faces if f >= 0))  # faces, first come first
     if not people:
