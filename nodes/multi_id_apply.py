@@ -12,7 +12,7 @@ from ..magicid_core.diffusion.attention import MultiIDAttention
 from ..magicid_core.parsing import parse_number_list
 from ..magicid_core.diffusion.placement import multi_id_patch
 
-from .common import CATEGORY, FACES, IDENTITIES
+from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 
 ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.adapters.IdentityAdapter
 ADAPTER_FOLDERS = ("ipadapter", "instantid")  # the folders peer packs use, under ComfyUI/models
@@ -88,6 +88,9 @@ class MultiIDApply:
                     "Per-identity multipliers of weight, e.g. '1, 0.8, 1.2'. Empty: all 1."}),
                 "image_index": ("INT", {"default": 0, "min": 0, "max": 4095,
                                         "tooltip": "Which image of FACES gives the face layout."}),
+                "person_prompts": (PERSON_PROMPTS, {"tooltip":
+                    "Each person's own words (chained PersonPrompt nodes): inside that person's face they are "
+                    "attended next to the main prompt, elsewhere they do nothing. Positive side only."}),
             },
         }
 
@@ -102,7 +105,7 @@ class MultiIDApply:
                    "cross-attention (MGMICA). Generate at the size (or aspect) of the FACES image.")
 
     def apply(self, model, adapter, identities, faces, weight, start_percent, end_percent,
-              face_indices="", identity_weights="", image_index=0):
+              face_indices="", identity_weights="", image_index=0, person_prompts=None):
         if len(faces) == 0 or image_index >= len(faces):
             raise ValueError(f"FACES holds {len(faces)} image(s); image_index {image_index} does not exist")
         image = faces[image_index]
@@ -115,8 +118,9 @@ class MultiIDApply:
             face_indices=parse_number_list(face_indices, int, "face_indices"),
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=(sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
-            attention=comfy_attention)
-        if patch is None:  # every identity assigned to no face: the model is unchanged
+            attention=comfy_attention, prompts=list(person_prompts or []), project=UNetTextProjection(model),
+            context_dim=layers[0][2])
+        if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
         return (register_patch(model.clone(), patch, [key for key, _, _ in layers]),
@@ -134,20 +138,39 @@ def comfy_attention(q, k, v, heads, extra_options):
 def cross_attention_layers(model) -> list[tuple[tuple, int, int]]:
     """(block key, width, context width) of every cross-attention layer, in diffusers order
     (input blocks, output blocks, middle block) -- the order adapter files number them in."""
+    found = [(key, *attn2.to_k.weight.shape) for key, attn2 in attn2_modules(model)]
+    if not found:
+        raise ValueError("this model has no UNet cross-attention layers: MultiIDApply needs an SD1.5 or SDXL model")
+    return found
+
+
+def attn2_modules(model):
+    """(block key, attn2 module) of every cross-attention layer, in diffusers order."""
     unet = model.model.diffusion_model
     if not all(hasattr(unet, a) for a in ("input_blocks", "middle_block", "output_blocks")):
         raise ValueError(f"MultiIDApply needs an SD1.5 or SDXL UNet; this model is a {type(model.model).__name__}")
-    found = []
     for name, blocks in (("input", unet.input_blocks), ("output", unet.output_blocks), ("middle", [unet.middle_block])):
         for block_id, block in enumerate(blocks):
             for module in block:
                 for index, tb in enumerate(getattr(module, "transformer_blocks", [])):
                     attn2 = getattr(tb, "attn2", None)
                     if attn2 is not None:
-                        found.append(((name, block_id, index), *attn2.to_k.weight.shape))
-    if not found:
-        raise ValueError("this model has no UNet cross-attention layers: MultiIDApply needs an SD1.5 or SDXL model")
-    return found
+                        yield (name, block_id, index), attn2
+
+
+class UNetTextProjection:
+    """A layer's own to_k / to_v applied to a person's words (``project`` of the core's PersonText).
+
+    The modules are called, not their weights copied, so whatever ComfyUI does to the prompt's
+    keys (weight casting, LoRA patches, low-VRAM loading) happens to the words too.
+    """
+
+    def __init__(self, model):
+        self.modules = dict(attn2_modules(model))
+
+    def __call__(self, key, tokens):
+        attn2 = self.modules[key]
+        return attn2.to_k(tokens), attn2.to_v(tokens)
 
 
 def coarsest_layer_size(model, height: int, width: int) -> tuple[int, int]:

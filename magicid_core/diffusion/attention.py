@@ -144,22 +144,21 @@ class MultiIDAttention:
 
     def _owned_residuals(self, q, k, v, extra_options):
         """(rows, added) of the identities, then of the words (when k, v are known)."""
-        size = layer_size(q, extra_options, self.masks.shape[1:])
         if self.tokens is not None and bool((self.weights != 0).any()):
-            yield self._identity_residual(q, size, extra_options)
+            yield self._owned_residual(q, extra_options)
         if k is not None and self.text is not None and bool(self.text.speakers().any()):
-            yield self._text_residual(q, k, v, size, extra_options)
+            yield self._text_residual(q, k, v, extra_options)
 
-    def _identity_residual(self, q: torch.Tensor, size, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows)."""
+    def _owned_residual(self, q: torch.Tensor, extra_options: dict):
+        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows)."""
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
-        rows, allowed, scale = self._ownership(size, q)
+        rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
         attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
         return rows, attended * scale[:, None]
 
-    def _text_residual(self, q, k, v, size, extra_options):
+    def _text_residual(self, q, k, v, extra_options):
         """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
-        rows, allowed, scale = self._text_cells(size, q)
+        rows, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
         cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
         added = q.new_zeros(len(q), len(rows), q.shape[-1])
         if len(cond) == 0 or len(rows) == 0:
