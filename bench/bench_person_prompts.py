@@ -41,7 +41,9 @@ def main() -> None:
     opts = parser.parse_args()
     if not Path(COMFYUI_DIR, "main.py").is_file():
         sys.exit("set COMFYUI_DIR to a ComfyUI checkout")
-    sys.path[:0] = [COMFYUI_DIR, str(PACK)]
+    # ComfyUI first (its nodes.py, not the pack's nodes/); the pack's test helpers by folder, since
+    # ComfyUI has a package called tests too
+    sys.path[:0] = [COMFYUI_DIR, str(PACK), str(PACK / "tests" / "host"), str(PACK / "tests" / "support")]
     from comfy.cli_args import args
 
     args.cpu = True
@@ -49,8 +51,8 @@ def main() -> None:
     import nodes
     from magicid_core.diffusion.placement import PersonPrompt
     from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces
-    from tests.host.tiny_models import tiny_sd15_model
-    from tests.support.mgmica_layouts import faceid_state_dict
+    from mgmica_layouts import faceid_state_dict
+    from tiny_models import tiny_sd15_model
 
     base = Path(tempfile.mkdtemp())
     (base / "custom_nodes").mkdir()
