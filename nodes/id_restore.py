@@ -9,8 +9,9 @@ import numpy as np
 from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS
 from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
 from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
-from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
-from .comfy_pipeline import ComfyPipeline
+from .common import CATEGORY, FACES, PERSON_PROMPTS, images_to_numpy, numpy_to_images
+from .comfy_pipeline import ComfyPipeline, has_identity_patch
+from .multi_id_apply import add_person_words
 
 
 class IDRestore:
@@ -47,6 +48,9 @@ class IDRestore:
             "optional": {
                 "control_net": ("CONTROL_NET", {"tooltip": "A face-landmark ControlNet, fed each face's landmark map."}),
                 "control_strength": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 2.0, "step": 0.05}),
+                "person_prompts": (PERSON_PROMPTS, {"tooltip":
+                    "Each face's own words while it regenerates (PersonPrompt chain; face -1 = the face at the "
+                    "prompt's position). Positive side only; the background keeps its exact pixels."}),
             },
         }
 
@@ -59,14 +63,21 @@ class IDRestore:
 
     def restore(self, image, faces, model, vae, positive, negative, steps, strength, cfg, scheduler,
                 zoom_size, context, feather, inversion_refine, face_indices, control_net=None,
-                control_strength=0.8):
+                control_strength=0.8, person_prompts=None):
         import comfy.utils
 
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
                                    feather=feather, refine_iters=inversion_refine)
         indices = parse_indices(face_indices)
+        # 'all' restores only the faces MultiIDApply gave an identity, when it patched the model
+        only_identified = indices is None and has_identity_patch(model)
+        if person_prompts:
+            if len(image) > 1 or len(faces) != 1:
+                raise ValueError(f"person_prompts name the faces of one picture, but IDRestore got {len(image)} "
+                                 "pictures: restore them one at a time (or leave person_prompts unconnected)")
+            model = add_person_words(model, faces[0], person_prompts)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
-                                 only_identified=indices is None)
+                                 only_identified=only_identified)
         bar = comfy.utils.ProgressBar(1)
         restored = restore_faces(images_to_numpy(image), faces, pipeline, settings, indices,
                                  progress=lambda done, total: bar.update_absolute(done, total))

@@ -193,6 +193,17 @@ def register_patch(model, patch: MultiIDAttention, keys):
     return model
 
 
+def add_person_words(model, image_faces, prompts):
+    """For IDRestore: a clone of ``model`` carrying person prompts alone (no identities), on the
+    faces of ``image_faces``; the model itself when no prompt goes to a face."""
+    layers = cross_attention_layers(model)
+    patch = multi_id_patch(None, None, image_faces, {key: None for key, _, _ in layers}, attention=comfy_attention,
+                           prompts=list(prompts), project=UNetTextProjection(model), context_dim=layers[0][2])
+    if patch is None:
+        return model
+    return register_patch(model.clone(), patch, [key for key, _, _ in layers])
+
+
 def multi_id_patches(model) -> dict:
     """MultiIDApply's attn2 patches of a model, by block key.
 

@@ -190,3 +190,36 @@ def test_person_prompt_node_encodes_like_clip_text_encode_and_checks_widths(host
         apply(host, model, adapter, faces, PromptOf.make((words(5, 2048), 1.0, None)))
     with pytest.raises(ValueError, match="person prompt 3 follows identity 3, but there are only 2 identities"):
         apply(host, model, adapter, faces, PromptOf.make(*[(words(3), 1.0, None)] * 3))
+
+
+# -- IDRestore: each face regenerates with its own words ----------------------------------------------
+
+from tests.host.test_id_restore_host import paste_masks, run_node, scene  # noqa: E402,F401  (scene: a fixture)
+
+
+def test_id_restore_regenerates_each_face_with_its_own_words(comfy_nodes, scene):
+    """Words for faces 1 and 2 of three real faces; only face 2's words change between two runs:
+    face 2 comes out different, every other pixel identical, the background the input's bits."""
+    image, faces = scene
+    first = PromptOf.make((words(8, seed=1), 1.0, 1), (words(8, seed=2), 1.0, 2))
+    second = PromptOf.make((words(8, seed=1), 1.0, 1), (words(8, seed=3), 1.0, 2))
+    one, _, report = run_node(comfy_nodes, image, faces, person_prompts=first)
+    two, _, _ = run_node(comfy_nodes, image, faces, person_prompts=second)
+    outside = paste_masks(image, faces) == 0
+    assert np.array_equal(one[outside], image[outside]) and np.array_equal(two[outside], image[outside])
+    face2 = paste_masks(image, faces, [2]) > 0
+    assert np.abs(one[face2] - two[face2]).mean() > 1e-4, "face 2's own words did nothing"
+    assert np.array_equal(one[~face2], two[~face2]), "face 2's words reached another face"
+    assert report.count("restored") == len(faces[0].faces)       # faces without words are restored too
+
+
+def test_id_restore_refuses_prompts_for_a_batch_and_for_missing_faces(comfy_nodes, scene):
+    image, faces = scene
+    with pytest.raises(ValueError, match="goes to face 7"):
+        run_node(comfy_nodes, image, faces, person_prompts=PromptOf.make((words(4), 1.0, 7)))
+    batch = np.stack([image, image])
+    node = comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"]()
+    with pytest.raises(ValueError, match="one picture"):
+        node.restore(torch.from_numpy(batch), FaceSet([faces[0], faces[0]]), tiny_sd15_model(), tiny_vae(),
+                     text_conditioning(1), text_conditioning(2), 2, 0.5, 3.0, "karras", 256, 0.4, 3, 0, "all",
+                     person_prompts=PromptOf.make((words(4), 1.0, 0)))
