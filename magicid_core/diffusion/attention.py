@@ -132,7 +132,8 @@ class MultiIDAttention:
 
     def is_inert(self) -> bool:
         """No identity and no words with a non-zero weight: the layer's output, bit for bit."""
-        return not bool((self.weights != 0).any()) and not (self.text is not None and bool(self.text.speakers().any()))
+        speaks = self.text is not None and bool(self.text.speakers().any())
+        return not bool((self.weights != 0).any()) and not speaks
 
     def residual(self, q: torch.Tensor, extra_options: dict, k=None, v=None) -> torch.Tensor:
         """What the people add to the layer in extra_options, (B, N, width): the identities'
