@@ -20,6 +20,7 @@ from PIL import Image
 
 from .analyze import ORDERS, AnalysisSettings, analyze_image
 from .faces.detection import BACKENDS
+from .faces.landmarks import LANDMARK_BACKENDS
 from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .faces.masks import MASK_MODES
 from .faces.control_maps import skeleton_map
@@ -33,8 +34,8 @@ def _mask_png(mask: np.ndarray, path: Path) -> None:
     Image.fromarray(np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8), mode="L").save(path)
 
 
-def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path) -> list[str]:
-    """Analyse and write preview, masks and faces.json into out_dir; returns the summary lines."""
+def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path) -> tuple[list[str], list[str]]:
+    """Analyse and write preview, masks and faces.json into out_dir; returns the notes and the summary lines."""
     faces = analyze_image(image, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     Image.fromarray(draw_preview(image, faces)).save(out_dir / "preview.png")
@@ -46,15 +47,24 @@ def write_analysis(image: np.ndarray, settings: AnalysisSettings, out_dir: Path)
     if settings.skeletons:
         Image.fromarray(skeleton_map(faces, min_confidence=0.3)).save(out_dir / "skeleton.png")
     (out_dir / "faces.json").write_text(json.dumps(faces.to_dict(), indent=1))
-    return [f"face {f.index}: box {np.round(f.box).astype(int).tolist()} ({f.width:.0f}x{f.height:.0f} px) "
-            f"score {f.score:.2f} detector {f.detector} mesh {'478 points' if f.landmarks is not None else 'none'} "
+    return faces.notes, [f"face {f.index}: box {np.round(f.box).astype(int).tolist()} ({f.width:.0f}x{f.height:.0f} px) "
+            f"score {f.score:.2f} detector {f.detector} landmarks {_landmark_summary(f)} "
             f"mask {int((f.mask > 0.5).sum())} px{_identity_summary(f)}" for f in faces.faces]
+
+
+def _landmark_summary(face) -> str:
+    if face.landmarks is not None:
+        return f"{len(face.landmarks)} points ({face.sources.get('landmarks', '?')})"
+    if face.landmarks68 is not None:
+        return f"68 points ({face.sources.get('landmarks', '?')})"
+    return "none"
 
 
 def _identity_summary(face) -> str:
     parts = []
     if face.skeleton is not None:
-        parts.append(f"skeleton {int((face.skeleton[:, 2] > 0).sum())}/18 points")
+        parts.append(f"skeleton {int((face.skeleton[:, 2] > 0).sum())}/18 points "
+                     f"({face.sources.get('skeleton', '?')})")
     if face.embedding is not None:
         parts.append(f"embedding {face.embedding_model} ({len(face.embedding)}-d)")
     return "".join(" " + p for p in parts)
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: output/sample or output/<image name>)")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--min-face", type=float, default=AnalysisSettings.min_face, help="smallest face in px")
+    p.add_argument("--landmarks", default="auto", choices=LANDMARK_BACKENDS,
+                   help="dense landmarks: insightface_106, mediapipe_mesh, dlib_68 (auto: the best installed)")
     p.add_argument("--mask-mode", default="face", choices=MASK_MODES)
     p.add_argument("--order", default="left_to_right", choices=ORDERS)
     p.add_argument("--identity-backend", default="auto", choices=IDENTITY_BACKENDS,
@@ -81,13 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     name = "sample" if path.resolve() == SAMPLE else path.stem
     out_dir = Path(args.out) if args.out else Path("output") / name
     settings = AnalysisSettings(backend=args.backend, min_face=args.min_face, mask_mode=args.mask_mode,
+                                landmark_backend=args.landmarks, mesh=args.landmarks != "none",
                                 order=args.order, identity_backend=args.identity_backend,
                                 skeletons=not args.no_skeletons, embeddings=not args.no_embeddings)
     image = np.asarray(Image.open(path).convert("RGB"))
-    lines = write_analysis(image, settings, out_dir)
+    notes, lines = write_analysis(image, settings, out_dir)
     print(f"{path.name}: {len(lines)} face(s) -> {out_dir}/")
     for line in lines:
         print("  " + line)
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -1,13 +1,20 @@
-"""Face analysis of an image or a batch: detect, mesh, order, mask, skeleton, embed -> ImageFaces / FaceSet.
+"""Face analysis of an image or a batch: detect, landmarks, order, mask, skeleton, embed -> ImageFaces / FaceSet.
 
 Detection runs on a copy whose longer side is at most ``max_side`` px (so an 8k image
 costs about what a 2k image does); boxes and keypoints are mapped back to the input's
-pixels, and the mesh and masks are computed at full resolution inside each face's region.
+pixels, and the landmarks and masks are computed at full resolution inside each face's region.
+
+Each part comes from the best backend that is really installed (``auto``) and the face
+record says which (``Face.sources``): detection (insightface > mediapipe > dlib), dense
+landmarks (insightface 2d106det > mediapipe mesh > dlib 68), the 5 keypoints (measured on
+the landmarks when there are any), the skeleton (controlnet_aux POSE_KEYPOINT when given, else
+mediapipe Pose, else head-only with a note), the embedding (ArcFace > dlib).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -15,20 +22,27 @@ import cv2
 import numpy as np
 
 from .faces.detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
+from .faces.landmarks import LANDMARK_BACKENDS, make_landmarker
+from .faces.masks import MASK_MODES, face_masks, head_box
+from .faces.pose import PoseEstimator, head_only_skeleton
+from .faces.pose_keypoint import apply_pose_keypoint, frames_for_batch
 from .faces.records import Detection, Face, FaceSet, ImageFaces
 from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .identity.embedders import make_embedder
 from .image_io import to_rgb_uint8
-from .faces.masks import MASK_MODES, face_masks, head_box
-from .faces.mesh import face_mesh, keypoints_from_mesh
-from .faces.pose import PoseEstimator
+from .optional import mediapipe_available, missing_message
+
+log = logging.getLogger("magicid")
 
 ORDERS = ("left_to_right", "size")
 # Below this many pixels (in the analysed copy) no detector finds a face reliably.
 SMALLEST_DETECTABLE = 16
-# The mesh is a second opinion: real faces down to ~24 px get one, so a detection the mesh
-# rejects is kept only when the detector was sure of it (e.g. a face seen from the side).
+# The mediapipe mesh is a second opinion: real faces down to ~24 px get one, so a detection the
+# mesh rejects is kept only when the detector was sure of it (e.g. a face seen from the side).
 UNMESHED_MIN_SCORE = 0.8
+HEAD_ONLY_NOTE = ("body skeletons: " + missing_message("mediapipe", "mediapipe Pose")
+                  + " Faces got head-only skeletons (nose and eyes); connect a DWPose or OpenPose "
+                  "POSE_KEYPOINT for full bodies.")
 
 
 @dataclass
@@ -40,9 +54,10 @@ class AnalysisSettings:
     feather: float = 8.0            # px of soft edge outside the grown shape
     max_faces: int = 0              # keep the most confident N faces; 0 = all
     order: str = "left_to_right"    # left_to_right | size (largest first)
-    mesh: bool = True               # run the 478-point face mesh on each face
+    mesh: bool = True               # dense landmarks on each face (see landmark_backend)
+    landmark_backend: str = "auto"  # see faces.landmarks.LANDMARK_BACKENDS
     max_side: int = 2048            # detection sees at most this long a side
-    skeletons: bool = True          # a COCO-18 body skeleton per face (mediapipe Pose on a person crop)
+    skeletons: bool = True          # a COCO-18 body skeleton per face (POSE_KEYPOINT, mediapipe Pose or head-only)
     embeddings: bool = True         # an identity embedding per face
     identity_backend: str = "auto"  # see identity.BACKENDS: auto = ArcFace when insightface models exist, else dlib
     insightface_roots: tuple[str, ...] | None = None  # folder(s) of insightface packs; None = $MAGICID_INSIGHTFACE_DIR
@@ -55,6 +70,9 @@ class AnalysisSettings:
         if self.identity_backend not in IDENTITY_BACKENDS:
             raise ValueError(f"unknown identity backend {self.identity_backend!r}; "
                              f"choose one of {', '.join(IDENTITY_BACKENDS)}")
+        if self.landmark_backend not in LANDMARK_BACKENDS:
+            raise ValueError(f"unknown landmark backend {self.landmark_backend!r}; "
+                             f"choose one of {', '.join(LANDMARK_BACKENDS)}")
         if self.order not in ORDERS:
             raise ValueError(f"unknown face order {self.order!r}; choose one of {', '.join(ORDERS)}")
         if self.min_face <= 0 or self.max_side < 64 or self.feather < 0 or self.max_faces < 0:
@@ -73,16 +91,31 @@ def _pose_estimator() -> PoseEstimator:
     return PoseEstimator()
 
 
-def add_skeletons_and_embeddings(rgb: np.ndarray, faces: list[Face], settings: AnalysisSettings) -> None:
-    """Fill each face's skeleton and identity embedding, as the settings ask."""
-    if settings.skeletons:
+def add_skeletons(rgb: np.ndarray, faces: list[Face]) -> list[str]:
+    """A skeleton per face: mediapipe Pose where it is installed, else head-only (and a note)."""
+    if mediapipe_available():
         for face, skeleton in zip(faces, _pose_estimator().skeletons(rgb, faces)):
             face.skeleton = skeleton
-    if settings.embeddings and faces:
-        embedder = make_embedder(settings.identity_backend, settings.insightface_roots)
-        for face in faces:
-            face.embedding = embedder.embed(rgb, face.box, face.keypoints)
-            face.embedding_model = embedder.model_name
+            face.sources["skeleton"] = "mediapipe_pose" if skeleton[1:14, 2].any() else "head_only"
+        return []
+    for face in faces:
+        face.skeleton = head_only_skeleton(face.keypoints, face.score)
+        face.sources["skeleton"] = "head_only"
+    return [HEAD_ONLY_NOTE] if faces else []
+
+
+def add_embeddings(rgb: np.ndarray, faces: list[Face], settings: AnalysisSettings) -> None:
+    if not faces:
+        return
+    embedder = make_embedder(settings.identity_backend, settings.insightface_roots)
+    if hasattr(embedder, "embed_many"):
+        vectors = embedder.embed_many(rgb, [face.box for face in faces])
+    else:
+        vectors = [embedder.embed(rgb, face.box, face.keypoints) for face in faces]
+    for face, vector in zip(faces, vectors):
+        face.embedding = vector
+        face.embedding_model = embedder.model_name
+        face.sources["embedding"] = embedder.model_name
 
 
 def analysis_scale(height: int, width: int, max_side: int) -> float:
@@ -102,23 +135,34 @@ def order_faces(faces: list[Face], order: str) -> list[Face]:
     return ranked
 
 
-def _to_face(det: Detection, scale: float, rgb: np.ndarray, with_mesh: bool) -> Face:
-    """A detection on the analysed copy -> a Face in input pixels, with mesh and keypoints."""
+@functools.lru_cache(maxsize=4)
+def _cached_landmarker(backend: str, insightface_roots):
+    return make_landmarker(backend, insightface_roots)
+
+
+def _to_face(det: Detection, scale: float, rgb: np.ndarray, landmarker) -> Face:
+    """A detection on the analysed copy -> a Face in input pixels, with landmarks and keypoints."""
     h, w = rgb.shape[:2]
     box = np.clip(det.box / scale, 0, [w, h, w, h]).astype(np.float32)
-    keypoints = (det.keypoints / scale).astype(np.float32)
-    landmarks = face_mesh(rgb, box) if with_mesh else None
-    if landmarks is not None:
-        keypoints = keypoints_from_mesh(landmarks)  # measured mouth corners beat estimated ones
-    return Face(index=0, box=box, score=det.score, keypoints=keypoints, head_box=head_box(box, h, w),
-                detector=det.source, landmarks=landmarks)
+    face = Face(index=0, box=box, score=det.score, keypoints=(det.keypoints / scale).astype(np.float32),
+                head_box=head_box(box, h, w), detector=det.source,
+                sources={"detection": det.source, "keypoints": det.source})
+    found = landmarker.locate(rgb, box) if landmarker is not None else None
+    if found is not None:
+        face.landmarks, face.landmarks68 = found.mesh, found.points68
+        face.keypoints = found.keypoints   # measured mouth corners beat estimated ones
+        face.sources["landmarks"] = face.sources["keypoints"] = found.backend
+    return face
 
 
-def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None) -> ImageFaces:
+def analyze_image(image, settings: AnalysisSettings | None = None, detector: FaceDetector | None = None,
+                  pose_frame: dict | None = None, pose_index: int = 0, pose_given: bool = False) -> ImageFaces:
     """All faces of one image (gray, RGB, RGBA; float 0..1 or uint8), ordered and masked.
 
     No face gives an ImageFaces with an empty list. ``detector`` overrides the backend of
-    the settings (it then also keeps its own min_face).
+    the settings (it then also keeps its own min_face). ``pose_frame``: this image's frame of a
+    controlnet_aux POSE_KEYPOINT, whose people become the faces' skeletons (see pose_keypoint);
+    ``pose_given`` says a POSE_KEYPOINT is connected even when this image has no frame (None).
     """
     settings = settings or AnalysisSettings()
     settings.check()
@@ -128,32 +172,61 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     min_face = max(settings.min_face * scale, SMALLEST_DETECTABLE)
     if min(h, w) * scale < SMALLEST_DETECTABLE:   # too small to hold a face
         return ImageFaces(h, w, [])
+    roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
     small = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                               interpolation=cv2.INTER_AREA)
     if detector is None:
-        roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
         detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots)
     detections = detector.detect(small)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
-    faces = [_to_face(d, scale, rgb, settings.mesh) for d in detections]
-    if settings.mesh:   # drop what only a doubtful detection and no mesh call a face
+    landmarker = _cached_landmarker(settings.landmark_backend, roots) if settings.mesh else None
+    faces = [_to_face(d, scale, rgb, landmarker) for d in detections]
+    if getattr(landmarker, "name", "") == "mediapipe_mesh":   # drop what only a doubtful detection calls a face
         faces = [f for f in faces if f.landmarks is not None or f.score >= UNMESHED_MIN_SCORE]
     faces = order_faces(faces, settings.order)
     for face, mask in zip(faces, face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather)):
         face.mask = mask
-    add_skeletons_and_embeddings(rgb, faces, settings)
-    return ImageFaces(h, w, faces)
+    notes = []
+    if settings.skeletons and (pose_given or pose_frame is not None):
+        for face in faces:   # faces no person matches keep a head-only skeleton
+            face.skeleton = head_only_skeleton(face.keypoints, face.score)
+            face.sources["skeleton"] = "head_only"
+        notes += apply_pose_keypoint(faces, pose_frame, h, w, pose_index)
+    elif settings.skeletons:
+        notes += add_skeletons(rgb, faces)
+    if settings.embeddings:
+        add_embeddings(rgb, faces, settings)
+    return ImageFaces(h, w, faces, notes)
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> FaceSet:
-    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(done, total)."""
+                  progress: Callable[[int, int], None] | None = None, pose_keypoint=None) -> FaceSet:
+    """analyze_image on every image of a batch ((B, H, W, C) array or a list); progress(done, total).
+
+    ``pose_keypoint``: controlnet_aux's POSE_KEYPOINT for the batch (see pose_keypoint.frames_for_batch).
+    Each note of the analysis (e.g. head-only skeletons) is logged once.
+    """
     images = list(images)
     settings = settings or AnalysisSettings()
+    frames = frames_for_batch(pose_keypoint, len(images))
     out = []
     for i, image in enumerate(images):
-        out.append(analyze_image(image, settings))
+        out.append(analyze_image(image, settings, pose_frame=frames[i], pose_index=i,
+                                 pose_given=pose_keypoint is not None))
         if progress is not None:
             progress(i + 1, len(images))
-    return FaceSet(out)
+    faces = FaceSet(out)
+    for note in faces.notes:
+        log_once(note)
+    return faces
+
+
+_LOGGED: set[str] = set()
+
+
+def log_once(note: str) -> None:
+    """Log a note the first time this process meets it (a batch of 100 images says it once)."""
+    if note not in _LOGGED:
+        _LOGGED.add(note)
+        log.warning("MagicID: %s", note)

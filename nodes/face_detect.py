@@ -22,8 +22,9 @@ NO_IDENTITY = "none"
 
 
 class FaceDetectMasks:
-    DESCRIPTION = ("Finds every face (small ones in group photos too), with a 478-point mesh, 5 keypoints and "
-                   "a mask per face. Masks never overlap. The FACES output feeds every later MagicID node.")
+    DESCRIPTION = ("Finds every face (small ones in group photos too), with dense landmarks (insightface 106, "
+                   "mediapipe mesh or dlib 68 points), 5 keypoints and a mask per face. Masks never overlap. The "
+                   "FACES output feeds every later MagicID node.")
     CATEGORY = f"{CATEGORY}/faces"
     FUNCTION = "detect"
     RETURN_TYPES = (FACES, "MASK", "MASK", "IMAGE")
@@ -42,13 +43,14 @@ class FaceDetectMasks:
         return {"required": {
             "image": ("IMAGE", {"tooltip": "One image or a batch; gray and RGBA are fine."}),
             "backend": (list(BACKENDS), {"default": "auto", "tooltip":
-                        "auto: insightface when its models are installed, else mediapipe (tiled, finds small "
-                        "faces). dlib_hog: dlib's HOG detector (slower, frontal faces only)."}),
+                        "auto: the best installed: insightface (models found), else mediapipe (tiled, finds small "
+                        "faces), else dlib_hog (installs everywhere, frontal faces). dlib_cnn: dlib's CNN "
+                        "detector (turned faces too, slow on CPU)."}),
             "min_face_px": ("INT", {"default": int(DEFAULT_MIN_FACE), "min": 8, "max": 4096, "tooltip":
                             "Smallest face to look for, in pixels of the image. Lower finds smaller faces "
                             "but costs time (each halving about doubles it)."}),
             "mask_mode": (list(MASK_MODES), {"default": "face", "tooltip":
-                          "face: the face outline from the mesh. head: grown to take in hair. box: the box."}),
+                          "face: the face outline from the landmarks. head: grown to take in hair. box: the box."}),
             "dilation_px": ("INT", {"default": 4, "min": -128, "max": 512, "tooltip":
                             "Grow (or, negative, shrink) each mask by this many pixels."}),
             "feather_px": ("INT", {"default": 8, "min": 0, "max": 512, "tooltip":
@@ -67,11 +69,15 @@ class FaceDetectMasks:
                                  "(insightface models in ComfyUI/models/insightface), dlib (offline), auto (arcface "
                                  "when its files exist), none. Use the same as IdentityFromImages."}),
             "skeletons": ("BOOLEAN", {"default": True, "tooltip":
-                          "A COCO-18 body skeleton per person (mediapipe Pose), for OpenPose control maps."}),
+                          "A COCO-18 body skeleton per person, for OpenPose control maps: from pose_keypoint when "
+                          "connected, else mediapipe Pose where installed, else head-only (the node says so)."}),
+            "pose_keypoint": ("POSE_KEYPOINT", {"tooltip":
+                              "Body skeletons from controlnet_aux's DWPose / OpenPose preprocessor, matched to the "
+                              "faces by position. Faces no person matches keep a head-only skeleton."}),
         }}
 
     def detect(self, image, backend, min_face_px, mask_mode, dilation_px, feather_px, max_faces, order,
-               error_if_no_face, identity_backend="auto", skeletons=True):
+               error_if_no_face, identity_backend="auto", skeletons=True, pose_keypoint=None):
         import comfy.utils
 
         arrays = images_to_numpy(image)
@@ -81,7 +87,8 @@ class FaceDetectMasks:
                                     identity_backend="auto" if identity_backend == NO_IDENTITY else identity_backend,
                                     insightface_roots=tuple(insightface_roots()))
         bar = comfy.utils.ProgressBar(len(arrays))
-        faces = analyze_batch(arrays, settings, progress=lambda done, total: bar.update_absolute(done, total))
+        faces = analyze_batch(arrays, settings, progress=lambda done, total: bar.update_absolute(done, total),
+                              pose_keypoint=pose_keypoint)
         missing = [i for i, im in enumerate(faces.images) if not im.faces]
         if error_if_no_face and missing:
             raise ValueError(f"FaceDetectMasks: no face found in image(s) {missing} of the batch. Lower "
@@ -91,6 +98,6 @@ class FaceDetectMasks:
         union = np.stack([im.union_mask() for im in faces.images])
         previews = [draw_preview(to_rgb_uint8(a), im) for a, im in zip(arrays, faces.images)]
         # ui: the previews shown on the node, and the boxes web/magicid.js numbers over them
-        return {"ui": faces_ui(faces, previews),
+        return {"ui": {**faces_ui(faces, previews), "magicid_notes": faces.notes},
                 "result": (faces, numpy_to_masks(face_masks, h, w), numpy_to_masks(union, h, w),
                            numpy_to_images(previews))}

@@ -11,6 +11,8 @@ from tests.support.face_scenes import group6, match, scene
 from magicid_core.__main__ import main
 from magicid_core.analyze import AnalysisSettings, analyze_batch, analyze_image
 from magicid_core.faces.detection import make_detector
+from magicid_core.optional import mediapipe_available
+from tests.support.no_mediapipe import needs_mediapipe
 
 FAST = AnalysisSettings(mesh=False, skeletons=False, embeddings=False)  # what these tests check needs neither
 
@@ -58,7 +60,7 @@ def test_an_8k_image_is_detected_on_a_downscaled_copy_and_mapped_back():
     small, ovals = scene(1920, 1080, [("astronaut", 150, 600, 500, False), ("hopper", 130, 1300, 520, True)])
     image = cv2.resize(small, (7680, 4320), interpolation=cv2.INTER_LINEAR)
     seen = []
-    detector = make_detector("mediapipe", min_face=32)
+    detector = make_detector("auto", min_face=64)   # faces are 150 px on the 2048 px copy
 
     class Watch:  # the real detector; only records the size of what it is given
         name = detector.name
@@ -71,7 +73,7 @@ def test_an_8k_image_is_detected_on_a_downscaled_copy_and_mapped_back():
     assert seen == [(1152, 2048, 3)]
     big_ovals = [(x * 4, y * 4, w * 4, h * 4) for x, y, w, h in ovals]
     assert match(faces.faces, big_ovals) == [0, 1]
-    assert faces.faces[0].mask.shape == (4320, 7680) and faces.faces[0].landmarks.max() > 2048
+    assert faces.faces[0].mask.shape == (4320, 7680) and faces.faces[0].landmarks68.max() > 2048
 
 
 def test_batch_of_16_reports_progress_and_keeps_images_apart(third):
@@ -96,16 +98,22 @@ def test_bad_settings_are_refused_with_a_clear_message():
 def test_command_line_writes_preview_masks_and_json(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "faces.json").read_text())
-    assert len(data["faces"]) == 6 and len(data["faces"][0]["landmarks"]) == 478
+    assert len(data["faces"]) == 6 and len(data["faces"][0]["landmarks68"]) == 68
+    with_mediapipe = data["faces"][0]["sources"]["landmarks"] == "mediapipe_mesh"
+    assert with_mediapipe == mediapipe_available()
+    if with_mediapipe:
+        assert len(data["faces"][0]["landmarks"]) == 478
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == (["faces.json"] + [f"mask_{i:02d}.png" for i in range(6)]
                      + ["preview.png", "skeleton.png", "union_mask.png"])
     face = data["faces"][0]
     assert face["embedding_model"] == "dlib_resnet_v1" and len(face["embedding"]) == 128
-    assert face["skeleton"]["r_shoulder"][2] > 0.5
-    assert len(capsys.readouterr().out.strip().splitlines()) == 7  # a header and one line per face
+    assert face["skeleton"]["r_shoulder"][2] > 0.5 if with_mediapipe else face["sources"]["skeleton"] == "head_only"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 7 + (not with_mediapipe)  # a header, one line per face (and the head-only skeleton note)
 
 
+@needs_mediapipe
 def test_a_detection_without_a_mesh_and_with_a_low_score_is_dropped():
     # mediapipe's tiles also fire (score ~0.64) on the astronaut's helmet ring, where no mesh fits
     from skimage.data import astronaut

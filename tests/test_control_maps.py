@@ -8,6 +8,7 @@ from magicid_core.faces import control_maps as cm
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces.records import Face, FaceSet, ImageFaces
 from tests.support.people import group_of_three
+from tests.support.no_mediapipe import needs_mediapipe
 
 H, W = 240, 200
 
@@ -99,6 +100,18 @@ def test_thicker_sticks_for_xinsir_scaling():
     assert _px(thick, 100 + 8, 60) == tuple(int(c * 0.6) for c in cm.OPENPOSE_COLORS[12])
 
 
+def test_68_points_are_drawn_as_openpose_face_keypoints_when_there_is_no_mesh():
+    points = np.stack([np.linspace(20, 180, 68), np.full(68, 120.0)], axis=1)
+    points[5] = (0, 0)                                  # a missing point (the annotator skips the origin)
+    face = _face()
+    face.landmarks68 = points
+    img = cm.landmark_map(_frame(face))
+    assert _px(img, 100, 120) == (255, 255, 255) and _px(img, 100, 125) == (0, 0, 0)   # radius-3 white dots
+    assert img[:3, :3].max() == 0 and set(map(tuple, img.reshape(-1, 3))) == {(0, 0, 0), (255, 255, 255)}
+    with pytest.raises(ValueError, match="68"):
+        cm.draw_face68(np.zeros((H, W, 3), np.uint8), points[:60])
+
+
 def test_kps_map_matches_instantid_layout():
     face = _face(x0=40, y0=60, size=120)   # points 30 px apart on each axis
     img = cm.kps_map(_frame(face))
@@ -121,6 +134,7 @@ def _mesh(h=H, w=W, n=478):
     return np.full((n, 2), -50.0, np.float32)
 
 
+@needs_mediapipe   # the MediaPipe-face drawing reads the mesh topology from mediapipe
 def test_face_mesh_draws_only_visible_edges_in_part_colours():
     from mediapipe.python.solutions import face_mesh_connections as fmc
 
@@ -136,6 +150,7 @@ def test_face_mesh_draws_only_visible_edges_in_part_colours():
     assert (img.any(axis=-1)).sum() < 40 * 4
 
 
+@needs_mediapipe
 def test_pupils_are_4px_squares_in_iris_colours():
     mesh = _mesh()
     mesh[468] = (60.7, 80.2)    # floored onto the grid: (60, 80)
@@ -148,6 +163,7 @@ def test_pupils_are_4px_squares_in_iris_colours():
     assert cm.landmark_map(_frame(_face(landmarks=mesh[:468]))).max() == 0
 
 
+@needs_mediapipe
 def test_fused_map_lays_landmarks_over_the_skeleton():
     mesh = _mesh()
     mesh[468] = (100, 40)       # right on the nose joint
@@ -206,12 +222,12 @@ def test_schedule_gives_skeleton_first_then_face():
 
 def test_real_group_photo_maps_line_up_with_its_faces():
     image, _ = group_of_three()          # three real people side by side
-    frame = analyze_image(image, AnalysisSettings(embeddings=False))   # with mesh, masks and skeletons
-    assert len(frame.faces) == 3 and all(f.landmarks is not None for f in frame.faces)
+    frame = analyze_image(image, AnalysisSettings(embeddings=False))   # with landmarks, masks and skeletons
+    assert len(frame.faces) == 3 and all(f.landmarks68 is not None for f in frame.faces)
     for face in frame.faces:
         alone = ImageFaces(frame.height, frame.width, [face])
         drawn = cm.landmark_map(alone).any(axis=-1)
-        assert drawn.sum() > 500                                  # a whole face's contours
+        assert drawn.sum() > 500                                  # a whole face's contours (mesh) or 68 points
         assert (face.mask[drawn] > 0).mean() > 0.95               # ... inside this face's own mask
         x0, y0, x1, y1 = face.head_box
         kps_drawn = cm.kps_map(alone)

@@ -8,6 +8,7 @@ from tests.support.face_scenes import group6, match, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces.detection import DETECTORS, TiledMediapipeDetector, make_detector, tile_plan
 from magicid_core.faces.geometry import five_keypoints
+from tests.support.no_mediapipe import needs_mediapipe
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +16,7 @@ def sizes():
     return sizes_scene()
 
 
+@needs_mediapipe
 def test_tiled_mediapipe_finds_every_face_from_24_to_128_px(sizes):
     image, ovals = sizes
     dets = TiledMediapipeDetector(min_face=20).detect(image)
@@ -23,6 +25,7 @@ def test_tiled_mediapipe_finds_every_face_from_24_to_128_px(sizes):
     assert len(dets) == len(ovals), "a detection that is no face"
 
 
+@needs_mediapipe
 def test_whole_frame_mediapipe_misses_small_faces_that_tiles_find(sizes):
     image, ovals = sizes
     whole = TiledMediapipeDetector(min_face=20, tiled=False).detect(image)

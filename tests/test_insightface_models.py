@@ -137,7 +137,10 @@ def test_detector_registry_and_analysis_name_the_insightface_folder(tmp_path):
 
     with pytest.raises(InsightFaceModelError, match=f"{tmp_path}.*scrfd_10g_bnkps.onnx"):
         make_detector("insightface", insightface_roots=[str(tmp_path)])
-    assert make_detector("auto", insightface_roots=[str(tmp_path)]).name == "mediapipe"   # no pack: next backend
+    from magicid_core.optional import mediapipe_available
+
+    next_backend = "mediapipe" if mediapipe_available() else "dlib_hog"   # no pack: the next backend installed
+    assert make_detector("auto", insightface_roots=[str(tmp_path)]).name == next_backend
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(InsightFaceModelError, match=f"{tmp_path}.*glintr100.onnx"):
         analyze_image(image, AnalysisSettings(backend="insightface", insightface_roots=(str(tmp_path),)))

@@ -9,6 +9,7 @@ from magicid_core.faces.records import COCO18_NAMES
 from magicid_core.identity.embedders import make_embedder
 from magicid_core.faces.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
 from tests.support.people import ROOT, astronaut
+from tests.support.no_mediapipe import needs_mediapipe
 
 P = {name: i for i, name in enumerate(COCO18_NAMES)}
 
@@ -28,6 +29,7 @@ def _inside(point, box):
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
+@needs_mediapipe
 def test_astronaut_skeleton_is_anatomically_placed(pose, astronaut_face):
     box = astronaut_face.box
     s = pose.skeleton(astronaut(), box, astronaut_face.keypoints, astronaut_face.score)
@@ -49,6 +51,7 @@ def test_astronaut_skeleton_is_anatomically_placed(pose, astronaut_face):
         assert s[P[name]].tolist() == [0, 0, 0], name
 
 
+@needs_mediapipe
 def test_body_out_of_frame_leaves_head_points_only(pose, astronaut_face):
     head = np.ascontiguousarray(astronaut()[:175])   # cut just under the chin
     s = pose.skeleton(head, astronaut_face.box, astronaut_face.keypoints, astronaut_face.score)
@@ -58,6 +61,7 @@ def test_body_out_of_frame_leaves_head_points_only(pose, astronaut_face):
         assert s[P[name], 2] == 0, name
 
 
+@needs_mediapipe
 def test_no_person_found_gives_the_face_keypoints_as_head(pose, astronaut_face):
     blank = np.full((300, 300, 3), 40, np.uint8)
     box = np.array([100, 40, 160, 100], np.float32)
@@ -68,6 +72,7 @@ def test_no_person_found_gives_the_face_keypoints_as_head(pose, astronaut_face):
     assert (s[:, 2] > 0).sum() == 3
 
 
+@needs_mediapipe
 def test_each_person_of_the_six_person_sample_gets_their_own_skeleton():
     # neighbours overlap in this photo: without greying out the other heads Pose often took a neighbour
     image = np.asarray(Image.open(ROOT / "assets" / "group6.jpg").convert("RGB"))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..faces import crops
-from ..faces.control_maps import draw_face_mesh
+from ..faces.control_maps import draw_face68, draw_face_mesh
 from ..faces.records import Face, FaceSet
 from .inversion import DEFAULT_REFINE_ITERS
 from ..parsing import parse_number_list
@@ -118,6 +118,8 @@ def landmark_hint(job: FaceJob) -> np.ndarray:
     canvas = np.zeros(job.plan.padded + (3,), np.uint8)
     if job.face.landmarks is not None:
         draw_face_mesh(canvas, crops.to_work(np.asarray(job.face.landmarks)[:, :2], job.plan))
+    elif job.face.landmarks68 is not None:   # no mesh: OpenPose-face points
+        draw_face68(canvas, crops.to_work(np.asarray(job.face.landmarks68), job.plan))
     return canvas.astype(np.float32) / 255
 
 

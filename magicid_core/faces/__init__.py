@@ -6,8 +6,12 @@ The first layer of the core; it imports nothing from ``identity/`` or ``diffusio
   FaceSet, Identity) and the keypoint orders.
 - ``geometry``: boxes, NMS, the 5 InstantID keypoints, ``finish`` (shared by every detector,
   and by the sibling ``magicid_core.insightface`` backend).
-- ``detection``: the mediapipe tile pyramid, dlib HOG, and the backend registry (``make_detector``).
-- ``mesh`` (478-point face mesh), ``masks`` (face / head / box masks), ``pose`` (COCO-18 skeletons).
+- ``detection``: the mediapipe tile pyramid and the backend registry (``make_detector``).
+- ``dlib_stack``: dlib HOG / CNN detectors and shape predictors (face_recognition_models' weights).
+- ``landmarks``: dense landmarks per face from insightface 2d106det, mediapipe's mesh or dlib's 68
+  points; ``landmarks68``: the 68-point layout every backend maps into (keypoints, face outline).
+- ``mesh`` (478-point face mesh), ``masks`` (face / head / box masks), ``pose`` (COCO-18 skeletons
+  from mediapipe Pose), ``pose_keypoint`` (skeletons from controlnet_aux's POSE_KEYPOINT).
 - ``crops``: crop boxes with context, zoom to a working size, paste back through a mask.
 - ``preview``: the picture FaceDetectMasks shows.
 - ``control_maps``: MMF (multi-modal fusion) control maps - OpenPose skeleton, face-mesh

@@ -4,7 +4,9 @@ drawn in the formats existing ControlNets were trained on.
 - skeleton map: OpenPose COCO-18 body pose, colours and limbs as the OpenPose
   annotator of ControlNet draws them (controlnet_aux ``draw_bodypose``);
 - landmark map: the MediaPipe face mesh contours of controlnet_aux's
-  ``mediapipe_face`` annotator (oval, eyes, brows, lips, pupils);
+  ``mediapipe_face`` annotator (oval, eyes, brows, lips, pupils) for faces with a mesh; for
+  faces with 68 points only (dlib, insightface 2d106det), OpenPose's face keypoints as
+  controlnet_aux's ``draw_facepose`` draws them (white dots), what OpenPose-face ControlNets read;
 - kps map: InstantID's 5-keypoint map (``draw_kps``);
 - fused map: the skeleton with the landmarks drawn over it.
 
@@ -22,6 +24,7 @@ import math
 import cv2
 import numpy as np
 
+from ..optional import require_mediapipe
 from .records import FaceSet, ImageFaces
 
 # --- OpenPose body (COCO-18 order, see faces.COCO18_NAMES) ---------------------------
@@ -69,7 +72,7 @@ PUPIL_HALF = 2
 @functools.lru_cache(maxsize=1)
 def face_part_edges() -> list[tuple[tuple[int, int], tuple[int, int, int]]]:
     """(edge, colour) for every contour edge, in the annotator's drawing order."""
-    from mediapipe.python.solutions import face_mesh_connections as fmc  # the mesh topology
+    fmc = require_mediapipe("the MediaPipe-face landmark map").solutions.face_mesh  # the mesh topology
 
     parts = {
         "face_oval": fmc.FACEMESH_FACE_OVAL, "left_eye": fmc.FACEMESH_LEFT_EYE,
@@ -143,6 +146,21 @@ def draw_face_mesh(canvas: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return canvas
 
 
+OPENPOSE_FACE_RADIUS = 3
+OPENPOSE_FACE_COLOR = (255, 255, 255)
+
+
+def draw_face68(canvas: np.ndarray, points68: np.ndarray) -> np.ndarray:
+    """Draw one face's 68 points as OpenPose face keypoints (controlnet_aux ``draw_facepose``), in place."""
+    pts = np.asarray(points68, np.float64)
+    if pts.shape != (68, 2):
+        raise ValueError(f"OpenPose face keypoints are 68 (x, y) points, got shape {pts.shape}")
+    for x, y in pts[np.isfinite(pts).all(axis=1)]:
+        if x > 0 and y > 0:   # the annotator skips points at the origin (missing ones)
+            cv2.circle(canvas, (int(x), int(y)), OPENPOSE_FACE_RADIUS, OPENPOSE_FACE_COLOR, thickness=-1)
+    return canvas
+
+
 def draw_kps(canvas: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     """Draw one face's 5 keypoints in InstantID's style, in place."""
     kps = np.asarray(keypoints, np.float64)
@@ -168,6 +186,8 @@ def landmark_map(frame: ImageFaces) -> np.ndarray:
     for face in frame.faces:
         if face.landmarks is not None:
             draw_face_mesh(canvas, face.landmarks)
+        elif face.landmarks68 is not None:
+            draw_face68(canvas, face.landmarks68)
     return canvas
 
 

