@@ -15,12 +15,14 @@ from .identity import IdentityFromImages
 from .kin_blend import KinIDBlend
 from .mmf_control import MMFControlApply, MMFControlMaps
 from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
+from .person_prompt import PersonPrompt
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
     "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
     "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "PersonPrompt": (PersonPrompt, "Person Prompt (MagicID)"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),
     "MMFControlMaps": (MMFControlMaps, "MMF Control Maps (MagicID)"),

@@ -13,6 +13,7 @@ import torch
 CATEGORY = "MagicID"
 FACES = "FACES"  # the custom type carrying magicid_core.FaceSet between nodes
 IDENTITIES = "IDENTITIES"  # a list of magicid_core.Identity, one per person
+PERSON_PROMPTS = "PERSON_PROMPTS"  # a list of magicid_core.diffusion.PersonPrompt, one per person
 
 
 def images_to_numpy(image: torch.Tensor) -> list[np.ndarray]:

@@ -15,8 +15,9 @@ from ..magicid_core import validate
 from ..magicid_core.diffusion.inversion import DEFAULT_REFINEMENT
 from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
 from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
-from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
-from .host.pipeline import ComfyPipeline
+from .common import CATEGORY, FACES, PERSON_PROMPTS, images_to_numpy, numpy_to_images
+from .host.pipeline import ComfyPipeline, has_identity_patch
+from .host.words import add_person_words
 from .host.progress import comfy_progress
 
 
@@ -56,6 +57,9 @@ class IDRestore:
             "optional": {
                 "control_net": ("CONTROL_NET", {"tooltip": "A face-landmark ControlNet, fed each face's landmark map."}),
                 "control_strength": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 2.0, "step": 0.05}),
+                "person_prompts": (PERSON_PROMPTS, {"tooltip":
+                    "Each face's own words while it regenerates (PersonPrompt chain; face -1 = the face at the "
+                    "prompt's position). Positive side only; the background keeps its exact pixels."}),
             },
         }
 
@@ -71,15 +75,22 @@ class IDRestore:
 
     def restore(self, image, faces, model, vae, positive, negative, steps, strength, cfg, scheduler,
                 zoom_size, context, feather, refinement, faces_to_restore, control_net=None,
-                control_strength=0.8):
+                control_strength=0.8, person_prompts=None):
         image = validate.image("image", image)
         cfg = validate.number("cfg", cfg, 0.0, 100.0)
         control_strength = validate.number("control_strength", control_strength, 0.0, 10.0)
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
                                    feather=feather, refinement=refinement)
         indices = parse_indices(faces_to_restore)
+        # 'all' restores only the faces MultiIDApply gave an identity, when it patched the model
+        only_identified = indices is None and has_identity_patch(model)
+        if person_prompts:
+            if len(image) > 1 or len(faces) != 1:
+                raise ValueError(f"person_prompts name the faces of one picture, but IDRestore got {len(image)} "
+                                 "pictures: restore them one at a time (or leave person_prompts unconnected)")
+            model = add_person_words(model, faces[0], person_prompts)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
-                                 only_identified=indices is None)
+                                 only_identified=only_identified)
         restored = restore_faces(images_to_numpy(image), faces, pipeline, settings, indices,
                                  progress=comfy_progress())
         for message in restored.messages:

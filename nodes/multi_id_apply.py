@@ -13,11 +13,11 @@ from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
 from ..magicid_core.diffusion.placement import multi_id_patch
 
-from .common import CATEGORY, FACES, IDENTITIES
+from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path
-from .host.unet import coarsest_layer_size, cross_attention_layers
+from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
 ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.identity.adapters.IdentityAdapter
 
@@ -64,6 +64,9 @@ class MultiIDApply:
                     "Per-identity multipliers of weight, e.g. '1, 0.8, 1.2'. Empty: all 1."}),
                 "image_index": ("INT", {"default": 0, "min": 0, "max": 4095,
                                         "tooltip": "Which image of FACES gives the face layout."}),
+                "person_prompts": (PERSON_PROMPTS, {"tooltip":
+                    "Each person's own words (chained PersonPrompt nodes): inside that person's face they are "
+                    "attended next to the main prompt, elsewhere they do nothing. Positive side only."}),
             },
         }
 
@@ -78,7 +81,7 @@ class MultiIDApply:
                    "cross-attention (MGMICA). Generate at the size (or aspect) of the FACES image.")
 
     def apply(self, model, adapter, identities, faces, weight, start_percent, end_percent,
-              face_indices="", identity_weights="", image_index=0):
+              face_indices="", identity_weights="", image_index=0, person_prompts=None):
         if len(faces) == 0 or image_index >= len(faces):
             raise validate.BadInput(f"image_index {image_index} does not exist: faces holds {len(faces)} image(s)")
         weight = validate.number("weight", weight, 0.0, 3.0)
@@ -99,8 +102,9 @@ class MultiIDApply:
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
             face_indices=face_indices,
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
-            sigma_range=sigma_range)
-        if patch is None:  # every identity assigned to no face: the model is unchanged
+            sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
+            context_dim=layers[0][2])
+        if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
         return (add_identities(model, patch, [key for key, _, _ in layers], sigma_range),

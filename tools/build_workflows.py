@@ -121,7 +121,21 @@ FAMILIES = {  # checkpoint, adapter, skeleton ControlNet, face ControlNet
 IDENTITY_NOTE = f"Identities need insightface's face models: {INSIGHTFACE}."
 
 
-def group_photo(family: str, people: int, kin: bool = False):
+# each person's own words (PersonPrompt), in the order of the identities
+PERSON_WORDS = ["laughing, red scarf", "eyes closed, calm smile", "older, grey beard, round glasses",
+                "curly hair, surprised, open mouth"]
+
+
+def person_prompts(g: Graph, clip, texts: list[str]):
+    """One PersonPrompt per person, chained: prompt i goes with identity i."""
+    chain = None
+    for i, text in enumerate(texts):
+        extra = {"person_prompts": chain["person_prompts"]} if chain else {}
+        chain = g.add("PersonPrompt", title=f"Words of person {i}", clip=clip, text=text, **extra)
+    return chain
+
+
+def group_photo(family: str, people: int, kin: bool = False, words: bool = False):
     ckpt, adapter, skeleton_cn, face_cn = FAMILIES[family]
 
     def build(g: Graph) -> str:
@@ -136,8 +150,10 @@ def group_photo(family: str, people: int, kin: bool = False):
         else:
             identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
         ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+        said = {"person_prompts": person_prompts(g, loader["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
+            if words else {}
         patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
-                        identities=identities["identities"], faces=faces["faces"])
+                        identities=identities["identities"], faces=faces["faces"], **said)
         controls = mmf_controls(g, faces, pos, neg, skeleton_cn, face_cn)
         latent = g.add("VAEEncode", pixels=layout["IMAGE"], vae=loader["VAE"])
         sample = g.add("KSampler", model=patched["model"], positive=controls["positive"],
@@ -152,9 +168,14 @@ def group_photo(family: str, people: int, kin: bool = False):
             f"A group photo of {who}, each with their own face and no identity leaking onto the others "
             "(MGMICA), posed like the layout photo (MMF: body skeletons and face landmarks). Layout photo: "
             f"any photo with {people} people. {refs}. MultiIDApply's face_indices (or the chips under it) "
-            "pick which identity goes to which numbered face.",
+            "pick which identity goes to which numbered face."
+            + (" Each person also has their own words (the PersonPrompt chain, one per identity, in the same "
+               "order): they act only on that person's face, next to the main prompt, in the same single pass."
+               if words else ""),
             [ckpt, adapter, skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
-        return f"Family photo ({family.upper()})" if kin else f"Group photo, {people} identities ({family.upper()})"
+        if kin:
+            return f"Family photo ({family.upper()})"
+        return f"Group photo, {people} identities{', each with own words' if words else ''} ({family.upper()})"
     return build
 
 
@@ -223,6 +244,8 @@ WORKFLOWS = {
     "magicid_group_4_ids_sd15": group_photo("sd15", 4),
     "magicid_group_2_ids_sdxl": group_photo("sdxl", 2),
     "magicid_group_4_ids_sdxl": group_photo("sdxl", 4),
+    "magicid_group_4_prompts_sd15": group_photo("sd15", 4, words=True),
+    "magicid_group_4_prompts_sdxl": group_photo("sdxl", 4, words=True),
     "magicid_family_kin_sd15": group_photo("sd15", 3, kin=True),
     "magicid_family_kin_sdxl": group_photo("sdxl", 3, kin=True),
     "magicid_invert_regenerate_sd15": invert_and_regenerate,

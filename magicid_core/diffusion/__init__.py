@@ -14,10 +14,10 @@ Words (MGMICA, ownership, placement, DIIR, pinned, refinement) are defined in th
 docs/ARCHITECTURE.md.
 """
 
-from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
+from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 from .inversion import DEFAULT_REFINEMENT, Inversion, euler_step, invert, measured_error, regenerate
 from .ownership import owner_map, ownership_masks, ownership_preview
-from .placement import multi_id_patch, place_identities
+from .placement import PersonPrompt, multi_id_patch, place_identities
 from .restore import Pipeline, Restored, report, restore_faces, side_by_side
 from .restore_plan import FaceJob, RestoreSettings, parse_indices, plan_faces
 from .schedules import ddim_uniform, partial_sigmas, sd_discrete_sigmas
@@ -25,8 +25,8 @@ from .schedules import ddim_uniform, partial_sigmas, sd_discrete_sigmas
 __all__ = [
     "ddim_uniform", "partial_sigmas", "sd_discrete_sigmas",
     "DEFAULT_REFINEMENT", "Inversion", "euler_step", "invert", "measured_error", "regenerate",
-    "IdentityTokens", "MultiIDAttention", "sdpa_attention",
-    "multi_id_patch", "place_identities",
+    "IdentityTokens", "MultiIDAttention", "PersonText", "sdpa_attention",
+    "PersonPrompt", "multi_id_patch", "place_identities",
     "owner_map", "ownership_masks", "ownership_preview",
     "FaceJob", "RestoreSettings", "parse_indices", "plan_faces",
     "Pipeline", "Restored", "report", "restore_faces", "side_by_side",

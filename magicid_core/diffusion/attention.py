@@ -11,6 +11,16 @@ identities are attended in one batched call, a cell's softmax restricted to its 
 tokens by a boolean attention mask, computed only on owned cells. The patch reads
 as: gather tokens -> attend per identity -> mask -> add.
 
+Each person may also carry their own words (PersonText): CLIP tokens of the model's context
+width, projected by the layer's own to_k / to_v. In the cells person i owns, the text attention
+becomes attention over [global prompt ; person i's prompt], exactly what ComfyUI computes for
+the concatenated conditioning (ConditioningConcat), blended by the person's weight w_i:
+
+    out += w_i * M_i * (Attn(q, [K_text; K_i], [V_text; V_i]) - Attn(q, K_text, V_text))   (cond rows)
+
+so w_i = 1 is the concatenation, 0 is the global prompt alone, and a cell person i does not own
+gets exactly nothing. Uncond rows get nothing either: the negative prompt stays as it is.
+
 The patch is a plain callable ``patch(q, k, v, extra_options) -> out`` (ComfyUI's attn2
 replacement protocol); this module never imports ComfyUI. Which identity goes to which
 face, and building a patch from identities and FACES, is placement.py's job.
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,19 +62,60 @@ class IdentityTokens:
         return replace(self, cond=self.cond[keep], uncond=self.uncond[keep])
 
 
-class MultiIDAttention:
-    """One attn2 replacement serving every identity on every cross-attention layer."""
+@dataclass
+class PersonText:
+    """Every person's own prompt: CLIP tokens of the model's context width, one weight per person.
 
-    def __init__(self, tokens: IdentityTokens, masks: np.ndarray, weights, layer_of: dict,
-                 sigma_range=(math.inf, 0.0), attention=sdpa_attention, previous=None):
+    ``project(block_key, tokens (1, T, C)) -> (K, V)`` is the layer's own to_k / to_v (the host's
+    modules, so LoRA and weight casting apply as to the global prompt).
+    """
+
+    tokens: torch.Tensor          # (T, C) all people's prompt tokens, one after the other
+    owner: torch.Tensor           # (T,) int64: the person (mask index) each token belongs to
+    weights: torch.Tensor         # (P,) per person; 0 for a person without words
+    project: Callable
+
+    def subset(self, keep: list[int]) -> "PersonText":
+        """Only the people in ``keep`` (renumbered 0..len(keep)-1)."""
+        new_index = torch.full((len(self.weights),), -1, dtype=torch.long)
+        new_index[torch.as_tensor(keep, dtype=torch.long)] = torch.arange(len(keep))
+        kept = new_index[self.owner] >= 0
+        return replace(self, tokens=self.tokens[kept], owner=new_index[self.owner][kept],
+                       weights=self.weights[keep])
+
+    def speakers(self) -> torch.Tensor:
+        """(P,) bool: people with words and a non-zero weight."""
+        has_tokens = torch.bincount(self.owner, minlength=len(self.weights)) > 0
+        return has_tokens & (self.weights != 0)
+
+
+class MultiIDAttention:
+    """One attn2 replacement serving every person (identity and/or words) on every cross-attention layer.
+
+    ``masks`` holds one mask per person; ``tokens`` one identity per person (None: nobody has one)
+    and ``weights`` their identity weights (0 for a person without identity); ``text`` the people's
+    own words, if any.
+    """
+
+    def __init__(self, tokens: IdentityTokens | None, masks: np.ndarray, weights, layer_of: dict,
+                 sigma_range=(math.inf, 0.0), attention=sdpa_attention, previous=None,
+                 text: PersonText | None = None):
         self.tokens = tokens
         self.masks = validate_masks(masks) if len(masks) else np.zeros((0, 1, 1), np.float32)
         self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32).reshape(-1))
-        if not (len(self.masks) == len(tokens.cond) == len(self.weights)):
-            raise ValueError(f"{len(tokens.cond)} identities need as many masks and weights; got "
+        n_identities = len(self.masks) if tokens is None else len(tokens.cond)
+        if not (len(self.masks) == n_identities == len(self.weights)):
+            raise ValueError(f"{n_identities} identities need as many masks and weights; got "
                              f"{len(self.masks)} masks and {len(self.weights)} weights")
+        if tokens is None and bool((self.weights != 0).any()):
+            raise ValueError("identity weights were given but no identity tokens")
         if not torch.isfinite(self.weights).all():
             raise ValueError("identity weights must be finite numbers")
+        if text is not None and len(text.weights) != len(self.masks):
+            raise ValueError(f"{len(text.weights)} text weights for {len(self.masks)} people")
+        if text is not None and not torch.isfinite(text.weights).all():
+            raise ValueError("person prompt weights must be finite numbers")
+        self.text = text
         self.layer_of = dict(layer_of)            # ComfyUI block key -> adapter layer number
         self.sigma_start, self.sigma_end = sigma_range
         self.attention = attention                # the host's text attention
@@ -77,20 +129,56 @@ class MultiIDAttention:
         out = self._base(key, q, k, v, extra_options)
         if not self._acts(key, extra_options):
             return out
-        rows, added = self._owned_residual(q, extra_options)
-        return out.index_add(1, rows, added)                  # owned cells only; the rest untouched
+        for rows, added in self._owned_residuals(q, k, v, extra_options):
+            out = out.index_add(1, rows, added)               # owned cells only; the rest untouched
+        return out
 
-    def residual(self, q: torch.Tensor, extra_options: dict) -> torch.Tensor:
-        """sum_j w_j M_j Attn(q, K_j, V_j) for the layer in extra_options, (B, N, width)."""
-        rows, added = self._owned_residual(q, extra_options)
-        return torch.zeros_like(q).index_add(1, rows, added)
+    def is_inert(self) -> bool:
+        """No identity and no words with a non-zero weight: the layer's output, bit for bit."""
+        speaks = self.text is not None and bool(self.text.speakers().any())
+        return not bool((self.weights != 0).any()) and not speaks
+
+    def residual(self, q: torch.Tensor, extra_options: dict, k=None, v=None) -> torch.Tensor:
+        """What the people add to the layer in extra_options, (B, N, width): the identities'
+        sum_j w_j M_j Attn(q, K_j, V_j), and with the text keys k, v given, the people's words."""
+        out = torch.zeros_like(q)
+        for rows, added in self._owned_residuals(q, k, v, extra_options):
+            out = out.index_add(1, rows, added)
+        return out
+
+    def _owned_residuals(self, q, k, v, extra_options):
+        """(rows, added) of the identities, then of the words (when k, v are known)."""
+        if self.tokens is not None and bool((self.weights != 0).any()):
+            yield self._owned_residual(q, extra_options)
+        if k is not None and self.text is not None and bool(self.text.speakers().any()):
+            yield self._text_residual(q, k, v, extra_options)
 
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows)."""
+        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows)."""
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
         rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
         attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
         return rows, attended * scale[:, None]
+
+    def _text_residual(self, q, k, v, extra_options):
+        """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
+        rows, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
+        added = q.new_zeros(len(q), len(rows), q.shape[-1])
+        if len(cond) == 0 or len(rows) == 0:
+            return rows, added
+        words = self.text.tokens[None].to(q.device, q.dtype)
+        k_words, v_words = self.text.project(block_key(extra_options), words)        # (1, T, width)
+        q_cells, k_cond, v_cond = q[cond][:, rows], k[cond], v[cond]
+        heads = extra_options["n_heads"]
+        sees_global = allowed.new_ones(len(rows), k.shape[1])
+        joint = multi_head_attention(
+            q_cells, torch.cat([k_cond, k_words.expand(len(cond), -1, -1).to(k.dtype)], 1),
+            torch.cat([v_cond, v_words.expand(len(cond), -1, -1).to(v.dtype)], 1), heads,
+            attn_mask=torch.cat([sees_global, allowed], 1))
+        alone = multi_head_attention(q_cells, k_cond, v_cond, heads)
+        added[cond] = (joint - alone) * scale[:, None]
+        return rows, added
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):
@@ -101,8 +189,8 @@ class MultiIDAttention:
         return self.attention(q, k, v, extra_options["n_heads"], extra_options)
 
     def _acts(self, key, extra_options) -> bool:
-        """Any identity with a weight, a known layer, and the sigma inside [end, start]."""
-        if len(self.weights) == 0 or not bool((self.weights != 0).any()) or key not in self.layer_of:
+        """Any identity or words with a weight, a known layer, and the sigma inside [end, start]."""
+        if self.is_inert() or key not in self.layer_of:
             return False
         sigmas = extra_options.get("sigmas")
         if sigmas is None:
@@ -122,15 +210,25 @@ class MultiIDAttention:
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
 
     def _ownership(self, size: tuple[int, int], q: torch.Tensor):
-        """Owned cell indices, which tokens each may see, and its owner's weight (cached per size)."""
-        cache_key = (size, q.device, q.dtype)
+        """Cells of people with an identity, which identity tokens each may see, and the weight."""
+        token_owner = torch.arange(len(self.masks)).repeat_interleave(self.tokens.cond.shape[1])
+        return self._cells("identity", size, q, self.weights, token_owner)
+
+    def _text_cells(self, size: tuple[int, int], q: torch.Tensor):
+        """Cells of people with words, which word tokens each may see, and the person's text weight."""
+        weights = torch.where(self.text.speakers(), self.text.weights, torch.zeros_like(self.text.weights))
+        return self._cells("text", size, q, weights, self.text.owner)
+
+    def _cells(self, what, size, q, weights, token_owner):
+        """Owned cells of people with a non-zero weight: (rows, allowed (M, T), owner's weight (M,)),
+        cached per layer size. Identities and words share one owner map."""
+        cache_key = (what, size, q.device, q.dtype)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
-            rows = torch.nonzero(owner >= 0)[:, 0]
-            n_tokens = self.tokens.cond.shape[1]
-            token_owner = torch.arange(len(self.masks)).repeat_interleave(n_tokens)
-            allowed = owner[rows][:, None] == token_owner[None, :]             # (M, N*T)
-            scale = self.weights[owner[rows]]
+            acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
+            rows = torch.nonzero(acting[owner])[:, 0]
+            allowed = owner[rows][:, None] == token_owner[None, :]
+            scale = weights[owner[rows]]
             self._owners[cache_key] = (rows.to(q.device), allowed.to(q.device), scale.to(q.device, q.dtype))
         return self._owners[cache_key]
 
@@ -148,8 +246,9 @@ class MultiIDAttention:
         keep = [i for i, m in enumerate(masks) if (m > 0).any()]
         previous = {key: (p.cropped(box_xyxy, out_hw, _done) if callable(getattr(p, "cropped", None)) else p)
                     for key, p in self.previous.items()}
-        copy = MultiIDAttention(self.tokens.subset(keep), masks[keep], self.weights.numpy()[keep],
-                                self.layer_of, (self.sigma_start, self.sigma_end), self.attention, previous)
+        copy = MultiIDAttention(None if self.tokens is None else self.tokens.subset(keep), masks[keep],
+                                self.weights.numpy()[keep], self.layer_of, (self.sigma_start, self.sigma_end),
+                                self.attention, previous, None if self.text is None else self.text.subset(keep))
         _done[id(self)] = copy
         return copy
 
@@ -162,7 +261,7 @@ class MultiIDAttention:
     def stacked_on(self, previous: dict) -> "MultiIDAttention":
         """The same patch wrapping other attn2 patches (by block key)."""
         return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
-                                (self.sigma_start, self.sigma_end), self.attention, previous)
+                                (self.sigma_start, self.sigma_end), self.attention, previous, self.text)
 
 
 def _attend(q, keys, values, allowed, heads):

@@ -1,7 +1,9 @@
-"""Placement: which identity goes to which face, and the MGMICA patch built for them.
+"""Placement: which person goes to which face, and the MGMICA patch built for them.
 
 Identities are placed on faces by explicit indices, or by matching their embeddings to the
 faces' (Hungarian method), or in FACES order; each placed identity brings its face's mask.
+A person's own words (PersonPrompt) follow the identity at the same position, or go to the
+face they name, so a person may have words without a reference face.
 ``multi_id_patch`` is everything MultiIDApply does without ComfyUI: check, place, build.
 
 MGMICA: mask-guided multi-identity cross-attention (attention.py); glossary: docs/ARCHITECTURE.md.
@@ -10,13 +12,15 @@ MGMICA: mask-guided multi-identity cross-attention (attention.py); glossary: doc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..identity.adapters import IdentityAdapter
 from ..identity.matching import assign_identities
-from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
+from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 
 
 def identity_embeddings(identities) -> np.ndarray:
@@ -44,17 +48,6 @@ def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
     raw = [getattr(i, "embedding_norm", None) or default for i in identities] \
         if isinstance(identities, list) else [default] * len(e)
     return e / np.maximum(norms, 1e-12) * np.asarray(raw, np.float32)[:, None]
-
-
-def build_patch(adapter: IdentityAdapter, identities, masks: np.ndarray, weights, layer_of: dict,
-                sigma_range=(math.inf, 0.0), attention=sdpa_attention) -> MultiIDAttention:
-    """The patch for identities placed on masks (one mask per identity, image pixels).
-
-    ``identities`` holds only the placed ones, in the order of ``masks`` (see place_identities).
-    """
-    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, identities))
-    tokens = IdentityTokens(cond, uncond, adapter.to_k, adapter.to_v)
-    return MultiIDAttention(tokens, masks, weights, layer_of, sigma_range, attention)
 
 
 def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]:
@@ -147,13 +140,129 @@ def face_mask(face, height: int, width: int) -> np.ndarray:
     return face.full_mask(height, width)
 
 
-def multi_id_patch(adapter: IdentityAdapter, identities, image_faces, layer_of: dict,
+@dataclass
+class PersonPrompt:
+    """One person's own words: CLIP-encoded tokens (T, C) at the model's context width.
+
+    ``face_index`` None: the words go to the face of the identity at the same position of the
+    identity list; an index: to that face of FACES (words without a reference face).
+    """
+
+    tokens: torch.Tensor
+    weight: float = 1.0
+    face_index: int | None = None
+    label: str = ""
+
+    def describe(self, position: int) -> str:
+        return f"person prompt {position + 1}" + (f" ({self.label!r})" if self.label else "")
+
+
+def prompt_faces(prompts, identity_faces: list[int] | None, n_faces: int, context_dim: int | None) -> list[int]:
+    """The face each prompt goes to (-1: nowhere), after checking width, placement and weight.
+
+    A prompt without face_index follows the identity at its position (``identity_faces``), or,
+    with no identities at all (None), goes to the face at its position (FACES order).
+    An empty prompt (no tokens), and the prompt of an identity placed on no face, go nowhere.
+    """
+    faces = []
+    for position, prompt in enumerate(prompts):
+        name = prompt.describe(position)
+        tokens = prompt.tokens
+        if tokens.ndim != 2:
+            raise ValueError(f"{name} must be (tokens, width); got shape {tuple(tokens.shape)}")
+        if len(tokens) == 0:
+            faces.append(-1)
+            continue
+        if context_dim is not None and tokens.shape[-1] != context_dim:
+            raise ValueError(f"{name} is {tokens.shape[-1]} wide ({_clip_family(tokens.shape[-1])}) but the "
+                             f"model reads {context_dim}-wide text ({_clip_family(context_dim)}): "
+                             "encode it with the CLIP of the same checkpoint as the model")
+        if not math.isfinite(float(prompt.weight)) or not torch.isfinite(tokens).all():
+            raise ValueError(f"{name} holds a NaN or infinite weight or token")
+        faces.append(_prompt_face(prompt, position, name, identity_faces, n_faces))
+    placed = [f for f in faces if f >= 0]
+    doubled = sorted({f for f in placed if placed.count(f) > 1})
+    if doubled:
+        raise ValueError(f"face(s) {doubled} got two person prompts: put one person's words into one prompt")
+    return faces
+
+
+def _prompt_face(prompt, position, name, identity_faces, n_faces) -> int:
+    if prompt.face_index is None and identity_faces is not None:
+        if position >= len(identity_faces):
+            raise ValueError(f"{name} follows identity {position + 1}, but there are only {len(identity_faces)} "
+                             "identities: give it a face index (the face its words go to), or remove it")
+        return identity_faces[position]
+    face = position if prompt.face_index is None else int(prompt.face_index)
+    if not -1 <= face < n_faces:
+        raise ValueError(f"{name} goes to face {face}, but the image has faces 0..{n_faces - 1}: "
+                         "give it the number FaceDetectMasks shows (-1 = none)")
+    return face
+
+
+def _clip_family(width: int) -> str:
+    return {768: "SD1.5 CLIP", 1024: "SD2 CLIP", 2048: "SDXL CLIP"}.get(width, "an unknown text encoder")
+
+
+def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, layer_of: dict,
                    face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
-                   attention=sdpa_attention) -> MultiIDAttention | None:
-    """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do."""
-    adapter.check_embeddings(identity_embeddings(identities))
-    kept, masks, kept_weights = place_identities(identities, image_faces, face_indices, weights)
-    if not kept:
+                   attention=sdpa_attention, prompts=(), project: Callable | None = None,
+                   context_dim: int | None = None) -> MultiIDAttention | None:
+    """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do.
+
+    ``prompts``: PersonPrompt list, projected per layer by ``project(block_key, tokens)``
+    (the layer's own to_k / to_v); ``context_dim``: the model's text width, to check them.
+    """
+    has_identities = identities is not None and len(identities) > 0
+    identity_faces, identity_weights = [], []
+    if has_identities:
+        if adapter is None:
+            raise ValueError("identities were given without an adapter: connect MagicIDAdapterLoader")
+        n_id = len(adapter.check_embeddings(identity_embeddings(identities)))
+        identity_weights = [1.0] * n_id if weights is None else [float(w) for w in weights]
+        if len(identity_weights) != n_id:
+            raise ValueError(f"{len(identity_weights)} weights given for {n_id} identities")
+        identity_faces = assign_faces(identities if isinstance(identities, list) else np.asarray(identities),
+                                      image_faces.faces, face_indices)
+    if prompts and project is None:
+        raise ValueError("person prompts need the model's own text projections (project)")
+    if prompts and not image_faces.faces:
+        raise ValueError("no faces found to give the person prompts to: check FaceDetectMasks' image")
+    text_faces = prompt_faces(list(prompts), identity_faces if has_identities else None,
+                              len(image_faces.faces), context_dim)
+
+    people = list(dict.fromkeys(f for f in identity_faces + text_faces if f >= 0))  # faces, first come first
+    if not people:
         return None
-    placed = [identities[i] for i in kept] if isinstance(identities, list) else np.asarray(identities)[kept]
-    return build_patch(adapter, placed, masks, kept_weights, layer_of, sigma_range, attention)
+    masks = np.stack([face_mask(image_faces.faces[f], image_faces.height, image_faces.width) for f in people])
+    tokens, person_weights = _identity_tokens(adapter, identities, identity_faces, identity_weights, people)
+    text = _person_text(list(prompts), text_faces, people, project)
+    return MultiIDAttention(tokens, masks, person_weights, layer_of, sigma_range, attention, text=text)
+
+
+def _identity_tokens(adapter, identities, identity_faces, identity_weights, people):
+    """One identity token set per person (zeros and weight 0 for people without an identity)."""
+    weights = np.zeros(len(people), np.float32)
+    placed = [i for i, f in enumerate(identity_faces) if f >= 0]
+    if not placed:
+        return None, weights
+    chosen = [identities[i] for i in placed] if isinstance(identities, list) else np.asarray(identities)[placed]
+    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, chosen))
+    slots = [people.index(identity_faces[i]) for i in placed]
+    full_cond, full_uncond = (torch.zeros((len(people),) + t.shape[1:], dtype=t.dtype) for t in (cond, uncond))
+    full_cond[slots], full_uncond[slots] = cond, uncond
+    weights[slots] = [identity_weights[i] for i in placed]
+    return IdentityTokens(full_cond, full_uncond, adapter.to_k, adapter.to_v), weights
+
+
+def _person_text(prompts, text_faces, people, project) -> PersonText | None:
+    """Every placed prompt's tokens one after the other, each token tagged with its person."""
+    placed = [(people.index(f), p) for f, p in zip(text_faces, prompts) if f >= 0]
+    if not placed:
+        return None
+    weights = torch.zeros(len(people))
+    for person, prompt in placed:
+        weights[person] = float(prompt.weight)
+    tokens = torch.cat([p.tokens.float() for _, p in placed])
+    owner = torch.cat([torch.full((len(p.tokens),), person, dtype=torch.long) for person, p in placed])
+    return PersonText(tokens, owner, weights, project)

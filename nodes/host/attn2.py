@@ -79,9 +79,9 @@ class IdentityResidual:
         return self
 
     def __call__(self, out, q, k, v, extra_options, **_window):
-        if not bool((self.attention.weights != 0).any()):
-            return 0                          # weight 0: the layer's output, bit for bit
-        return self.attention.residual(q, extra_options)
+        if self.attention.is_inert():
+            return 0                          # weight 0, no words: the layer's output, bit for bit
+        return self.attention.residual(q, extra_options, k, v)   # k, v: the prompt's, for the people's words
 
     def cropped(self, box_xyxy, out_hw) -> "IdentityResidual":
         """The same identities on a zoomed crop: masks cut to box (FACES pixels), resized to out_hw."""

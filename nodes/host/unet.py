@@ -10,20 +10,39 @@ LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index)
 def cross_attention_layers(model) -> list[tuple[LayerKey, int, int]]:
     """(layer key, width, context width) of every cross-attention layer, in diffusers order
     (input blocks, output blocks, middle block) -- the order adapter files number them in."""
+    found = [(key, *attn2.to_k.weight.shape) for key, attn2 in attn2_modules(model)]
+    if not found:
+        raise ValueError("this model has no UNet cross-attention layers: MultiIDApply needs an SD1.5 or SDXL model")
+    return found
+
+
+def attn2_modules(model):
+    """(layer key, attn2 module) of every cross-attention layer, in diffusers order."""
     unet = model.model.diffusion_model
     if not all(hasattr(unet, a) for a in ("input_blocks", "middle_block", "output_blocks")):
         raise ValueError(f"MultiIDApply needs an SD1.5 or SDXL UNet; this model is a {type(model.model).__name__}")
-    found = []
     for name, blocks in (("input", unet.input_blocks), ("output", unet.output_blocks), ("middle", [unet.middle_block])):
         for block_id, block in enumerate(blocks):
             for module in block:
                 for index, tb in enumerate(getattr(module, "transformer_blocks", [])):
                     attn2 = getattr(tb, "attn2", None)
                     if attn2 is not None:
-                        found.append(((name, block_id, index), *attn2.to_k.weight.shape))
-    if not found:
-        raise ValueError("this model has no UNet cross-attention layers: MultiIDApply needs an SD1.5 or SDXL model")
-    return found
+                        yield (name, block_id, index), attn2
+
+
+class UNetTextProjection:
+    """Each layer's own to_k / to_v applied to a person's words (``project`` of the core's PersonText).
+
+    The modules are called, not their weights copied, so whatever ComfyUI does to the prompt's
+    keys (weight casting, LoRA patches, low-VRAM loading) happens to the words too.
+    """
+
+    def __init__(self, model):
+        self.modules = dict(attn2_modules(model))
+
+    def __call__(self, key, tokens):
+        attn2 = self.modules[key]
+        return attn2.to_k(tokens), attn2.to_v(tokens)
 
 
 def coarsest_layer_size(model, height: int, width: int) -> tuple[int, int]:
