@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from ..identity.adapters import IdentityAdapter
+from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
 from ..identity.matching import assign_identities
 from .attention import IdentityTokens, MultiIDAttention, sdpa_attention
 
@@ -28,29 +28,35 @@ def identity_embeddings(identities) -> np.ndarray:
 
 
 def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
-    """Embeddings scaled the way the adapter was trained to read them.
+    """Embeddings scaled the way the adapter was trained to read them (at its boundary, so a
+    hand-built IDENTITIES value of any norm gets what the reference packs would feed it).
 
-    FaceID reads L2-normalised ArcFace vectors; InstantID reads insightface's raw ones, whose
-    components have about unit variance, i.e. a norm of about sqrt(512). An Identity that
-    carries its raw norm (optional ``embedding_norm``) gives that instead.
+    FaceID reads L2-normalised ArcFace vectors (IPAdapter_plus feeds ``normed_embedding``):
+    renormalised here. InstantID and FaceID portrait-unnorm read insightface's raw vectors: the
+    direction times the Identity's ``embedding_norm`` (the recogniser's raw norm), or sqrt(512),
+    about a raw vector's norm, when the identity carries none.
     """
     e = adapter.check_embeddings(identity_embeddings(identities))
-    if adapter.kind != "instantid":
-        return e
-    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    if not adapter.reads_raw:
+        return unit
     default = math.sqrt(adapter.embedding_dim)
     raw = [getattr(i, "embedding_norm", None) or default for i in identities] \
         if isinstance(identities, list) else [default] * len(e)
-    return e / np.maximum(norms, 1e-12) * np.asarray(raw, np.float32)[:, None]
+    return unit * np.asarray(raw, np.float32)[:, None]
 
 
 def build_patch(adapter: IdentityAdapter, identities, masks: np.ndarray, weights, layer_of: dict,
-                sigma_range=(math.inf, 0.0), attention=sdpa_attention) -> MultiIDAttention:
+                sigma_range=(math.inf, 0.0), attention=sdpa_attention,
+                instantid_noise: float = INSTANTID_NOISE) -> MultiIDAttention:
     """The patch for identities placed on masks (one mask per identity, image pixels).
 
     ``identities`` holds only the placed ones, in the order of ``masks`` (see place_identities).
+    ``instantid_noise``: InstantID's "no identity" input is ``noise * rand`` as ApplyInstantID
+    makes it (0.35 there); 0 = the projection of zeros. FaceID always uses zeros, as IPAdapter_plus.
     """
-    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, identities))
+    noise = instantid_noise if adapter.kind == "instantid" else 0.0
+    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, identities), negative_noise=noise)
     tokens = IdentityTokens(cond, uncond, adapter.to_k, adapter.to_v)
     return MultiIDAttention(tokens, masks, weights, layer_of, sigma_range, attention)
 
@@ -135,11 +141,11 @@ def face_mask(face, height: int, width: int) -> np.ndarray:
 
 def multi_id_patch(adapter: IdentityAdapter, identities, image_faces, layer_of: dict,
                    face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
-                   attention=sdpa_attention) -> MultiIDAttention | None:
+                   attention=sdpa_attention, instantid_noise: float = INSTANTID_NOISE) -> MultiIDAttention | None:
     """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do."""
     adapter.check_embeddings(identity_embeddings(identities))
     kept, masks, kept_weights = place_identities(identities, image_faces, face_indices, weights)
     if not kept:
         return None
     placed = [identities[i] for i in kept] if isinstance(identities, list) else np.asarray(identities)[kept]
-    return build_patch(adapter, placed, masks, kept_weights, layer_of, sigma_range, attention)
+    return build_patch(adapter, placed, masks, kept_weights, layer_of, sigma_range, attention, instantid_noise)
