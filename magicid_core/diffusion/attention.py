@@ -6,9 +6,9 @@ image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells i
     out = Attn(q, K_text, V_text) + sum_j  w_j * M_j(layer) * Attn(q, K_j, V_j)
 
 with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
-M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: all
-identities are attended in one batched call, a cell's softmax restricted to its owner's
-tokens by a boolean attention mask, computed only on owned cells. The patch reads
+M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: each
+identity's owned cells attend to its tokens alone (one host attention call per identity,
+as a lone IP-Adapter computes it), computed only on owned cells. The patch reads
 as: gather tokens -> attend per identity -> mask -> add.
 
 The patch is a plain callable ``patch(q, k, v, extra_options) -> out`` (ComfyUI's attn2
@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..identity.adapters import multi_head_attention
 from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
@@ -83,11 +84,23 @@ class MultiIDAttention:
         return torch.zeros_like(q).index_add(1, rows, added)
 
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows)."""
+        """gather tokens -> attend per identity -> mask: the residual on owned cells (rows).
+
+        Each identity's cells attend to its own tokens through the host's attention, as a lone
+        IP-Adapter would (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``): one
+        identity owning every cell is computed exactly as the reference computes it.
+        """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
-        rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
-        return rows, attended * scale[:, None]
+        rows, owner = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        n_tokens, heads = self.tokens.cond.shape[1], extra_options["n_heads"]
+        added = q.new_zeros(len(q), len(rows), keys.shape[-1])
+        for j in torch.unique(owner).tolist():
+            cells = torch.nonzero(owner == j)[:, 0]
+            own = slice(j * n_tokens, (j + 1) * n_tokens)
+            q_cells = q if len(cells) == q.shape[1] else q[:, rows[cells]]
+            attended = self.attention(q_cells, keys[:, own], values[:, own], heads, extra_options)
+            added[:, cells] = attended * float(self.weights[j])
+        return rows, added
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):
@@ -111,24 +124,21 @@ class MultiIDAttention:
         """Every identity's K, V for each batch row: cond tokens, or "no identity" ones for uncond."""
         cache_key = (layer, q.device, q.dtype)
         if cache_key not in self._kv:
-            tokens = torch.stack([self.tokens.cond, self.tokens.uncond]).flatten(1, 2)  # (2, N*T, C)
+            # F.linear per branch, as the references' to_k_ip / to_v_ip Linear layers compute it
             self._kv[cache_key] = tuple(
-                (tokens @ w.T).to(q.device, q.dtype) for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))
+                torch.stack([F.linear(t, w).flatten(0, 1) for t in (self.tokens.cond, self.tokens.uncond)]).to(q.device, q.dtype)
+                for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))                # (2, N*T, width)
         k_all, v_all = self._kv[cache_key]
         is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
 
     def _ownership(self, size: tuple[int, int], q: torch.Tensor):
-        """Owned cell indices, which tokens each may see, and its owner's weight (cached per size)."""
-        cache_key = (size, q.device, q.dtype)
+        """Owned cell indices and the identity owning each (cached per size)."""
+        cache_key = (size, q.device)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
             rows = torch.nonzero(owner >= 0)[:, 0]
-            n_tokens = self.tokens.cond.shape[1]
-            token_owner = torch.arange(len(self.masks)).repeat_interleave(n_tokens)
-            allowed = owner[rows][:, None] == token_owner[None, :]             # (M, N*T)
-            scale = self.weights[owner[rows]]
-            self._owners[cache_key] = (rows.to(q.device), allowed.to(q.device), scale.to(q.device, q.dtype))
+            self._owners[cache_key] = (rows.to(q.device), owner[rows].to(q.device))
         return self._owners[cache_key]
 
     # -- derived patches -------------------------------------------------------------------
@@ -160,11 +170,6 @@ class MultiIDAttention:
         """The same patch wrapping other attn2 patches (by block key)."""
         return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
                                 (self.sigma_start, self.sigma_end), self.attention, previous)
-
-
-def _attend(q, keys, values, allowed, heads):
-    """Attention of owned cells over all identities' tokens, each cell seeing its owner's only."""
-    return multi_head_attention(q, keys, values, heads, attn_mask=allowed)
 
 
 def block_key(extra_options: dict) -> LayerKey:
