@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,7 +36,7 @@ from tests.support.mgmica_layouts import faceid_state_dict, flatten, instantid_s
 PEERS_DIR = os.environ.get("MAGICID_PEERS_DIR", "")
 PEERS = {"ipadapter": "ComfyUI_IPAdapter_plus", "instantid": "ComfyUI_InstantID"}
 TOLERANCE = 1e-5
-STEPS = 5                       # denoised compared at steps 0, 2 and 4
+STEPS = 3                       # denoised compared at steps 0, 1 and 2 (first, middle, last)
 MEASURED: dict[str, float] = {}  # max differences measured (pytest -s prints them)
 
 
@@ -110,11 +109,10 @@ def host(comfy_nodes, tmp_path_factory):
         loaded = asyncio.run(comfy_nodes.load_custom_node(str(Path(PEERS_DIR, peer))))
         assert loaded, f"ComfyUI's custom-node loader failed to load {peer} (see the log above)"
     folders = {}
-    for folder in PEERS:
+    for folder in PEERS:   # the references registered models/ipadapter and models/instantid on loading
         folders[folder] = tmp_path_factory.mktemp(folder)
         folder_paths.add_model_folder_path(folder, str(folders[folder]))
     classes = comfy_nodes.NODE_CLASS_MAPPINGS
-    sys.modules[classes["MultiIDApply"].__module__].register_adapter_folders()
     return SimpleNamespace(classes=classes, folders=folders, clip_vision=tiny_clip_vision(seed=4),
                            models={}, layers={})
 
@@ -122,12 +120,19 @@ def host(comfy_nodes, tmp_path_factory):
 def base_model(host, family):
     if family not in host.models:
         host.models[family] = tiny_full_layout_model(family, seed=1)
-        pack = sys.modules[host.classes["MultiIDApply"].__module__]
-        host.layers[family] = [w for _, w, _ in pack.cross_attention_layers(host.models[family])]
+        host.layers[family] = layer_widths(host.models[family])
     return host.models[family]
 
 
 CONTEXT = {"sd15": 768, "sdxl": 2048}
+
+
+def layer_widths(model) -> list[int]:
+    """Cross-attention widths in adapter-file order (input blocks, output blocks, middle block)."""
+    unet = model.model.diffusion_model
+    return [tb.attn2.to_q.weight.shape[0]
+            for blocks in (unet.input_blocks, unet.output_blocks, [unet.middle_block])
+            for block in blocks for module in block for tb in getattr(module, "transformer_blocks", [])]
 
 
 def write_adapter(host, family: str, variant: str, fmt: str) -> str:
@@ -281,6 +286,46 @@ def test_instantid_attention_equals_comfyui_instantid(host, fmt):
                 denoised_steps(mine, "sdxl"), denoised_steps(middle_moved_to_firing_key(shipped), "sdxl"))
     check_close("InstantID sdxl as shipped, our middle block off",
                 denoised_steps(without_middle(mine), "sdxl"), denoised_steps(shipped, "sdxl"))
+
+
+def tiny_controlnet_like(model):
+    """A seeded ComfyUI ControlNet of the tiny UNet's layout (3-channel hint), wrapped as ComfyUI does."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+    from tests.host.tiny_models import _seed_weights
+
+    config = {k: v for k, v in model.model.model_config.unet_config.items() if k != "out_channels"}
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, device=torch.device("cpu"),
+                                     operations=comfy.ops.disable_weight_init, **config)
+    _seed_weights(net, 6)
+    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"))
+
+
+def test_apply_instantid_with_controlnet_strength_zero_equals_ours(host):
+    """ApplyInstantIDAdvanced as a whole (attention patch and its keypoint ControlNet at strength 0),
+    noise 0.35 as ApplyInstantID: its conditioning goes through the sampler as it returns it."""
+    import comfy.sample
+
+    name = write_adapter(host, "sdxl", "instantid", "bin")
+    raw = raw_embedding(seed=33, norm=21.0)
+    base = base_model(host, "sdxl")
+    (instantid,) = host.classes["InstantIDModelLoader"]().load_model(name)
+    model, positive, negative = host.classes["ApplyInstantIDAdvanced"]().apply_instantid(
+        instantid, FaceAnalysisStandIn(raw), tiny_controlnet_like(base), reference_image(), base,
+        family_conditioning("sdxl", 1), family_conditioning("sdxl", 2), 0.0, 1.0,
+        ip_weight=0.8, cn_strength=0.0, noise=0.35)
+    mine = ours(host, "sdxl", name, "instantid", [our_identity(raw)], face_set(64, [full_mask()]), 0.8)
+
+    def steps(m, pos, neg):
+        latent = torch.zeros(1, 4, 8, 8)
+        seen = []
+        comfy.sample.sample(without_middle(m), comfy.sample.prepare_noise(latent, 3), STEPS, 4.0, "euler", "normal",
+                            pos, neg, latent, callback=lambda i, x0, x, n: seen.append(x0.clone()), disable_pbar=True, seed=3)
+        return torch.stack([seen[0], seen[STEPS // 2], seen[-1]])
+
+    check_close("InstantID ApplyInstantIDAdvanced, ControlNet strength 0, both middle blocks off",
+                steps(mine, family_conditioning("sdxl", 1), family_conditioning("sdxl", 2)), steps(model, positive, negative))
 
 
 def test_instantid_reads_the_kept_raw_norm_not_the_sqrt_512_stand_in(host):
