@@ -143,7 +143,7 @@ def median_ms(detect, image, repeats: int) -> float:
     return statistics.median(times)
 
 
-PEER_LINE = re.compile(r"^(?P<label>.+): max \|ours - reference\| = (?P<value>\S+)$")
+PEER_LINE = re.compile(r"^(?P<label>.+): max \|ours - reference\| = (?P<value>\S+) \(max \|reference\| (?P<scale>[^)]+)\)$")
 PEER_GROUPS = {  # bench line -> which comparisons of test_peer_parity.py it summarises
     "IPAdapter_plus FaceID (faceid/portrait/unnorm, SD1.5+SDXL)": lambda l: l.startswith("IPAdapter_plus") and "identities" not in l,
     "IPAdapter_plus FaceID, 4 identities, disjoint masks": lambda l: "identities" in l,
