@@ -1,7 +1,10 @@
 """ComfyUI node classes: thin wrappers that turn ComfyUI values into magicid_core calls.
 
 This package is the only code of the pack that imports ``comfy``, and it does so
-lazily inside the nodes, so importing it needs no host. Each module holds one step.
+lazily inside the nodes, so importing it needs no host. Each module holds the node
+classes of one step; ``host/`` holds what knows ComfyUI's internals (the attn2 patch
+protocol, UNet layers, the sampler shim, the masked ControlNet, model folders).
+Map and glossary: docs/ARCHITECTURE.md.
 """
 
 from .ddim_invert import DDIMInvert

@@ -1,7 +1,8 @@
 """Conversions between ComfyUI values and the numpy / torch layouts of magicid_core.
 
 ComfyUI's IMAGE is float BHWC in 0..1, MASK is float BHW; the core works on one
-image at a time as HxWx3 uint8 (analysis) or float arrays.
+image at a time as HxWx3 uint8 (analysis) or float arrays. The pack's own types (FACES,
+IDENTITIES) are described in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

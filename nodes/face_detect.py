@@ -1,4 +1,7 @@
-"""FaceDetectMasks: every face of an image batch, with per-face masks, union mask and preview."""
+"""FaceDetectMasks: every face of an image batch, with per-face masks, union mask and preview.
+
+Its FACES output is the record every later node reads (docs/ARCHITECTURE.md: data flow, glossary).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from ..magicid_core.faces.masks import MASK_MODES
 from ..magicid_core.faces.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
-from .face_ui import faces_ui
-from .models import insightface_roots
+from .host.ui import faces_ui
+from .host.folders import insightface_roots
 
 NO_IDENTITY = "none"
 

@@ -1,4 +1,9 @@
-"""IDRestore: repair the faces of any picture; every pixel outside the face masks stays as it was."""
+"""IDRestore: repair the faces of any picture; every pixel outside the face masks stays as it was.
+
+The repair is DIIR (magicid_core.diffusion.restore) run on ComfyUI's model through host/pipeline.py; a
+model patched by MultiIDApply gives each face its identity (host/attn2.py's patch protocol).
+Words: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS
 from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
 from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
-from .comfy_pipeline import ComfyPipeline
+from .host.pipeline import ComfyPipeline
 
 
 class IDRestore:
@@ -38,11 +43,13 @@ class IDRestore:
                                       "tooltip": "Margin around each face in the crop, as a fraction of the face size."}),
                 "feather": ("INT", {"default": 4, "min": 0, "max": 64,
                                     "tooltip": "Extra softening of the face mask's edge in pixels (changes stay inside the mask grown by this)."}),
-                "inversion_refine": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
-                                             "tooltip": "Most refinement calls per inversion step, as in DDIMInvert; "
-                                                        "steps stop early once exact. 0 = plain inversion."}),
-                "face_indices": ("STRING", {"default": "all",
-                                            "tooltip": "'all', or the face indices to repair, like '0, 2'."}),
+                "refinement": ("INT", {"default": DEFAULT_REFINE_ITERS, "min": 0, "max": 100,
+                                       "tooltip": "Most refinement calls per inversion step, as in DDIMInvert; "
+                                                  "steps stop early once exact. 0 = plain inversion."}),
+                "faces_to_restore": ("STRING", {"default": "all", "tooltip":
+                                     "'all', or the numbers of the faces to repair (as FaceDetectMasks shows "
+                                     "them), like '0, 2'. With a MultiIDApply model, 'all' skips faces no "
+                                     "identity covers; name them to repair them anyway."}),
             },
             "optional": {
                 "control_net": ("CONTROL_NET", {"tooltip": "A face-landmark ControlNet, fed each face's landmark map."}),
@@ -55,16 +62,19 @@ class IDRestore:
     OUTPUT_TOOLTIPS = ("The picture with its faces repaired.", "Each face before | after.",
                        "What was restored and what was left alone.")
     FUNCTION = "restore"
-    CATEGORY = CATEGORY
+    CATEGORY = f"{CATEGORY}/restore"
+    DESCRIPTION = ("Repairs the faces of any picture (DIIR: each face cropped, inverted, regenerated and pasted "
+                   "back through its mask); every pixel outside the face masks keeps its exact value. With a "
+                   "model from MultiIDApply each face is regenerated towards its own identity.")
 
     def restore(self, image, faces, model, vae, positive, negative, steps, strength, cfg, scheduler,
-                zoom_size, context, feather, inversion_refine, face_indices, control_net=None,
+                zoom_size, context, feather, refinement, faces_to_restore, control_net=None,
                 control_strength=0.8):
         import comfy.utils
 
         settings = RestoreSettings(steps=steps, strength=strength, zoom_size=zoom_size, context=context,
-                                   feather=feather, refine_iters=inversion_refine)
-        indices = parse_indices(face_indices)
+                                   feather=feather, refine_iters=refinement)
+        indices = parse_indices(faces_to_restore)
         pipeline = ComfyPipeline(model, vae, positive, negative, cfg, scheduler, control_net, control_strength,
                                  only_identified=indices is None)
         bar = comfy.utils.ProgressBar(1)

@@ -1,11 +1,14 @@
-"""IDSimilarity: per person, how much the face in an image looks like its reference identity."""
+"""IDSimilarity: per person, how much the face in an image looks like its reference identity.
+
+FACES, IDENTITIES: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
 from ..magicid_core.identity.embedders import make_embedder, threshold_for
 from ..magicid_core.identity.scoring import ASSIGNMENTS, backend_of, report_table, report_text, score_batch
 from .common import CATEGORY, FACES, IDENTITIES, images_to_numpy, numpy_to_images
-from .models import insightface_roots
+from .host.folders import insightface_roots
 
 
 class IDSimilarity:
@@ -32,7 +35,9 @@ class IDSimilarity:
                        "One line per identity: before -> after, and match / no match at the model's threshold.",
                        "The scores as a small table.")
     FUNCTION = "score"
-    CATEGORY = CATEGORY + "/identity"
+    CATEGORY = f"{CATEGORY}/identity"
+    DESCRIPTION = ("Scores how much each person's face in an image looks like its reference identity (cosine "
+                   "similarity of face embeddings), before and after a restore, with the model's match threshold.")
 
     def score(self, image, identities, assignment, faces=None, image_before=None):
         import comfy.utils

@@ -1,10 +1,13 @@
-"""IdentityFromImages: one person's reference photos -> an identity appended to IDENTITIES."""
+"""IdentityFromImages: one person's reference photos -> an identity appended to IDENTITIES.
+
+IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
 from ..magicid_core.identity.embedders import BACKENDS, build_identity, make_embedder
 from .common import CATEGORY, IDENTITIES, images_to_numpy
-from .models import insightface_roots
+from .host.folders import insightface_roots
 
 
 class IdentityFromImages:

@@ -1,4 +1,7 @@
-"""KinIDBlend: two parent identities -> parents + child, ready for MultiIDApply."""
+"""KinIDBlend: two parent identities -> parents + child, ready for MultiIDApply.
+
+Kin blend and IDENTITIES: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,9 @@ class KinIDBlend:
     OUTPUT_TOOLTIPS = ("Parents then child (or the child alone), for MultiIDApply.",
                        "Words for the child in the prompt, e.g. 'a little girl' (empty when no age/gender is set).")
     FUNCTION = "blend"
-    CATEGORY = CATEGORY + "/identity"
+    CATEGORY = f"{CATEGORY}/identity"
+    DESCRIPTION = ("Kin blend: makes a child's identity from two parents' identities (seeded gene mixing, with "
+                   "a resemblance slider) and outputs parents + child or the child alone, for MultiIDApply.")
 
     def blend(self, parent_a, resemblance, seed, age, gender, include_parents, parent_b=None):
         return family(parent_a, parent_b, resemblance, seed, age, gender, include_parents)

@@ -1,4 +1,8 @@
-"""MMF control: draw the skeleton / landmark maps from FACES, apply them with stock ControlNets."""
+"""MMF control: draw the skeleton / landmark maps from FACES, apply them with stock ControlNets.
+
+MMF (multi-mode fusion) = body skeletons + face landmarks as two ControlNets, each masked to
+its region (host/masked_controlnet.py). Words: docs/ARCHITECTURE.md (glossary).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from .common import CATEGORY, FACES, numpy_to_images, numpy_to_masks
 
 
 class MMFControlMaps:
-    """FACES -> OpenPose skeleton, MediaPipe-face landmarks, InstantID keypoints, fused map, and their masks."""
+    DESCRIPTION = ("Draws the control maps of MMF (multi-mode fusion) from FACES: OpenPose body skeletons, "
+                   "MediaPipe-face landmarks, InstantID keypoints, the skeleton and landmarks fused, and where "
+                   "each may act (person and face masks). Feed them to MMFControlApply.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -35,7 +41,7 @@ class MMFControlMaps:
         "The faces' masks: the landmark control's region.",
     )
     FUNCTION = "draw"
-    CATEGORY = CATEGORY + "/control"
+    CATEGORY = f"{CATEGORY}/control"
 
     def draw(self, faces, min_confidence, stick_scale):
         maps = mmf_maps(faces, min_confidence, stick_scale)
@@ -45,7 +51,6 @@ class MMFControlMaps:
 
 
 class MMFControlApply:
-    """Apply the skeleton and face maps with stock ControlNets, each only inside its mask."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -81,14 +86,15 @@ class MMFControlApply:
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
     RETURN_NAMES = ("positive", "negative")
     FUNCTION = "apply"
-    CATEGORY = CATEGORY + "/control"
-    DESCRIPTION = ("Each control acts only inside its mask (its residuals are masked). A control that is not "
-                   "connected, has strength 0, a black map, an empty mask or an empty range is left out.")
+    CATEGORY = f"{CATEGORY}/control"
+    DESCRIPTION = ("Applies MMF's skeleton and face maps with stock ControlNets, each acting only inside its "
+                   "mask (its residuals are masked). A control that is not connected, has strength 0, a black "
+                   "map, an empty mask or an empty range is left out.")
 
     def apply(self, positive, negative, skeleton_strength, face_strength, start_percent, end_percent, schedule,
               switch_percent, skeleton_control_net=None, skeleton_map=None, person_mask=None,
               face_control_net=None, face_map=None, face_mask=None, vae=None):
-        from .masked_controlnet import apply_control
+        from .host.masked_controlnet import apply_control
 
         ranges = mmf_schedule(schedule, start_percent, end_percent, switch_percent)
         controls = (("skeleton", skeleton_control_net, skeleton_map, person_mask, skeleton_strength),

@@ -84,7 +84,7 @@ def restore_faces(ckpt: str, control: str | None):
         files = [ckpt] + ([control] if control else [])
         g.note(model_note("Repairs every face of any picture (DDIM inversion, then regeneration) and "
                           "leaves every pixel outside the face masks exactly as it was. Load the picture "
-                          "in 'Picture to repair'; face_indices picks faces by the numbers FaceDetectMasks "
+                          "in 'Picture to repair'; faces_to_restore picks faces by the numbers FaceDetectMasks "
                           "shows.", files))
         return "Restore the faces of any picture"
     return build

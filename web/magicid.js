@@ -9,9 +9,11 @@ import {
 } from "./lib/face_indices.js";
 
 const FACE_NODE = "FaceDetectMasks";
-// Which nodes get the face map, and what its chips stand for.
-const MAP_NODES = { MultiIDApply: "identities", IDRestore: "faces" };
-const MAP_WIDGET = "face_indices";
+// Which nodes get the face map, what its chips stand for, and the text widget it edits.
+const MAP_NODES = {
+  MultiIDApply: { kind: "identities", widget: "face_indices" },
+  IDRestore: { kind: "faces", widget: "faces_to_restore" },
+};
 const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
 const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
 
@@ -80,9 +82,9 @@ function identityChain(node) {
   return chain;
 }
 
-function addFaceMap(node, kind) {
-  const text = node.widgets?.find((w) => w.name === MAP_WIDGET);
-  if (!text) return; // a node version without face_indices: nothing to edit
+function addFaceMap(node, { kind, widget: widgetName }) {
+  const text = node.widgets?.find((w) => w.name === widgetName);
+  if (!text) return; // a node version without that widget: nothing to edit
   const chipsNow = (width) => {
     const nFaces = faceCount(node);
     let nIdentities = identityCount(identityChain(node));
@@ -98,7 +100,7 @@ function addFaceMap(node, kind) {
     name: "magicid_face_map",
     type: "magicid_face_map",
     value: null,
-    serialize: false, // drawn from face_indices; saving it would shift widgets_values
+    serialize: false, // drawn from the text widget; saving it would shift widgets_values
     options: { serialize: false },
     draw(ctx, _node, width, y) {
       this.lastY = y;
@@ -144,7 +146,7 @@ function addFaceMap(node, kind) {
   node.addCustomWidget(widget);
 }
 
-// A typo in face_indices must not break drawing; the node itself reports it on run.
+// A typo in the text must not break drawing; the node itself reports it on run.
 function safeParse(value) {
   try {
     return parseIndices(value);
@@ -178,12 +180,12 @@ app.registerExtension({
         drawFaceLabels(this, ctx);
       };
     }
-    const kind = MAP_NODES[nodeData.name];
-    if (kind) {
+    const map = MAP_NODES[nodeData.name];
+    if (map) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
-        addFaceMap(this, kind);
+        addFaceMap(this, map);
         return result;
       };
     }

@@ -31,12 +31,12 @@ def scene(comfy_nodes):
     return image, faces
 
 
-def run_node(comfy_nodes, image, faces, strength=0.5, model=None, face_indices="all", **optional):
+def run_node(comfy_nodes, image, faces, strength=0.5, model=None, faces_to_restore="all", **optional):
     node = comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"]()
     kwargs = dict(image=torch.from_numpy(image)[None], faces=faces, model=model or tiny_sd15_model(),
                   vae=tiny_vae(), positive=text_conditioning(1), negative=text_conditioning(2), steps=6,
-                  strength=strength, cfg=3.0, scheduler="karras", inversion_refine=1,
-                  face_indices=face_indices, **SETTINGS, **optional)
+                  strength=strength, cfg=3.0, scheduler="karras", refinement=1,
+                  faces_to_restore=faces_to_restore, **SETTINGS, **optional)
     out, preview, report = getattr(node, node.FUNCTION)(**kwargs)
     return out[0].numpy(), preview, report
 
@@ -73,6 +73,29 @@ def test_landmark_controlnet_acts_inside_the_faces_only(comfy_nodes, scene):
     assert not np.array_equal(controlled[~outside], plain[~outside])     # the landmark map steered the face
 
 
+def test_landmark_control_is_shared_by_cond_and_uncond_as_comfyui_shares_it(comfy_nodes, scene):
+    """One control object for positive and negative (as ControlNetApplyAdvanced chains it): ComfyUI
+    then batches cond and uncond into one UNet call, so the ControlNet adds no UNet calls."""
+    from tests.host.tiny_controlnet import tiny_controlnet
+
+    image, faces = scene
+    one = FaceSet([ImageFaces(*image.shape[:2], [max(faces[0].faces, key=lambda f: f.width)])])
+
+    def unet_batches(**optional):
+        model, batches = tiny_sd15_model(), []
+
+        def counting(apply_model, args):
+            batches.append(list(args["cond_or_uncond"]))
+            return apply_model(args["input"], args["timestep"], **args["c"])
+        model.set_model_unet_function_wrapper(counting)
+        run_node(comfy_nodes, image, one, model=model, **optional)
+        return batches
+
+    plain, controlled = unet_batches(), unet_batches(control_net=tiny_controlnet(), control_strength=1.0)
+    assert [0, 1] in [sorted(b) for b in controlled]           # regeneration: cond and uncond in one call
+    assert len(controlled) == len(plain)
+
+
 def test_strength_zero_and_no_faces_pass_through(comfy_nodes, scene):
     image, faces = scene
     out, _, _ = run_node(comfy_nodes, image, faces, strength=0.0)
@@ -88,12 +111,12 @@ def identity_model(comfy_nodes, scene, tmp_path_factory):
     import folder_paths
 
     classes = comfy_nodes.NODE_CLASS_MAPPINGS
-    pack = sys.modules[classes["MultiIDApply"].__module__]
+    host = classes["MultiIDApply"].__module__.rsplit(".", 1)[0] + ".host"
     model = tiny_sd15_model()
     folder = tmp_path_factory.mktemp("ipadapter")
-    widths = [w for _, w, _ in pack.cross_attention_layers(model)]
+    widths = [w for _, w, _ in sys.modules[host + ".unet"].cross_attention_layers(model)]
     torch.save(faceid_state_dict(widths=widths, context_dim=768, seed=5), folder / "tiny-faceid.bin")
-    pack.register_adapter_folders()
+    sys.modules[host + ".folders"].register_adapter_folders()
     folder_paths.add_model_folder_path("ipadapter", str(folder))
     (adapter,) = classes["MagicIDAdapterLoader"]().load("ipadapter/tiny-faceid.bin")
     e = np.random.default_rng(3).normal(size=512).astype(np.float32)
@@ -111,25 +134,25 @@ def test_only_faces_with_an_identity_are_restored_unless_named(comfy_nodes, scen
     outside = paste_masks(image, faces, [0]) == 0                       # only face 0 may change
     assert np.array_equal(out[outside], image[outside])
     assert not np.array_equal(out, image)
-    out, _, report = run_node(comfy_nodes, image, faces, model=patched, face_indices="1")   # named: restored
+    out, _, report = run_node(comfy_nodes, image, faces, model=patched, faces_to_restore="1")   # named: restored
     assert "face 1: restored" in report
     outside = paste_masks(image, faces, [1]) == 0
     assert np.array_equal(out[outside], image[outside]) and not np.array_equal(out, image)
 
 
 def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_model):
-    """without_multi_id_patches takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
+    """without_identities takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
     from tests.host.tiny_models import text_conditioning as cond
 
     model, patched = identity_model
-    helpers = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"].__module__.rsplit(".", 1)[0] + ".comfy_pipeline"]
+    helpers = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"].__module__.rsplit(".", 1)[0] + ".host.pipeline"]
     nodes = comfy_nodes
 
     def sample(m):
         (latent,) = nodes.EmptyLatentImage().generate(64, 64, 1)
         return nodes.KSampler().sample(m, 3, 3, 3.0, "euler", "normal", cond(1), cond(2), latent)[0]["samples"]
 
-    multi_id = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["MultiIDApply"].__module__]
-    plain = multi_id.without_multi_id_patches(patched)
+    attn2 = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["MultiIDApply"].__module__.rsplit(".", 1)[0] + ".host.attn2"]
+    plain = attn2.without_identities(patched)
     assert not helpers.has_identity_patch(plain) and helpers.has_identity_patch(patched)
     assert torch.equal(sample(plain), sample(model))

@@ -46,7 +46,8 @@ TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
 ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin")
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
-FAST = {"steps": 2, "inversion_refine": 0, "zoom_size": 256}
+FAST = {"steps": 2, "zoom_size": 256}
+FAST_PER_NODE = {"IDRestore": {"refinement": 0}}  # DDIMInvert keeps its refinement
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
 
 
@@ -106,7 +107,7 @@ def runnable_prompt(wf: dict, defs: dict) -> dict:
     prompt = to_api_prompt(wf, defs)
     for node in prompt.values():
         node["class_type"] = SUBSTITUTES.get(node["class_type"], node["class_type"])
-        for name, value in FAST.items():
+        for name, value in {**FAST, **FAST_PER_NODE.get(node["class_type"], {})}.items():
             if name in node["inputs"] and not isinstance(node["inputs"][name], list):
                 node["inputs"][name] = value
     return prompt

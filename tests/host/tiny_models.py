@@ -41,12 +41,13 @@ def _seed_weights(module: torch.nn.Module, seed: int, std: float = 0.05) -> None
             p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-def tiny_sd15_model(seed: int = 0):
-    """A ComfyUI MODEL (ModelPatcher) around a tiny seeded SD1.5-shaped UNet on the CPU."""
+def tiny_sd15_model(seed: int = 0, **unet_changes):
+    """A ComfyUI MODEL (ModelPatcher) around a tiny seeded SD1.5-shaped UNet on the CPU;
+    ``unet_changes`` override TINY_SD15_UNET entries (e.g. SDXL-like transformer depths)."""
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(dict(TINY_SD15_UNET))
+    config = comfy.supported_models.SD15(dict(TINY_SD15_UNET, **unet_changes))
     model = config.get_model({}, device=torch.device("cpu"))
     _seed_weights(model.diffusion_model, seed)
     model.diffusion_model.float()

@@ -1,4 +1,5 @@
-// The `face_indices` text of MultiIDApply and IDRestore, as the widget edits it.
+// The face-number texts of MultiIDApply (`face_indices`) and IDRestore (`faces_to_restore`),
+// as the face map widget edits them.
 // MultiIDApply: entry i is the face that identity i goes to ("2, 0, -1"; -1 = nowhere;
 // "auto" = matched by similarity). IDRestore: the faces to repair ("0, 2" or "all").
 // Pure functions: no DOM, no ComfyUI, tested with `node --test tests/js/`.
@@ -12,7 +13,7 @@ export function parseIndices(text) {
   if (t === "" || t === "auto" || t === "all") return { mode: t || "auto", indices: [] };
   const parts = t.split(/[\s,;]+/).filter(Boolean);
   const indices = parts.map((p) => {
-    if (!/^-?\d+$/.test(p)) throw new Error(`face_indices: "${p}" is not a face index (use numbers like "0, 2")`);
+    if (!/^-?\d+$/.test(p)) throw new Error(`"${p}" is not a face index (use numbers like "0, 2")`);
     return Number(p);
   });
   return { mode: "list", indices };

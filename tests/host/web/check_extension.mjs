@@ -93,7 +93,8 @@ async function drive(page) {
       await new Promise((r) => setTimeout(r, 300));
       app.canvas.draw(true, true);
       const map = node.widgets.find((w) => w.name === "magicid_face_map");
-      const text = node.widgets.find((w) => w.name === "face_indices");
+      const textName = type === "IDRestore" ? "faces_to_restore" : "face_indices";
+      const text = node.widgets.find((w) => w.name === textName);
       if (!map || !text) {
         maps.push({ type, map: !!map, text: !!text });
         continue;

@@ -7,7 +7,9 @@ set the stock way) and multiplies each of its residuals by the mask, resized to 
 residual's grid:  r_l <- r_l * resize(mask, h_l, w_l).  Masking the hint image would
 not do it: a ControlNet answers a black hint with residuals of its own.
 
-Only imported from inside node functions (it needs ``comfy`` at import).
+Used by MMFControlApply (MMF's two masked controls) and by IDRestore's ComfyPipeline (the
+landmark control, unmasked). Only imported from inside functions (it needs ``comfy`` at
+import). Words: docs/ARCHITECTURE.md (glossary).
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
-"""ComfyUI's MODEL / VAE / CONDITIONING as a ``magicid_core.restore.Pipeline``.
+"""ComfyUI's MODEL / VAE / CONDITIONING as the ``Pipeline`` IDRestore's core (DIIR) runs on.
 
-Each denoising stage runs inside ComfyUI's own sampler (a ``KSAMPLER`` under a
-``CFGGuider``), so model loading, CFG, ControlNet, model patches and the latent
-format are ComfyUI's; the core's program only sees ``denoise(x, sigma) -> x0``.
+Each denoising stage runs inside ComfyUI's own sampler (sampling.run_in_sampler), so model
+loading, CFG, ControlNet, model patches and the latent format are ComfyUI's. Stage "invert"
+runs on the model without MultiIDApply's identities, no control and no CFG; stage
+"regenerate" with the identities cut to the face's crop (attn2.cropped_identities) and the
+face's landmark map on the ControlNet. Words: docs/ARCHITECTURE.md (glossary).
+
+The identity geometry here (which face an identity covers, FACES pixels -> picture pixels)
+is small numpy on the masks MultiIDApply keeps; it stays beside the patch protocol it reads.
 """
 
 from __future__ import annotations
@@ -11,26 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from ..magicid_core.diffusion.restore import Pipeline
-from ..magicid_core.diffusion.restore_plan import landmark_hint
-from .multi_id_apply import crop_multi_id_patches, multi_id_patches, without_multi_id_patches
-
-
-def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) -> torch.Tensor:
-    """``program(denoise, clean_latent)`` inside ``guider``'s sampling, in the model's latent space.
-
-    ``denoise(x, sigma)`` is ComfyUI's CFG-guided x0 prediction; the program's result
-    leaves through the model's ``process_latent_out`` like any sampler's.
-    """
-    import comfy.samplers
-
-    def sampler(model, x, sigmas, extra_args, callback, disable):
-        def denoise(x, sigma, **_):
-            return model(x, sigma, **extra_args)
-        return program(denoise, model.latent_image)   # the encoded crop, as the model sees it
-
-    return guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(sampler), sigmas,
-                         disable_pbar=True, seed=0)
+from ...magicid_core.diffusion.restore import Pipeline
+from ...magicid_core.diffusion.restore_plan import landmark_hint
+from .attn2 import cropped_identities, identity_attentions, without_identities
+from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
 
 
 class ComfyPipeline(Pipeline):
@@ -49,23 +38,14 @@ class ComfyPipeline(Pipeline):
         return self.vae.decode(latent)[..., :3]
 
     def sigmas(self, steps):
-        import comfy.samplers
-
-        return comfy.samplers.calculate_sigmas(self.model.get_model_object("model_sampling"),
-                                               self.scheduler, steps).cpu()
+        return schedule_sigmas(self.model, self.scheduler, steps)
 
     def run(self, stage, latent, sigmas, program, jobs):
-        import comfy.samplers
-
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
-            guider = comfy.samplers.CFGGuider(without_multi_id_patches(self.model))
-            guider.set_conds(self.positive, self.negative)
-            guider.set_cfg(1.0)
+            guider = cfg_guider(without_identities(self.model), self.positive, self.negative, 1.0)
         else:
-            guider = comfy.samplers.CFGGuider(identity_model(self.model, jobs))
-            guider.set_conds(*self._controlled(jobs))
-            guider.set_cfg(self.cfg)
-        return run_in_sampler(guider, latent, sigmas, program)
+            guider = cfg_guider(identity_model(self.model, jobs), *self._controlled(jobs), self.cfg)
+        return run_in_sampler(guider, latent, sigmas, lambda denoise, clean, _sigmas: program(denoise, clean))
 
     def batch_limit(self, latent_hw):
         if has_identity_patch(self.model):
@@ -79,40 +59,31 @@ class ComfyPipeline(Pipeline):
 
     def skip_reason(self, job):
         if self.only_identified and not has_identity(self.model, job.mask):
-            return "no identity of MultiIDApply matched this face (name it in face_indices to restore it anyway)"
+            return ("no identity of MultiIDApply matched this face (name it in faces_to_restore to restore "
+                    "it anyway)")
         return None
 
     def _controlled(self, jobs):
-        """positive, negative with the faces' landmark maps on the ControlNet (if one is given)."""
+        """positive, negative with the faces' landmark maps on the ControlNet (if one is given):
+        stock ControlNetApplyAdvanced chaining, one control shared by positive and negative."""
         if self.control_net is None or self.control_strength == 0:
             return self.positive, self.negative
-        hint = landmark_hints(jobs).movedim(-1, 1)
-        c_net = self.control_net.copy().set_cond_hint(hint, self.control_strength, (0.0, 1.0), vae=self.vae)
-        return [_with_control(c, c_net) for c in (self.positive, self.negative)]
+        from .masked_controlnet import apply_control
 
-
-def _with_control(conditioning, c_net):
-    out = []
-    for tokens, options in conditioning:
-        options = options.copy()
-        c = c_net.copy()
-        c.set_previous_controlnet(options.get("control"))
-        options["control"] = c
-        options["control_apply_to_uncond"] = False
-        out.append([tokens, options])
-    return out
+        return apply_control(self.positive, self.negative, self.control_net, landmark_hints(jobs),
+                             self.control_strength, (0.0, 1.0), vae=self.vae)
 
 
 def has_identity_patch(model) -> bool:
     """Whether MultiIDApply patched this model: then each face needs its own cropped patch
     and faces go through one at a time."""
-    return bool(multi_id_patches(model))
+    return bool(identity_attentions(model))
 
 
 def has_identity(model, face_mask: np.ndarray) -> bool:
     """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
-    for patch in multi_id_patches(model).values():
-        masks = np.asarray(patch.masks)
+    for attention in identity_attentions(model):
+        masks = np.asarray(attention.masks)
         if len(masks) == 0:
             continue
         _patch_scale(masks, face_mask.shape)        # refuses a picture of another aspect
@@ -135,14 +106,14 @@ def identity_model(model, jobs):
     """The model with MultiIDApply's identity masks cut to this face's crop and zoomed to
     its working size (faces of a patched model go one at a time). The right/bottom
     padding to a multiple of 8 (under 8 px) stretches the masks by that much."""
-    patches = multi_id_patches(model)
-    if not patches:
+    attentions = identity_attentions(model)
+    if not attentions:
         return model
     (job,) = jobs
-    masks = np.asarray(next(iter(patches.values())).masks)
+    masks = np.asarray(attentions[0].masks)
     sx, sy = _patch_scale(masks, job.mask.shape) if len(masks) else (1.0, 1.0)
     x0, y0, x1, y1 = job.plan.box
-    return crop_multi_id_patches(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
+    return cropped_identities(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
 
 
 def landmark_hints(jobs) -> torch.Tensor:

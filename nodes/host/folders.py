@@ -1,0 +1,56 @@
+"""Where ComfyUI keeps the model files this pack reads (resolved through ``folder_paths``): the
+insightface models of the identity backends and the adapter files of MagicIDAdapterLoader."""
+
+from __future__ import annotations
+
+import os
+
+
+def insightface_roots() -> list[str]:
+    """ComfyUI's insightface folders: any registered ``insightface`` paths, then ``models/insightface``."""
+    import folder_paths  # ComfyUI's module; only the node layer may touch it
+
+    roots = []
+    if "insightface" in folder_paths.folder_names_and_paths:   # extra_model_paths.yaml or another pack
+        roots.extend(folder_paths.get_folder_paths("insightface"))
+    default = os.path.join(folder_paths.models_dir, "insightface")
+    if default not in roots:
+        roots.append(default)
+    return roots
+
+
+ADAPTER_FOLDERS = ("ipadapter", "instantid")  # the folders peer packs use, under ComfyUI/models
+
+
+def register_adapter_folders() -> None:
+    """Make models/ipadapter and models/instantid known to folder_paths (if no other pack did)."""
+    import folder_paths
+
+    for name in ADAPTER_FOLDERS:
+        if name not in folder_paths.folder_names_and_paths:
+            folder_paths.folder_names_and_paths[name] = (
+                [os.path.join(folder_paths.models_dir, name)], folder_paths.supported_pt_extensions)
+
+
+def adapter_choices() -> list[str]:
+    """Every adapter file, as "<folder>/<file name>"."""
+    import folder_paths
+
+    register_adapter_folders()
+    return [f"{folder}/{name}" for folder in ADAPTER_FOLDERS for name in folder_paths.get_filename_list(folder)]
+
+
+def adapter_path(adapter_file: str) -> str:
+    """The full path of an adapter_choices() entry; a clear error when it is not there."""
+    import folder_paths
+
+    register_adapter_folders()
+    folder, _, name = adapter_file.partition("/")
+    if folder not in ADAPTER_FOLDERS or not name:
+        raise ValueError(f"{adapter_file!r}: pick a file from models/ipadapter or models/instantid")
+    path = folder_paths.get_full_path(folder, name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not in models/{folder}: put ip-adapter-faceid_sd15.bin / "
+                                "ip-adapter-faceid_sdxl.bin into models/ipadapter or InstantID's "
+                                "ip-adapter.bin into models/instantid")
+    return path

@@ -1,0 +1,94 @@
+"""Our own programs inside ComfyUI's sampler: one KSAMPLER shim shared by DDIMInvert and IDRestore.
+
+A program (an inversion, a restore stage) is handed to ComfyUI as the sampler function of a
+``KSAMPLER`` under a ``CFGGuider``, so the model call it solves against is exactly the one a stock
+sampler makes: conditioning, cfg, ControlNets, model patches and wrappers, latent scaling. The
+program only sees ``denoise(x, sigma) -> x0``, the clean latent as the model sees it, and the sigmas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...magicid_core.diffusion.inversion import invert, measured_error
+
+
+def schedule_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
+    """The full schedule (steps + 1 sigmas, on the CPU) a stock sampler walks for this model."""
+    import comfy.samplers
+
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+
+
+def sigma_window(model, start_percent: float, end_percent: float) -> tuple[float, float]:
+    """(sigma_start, sigma_end) of a start..end fraction of sampling, as ComfyUI's nodes convert it."""
+    sampling = model.get_model_object("model_sampling")
+    return float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent))
+
+
+def is_flow(model) -> bool:
+    """Rectified-flow models (SD3, Flux...): x_sigma = (1 - sigma) x0 + sigma noise."""
+    import comfy.model_sampling
+
+    return isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+
+
+def model_latent(model, samples: torch.Tensor) -> torch.Tensor:
+    """A LATENT's samples with the channels this model expects (ComfyUI's empty-latent fix)."""
+    import comfy.sample
+
+    return comfy.sample.fix_empty_latent_channels(model, samples)
+
+
+def cfg_guider(model, positive, negative, cfg: float):
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return guider
+
+
+def run_in_sampler(guider, latent: torch.Tensor, sigmas: torch.Tensor, program) -> torch.Tensor:
+    """``program(denoise, clean_latent, sigmas)`` run as ``guider``'s sampler, without added noise.
+
+    ``denoise(x, sigma)`` is ComfyUI's CFG-guided x0 prediction; ``clean_latent`` is ``latent``
+    after the model's ``process_latent_in``. The program's result leaves through the model's
+    ``inverse_noise_scaling`` and ``process_latent_out`` like any sampler's.
+    """
+    import comfy.model_management
+    import comfy.samplers
+
+    def sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = extra_args or {}
+
+        def denoise(x, sigma, **_):
+            return model(x, sigma, **extra_args)
+        return program(denoise, model.latent_image, sigmas)
+
+    out = guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(sampler), sigmas,
+                        disable_pbar=True, seed=0)
+    return out.to(comfy.model_management.intermediate_device())
+
+
+def invert_in_sampler(model, positive, negative, cfg: float, latent: torch.Tensor, sigmas: torch.Tensor,
+                      refinement: int, on_step=None):
+    """DDIM-invert ``latent`` along ``sigmas`` with the model call of a stock sampler.
+
+    Returns (inverted latent, magicid_core Inversion, measured reconstruction error). The error is
+    measured by one stock regeneration, not estimated. The inverted latent is what
+    KSamplerAdvanced (add_noise disabled) takes: for flow models, whose stock sampler scales its
+    input by (1 - sigma_0) (``noise_scaling`` without noise), it is divided by that factor.
+    """
+    found = {}
+    keep = 1.0 - float(sigmas[0]) if is_flow(model) else 1.0
+
+    @torch.no_grad()
+    def program(denoise, clean_latent, sampler_sigmas):
+        inversion = invert(denoise, clean_latent, sampler_sigmas, refine_iters=refinement,
+                           callback=None if on_step is None else lambda done, total, _: on_step(done, total))
+        found.update(inversion=inversion, error=measured_error(denoise, inversion))
+        return inversion.latent / keep
+
+    inverted = run_in_sampler(cfg_guider(model, positive, negative, cfg), latent, sigmas, program)
+    return inverted, found["inversion"], found["error"]
