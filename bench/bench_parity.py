@@ -8,13 +8,21 @@ canvas over many widths; the max_faces choice; ArcFace crops against norm_crop; 
 ArcFaceONNX.get, for a PyTorch-style export and one with built-in normalisation. The last lines
 give the median detect() time of both, side by side (wall clock, this machine, this run).
 
+IPAdapter_plus and ComfyUI_InstantID against MultiIDApply (when COMFYUI_DIR and MAGICID_PEERS_DIR
+are set, and this Python has ComfyUI's requirements): tests/host/test_peer_parity.py runs in a
+subprocess and prints each comparison's max |ours - reference| over the denoised latents of the
+first, a middle and the last step; one line per reference gives the largest of its comparisons.
+
     python bench/bench_parity.py [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,6 +143,32 @@ def median_ms(detect, image, repeats: int) -> float:
     return statistics.median(times)
 
 
+PEER_LINE = re.compile(r"^(?P<label>.+): max \|ours - reference\| = (?P<value>\S+) \(max \|reference\| (?P<scale>[^)]+)\)$")
+PEER_GROUPS = {  # bench line -> which comparisons of test_peer_parity.py it summarises
+    "IPAdapter_plus FaceID (faceid/portrait/unnorm, SD1.5+SDXL)": lambda l: l.startswith("IPAdapter_plus") and "identities" not in l,
+    "IPAdapter_plus FaceID, 4 identities, disjoint masks": lambda l: "identities" in l,
+    "InstantID attention path (SDXL, noise 0.35)": lambda l: l.startswith("InstantID"),
+    "stacking with IPAdapter_plus, both orders": lambda l: l.startswith("stacking"),
+}
+
+
+def peer_lines() -> list[str]:
+    """Run the peer parity host tests and summarise their printed max differences per reference."""
+    if not (os.environ.get("COMFYUI_DIR") and os.environ.get("MAGICID_PEERS_DIR")):
+        return ["IPAdapter_plus / InstantID: skipped (set COMFYUI_DIR and MAGICID_PEERS_DIR, run with the host Python)"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "tests/host/test_peer_parity.py", "-q", "-s", "-p", "no:logging"],
+                         cwd=ROOT, capture_output=True, text=True)
+    found = [(m["label"], float(m["value"])) for m in map(PEER_LINE.match, run.stdout.splitlines()) if m]
+    lines = []
+    for what, belongs in PEER_GROUPS.items():
+        values = [v for label, v in found if belongs(label)]
+        worst = f"max |d denoised| {max(values):.3g}" if values else "not measured"
+        lines.append(f"{what:<56} {len(values):>3} comparisons, {worst}")
+    tail = run.stdout.strip().splitlines()[-1:] or ["no output"]
+    lines.append(f"{'peer parity tests':<56} {tail[0]}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -165,6 +199,8 @@ def main() -> None:
         ref_ms = median_ms(lambda i: reference_detect(ref, i), image, args.repeats)
         print(f"{'SCRFD detect 1200x600 at 640, median ms':<48} ours {ours_ms:.1f}, insightface {ref_ms:.1f}, "
               f"ratio {ours_ms / ref_ms:.2f}")
+    for line in peer_lines():
+        print(line)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,41 @@ def test_embeddings_of_the_wrong_kind(embeddings):
         a.tokens_for(np.zeros((2, 128), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         a.tokens_for(np.full((1, 512), np.nan, np.float32))
+
+
+def test_a_resampler_named_unnorm_is_faceid_portrait_unnorm_reading_raw_vectors(tmp_path):
+    """IPAdapter_plus tells portrait-unnorm from InstantID by the file name (one key layout)."""
+    state = small_instantid(widths=SD15_WIDTHS, context_dim=768)
+    torch.save(state, tmp_path / "ip-adapter-faceid-portrait_sd15_unnorm.bin")
+    torch.save(state, tmp_path / "ip-adapter.bin")
+    unnorm = load_adapter_file(str(tmp_path / "ip-adapter-faceid-portrait_sd15_unnorm.bin"))
+    instantid = load_adapter_file(str(tmp_path / "ip-adapter.bin"))
+    assert (unnorm.kind, unnorm.reads_raw) == ("faceid", True)
+    assert (instantid.kind, instantid.reads_raw) == ("instantid", True)
+    assert parse_adapter(faceid_state_dict()).reads_raw is False
+
+
+def test_faceid_reads_unit_vectors_whatever_the_identity_norm(embeddings):
+    """A hand-built identity of norm 3.7 gets the tokens of its unit vector (IPAdapter_plus's normed_embedding)."""
+    from magicid_core.diffusion.placement import adapter_inputs
+    from magicid_core.faces.records import Identity
+
+    adapter = parse_adapter(faceid_state_dict())
+    scaled = [Identity(name=f"p{i}", embedding=e * 3.7, embedding_model="arcface:test") for i, e in enumerate(embeddings)]
+    np.testing.assert_allclose(np.linalg.norm(adapter_inputs(adapter, scaled), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(adapter_inputs(adapter, scaled), embeddings, atol=1e-7)
+
+
+def test_instantid_negative_is_comfyui_instantids_noise_times_rand():
+    """ApplyInstantID: torch.manual_seed(int(sum(e)) % 1000000007); noise * torch.rand_like(e)."""
+    from magicid_core.identity.adapters import negative_embeddings
+
+    raw = torch.from_numpy(np.random.default_rng(5).normal(size=(2, 512)).astype(np.float32) * 1.3)
+    state = torch.random.get_rng_state()
+    expected = []
+    for e in raw[:, None]:                    # ComfyUI_InstantID's clip_embed is (1, 1, 512) per reference
+        torch.manual_seed(int(torch.sum(e).item()) % 1000000007)
+        expected.append(0.35 * torch.rand_like(e)[0])
+    torch.random.set_rng_state(state)
+    assert torch.equal(negative_embeddings(raw, 0.35), torch.stack(expected))
+    assert torch.equal(negative_embeddings(raw, 0.0), torch.zeros_like(raw))

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..identity.adapters import IdentityAdapter
+from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
 from ..identity.matching import assign_identities
 from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 
@@ -34,20 +34,22 @@ def identity_embeddings(identities) -> np.ndarray:
 
 
 def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
-    """Embeddings scaled the way the adapter was trained to read them.
+    """Embeddings scaled the way the adapter was trained to read them (at its boundary, so a
+    hand-built IDENTITIES value of any norm gets what the reference packs would feed it).
 
-    FaceID reads L2-normalised ArcFace vectors; InstantID reads insightface's raw ones, whose
-    components have about unit variance, i.e. a norm of about sqrt(512). An Identity that
-    carries its raw norm (optional ``embedding_norm``) gives that instead.
+    FaceID reads L2-normalised ArcFace vectors (IPAdapter_plus feeds ``normed_embedding``):
+    renormalised here. InstantID and FaceID portrait-unnorm read insightface's raw vectors: the
+    direction times the Identity's ``embedding_norm`` (the recogniser's raw norm), or sqrt(512),
+    about a raw vector's norm, when the identity carries none.
     """
     e = adapter.check_embeddings(identity_embeddings(identities))
-    if adapter.kind != "instantid":
-        return e
-    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    if not adapter.reads_raw:
+        return unit
     default = math.sqrt(adapter.embedding_dim)
     raw = [getattr(i, "embedding_norm", None) or default for i in identities] \
         if isinstance(identities, list) else [default] * len(e)
-    return e / np.maximum(norms, 1e-12) * np.asarray(raw, np.float32)[:, None]
+    return unit * np.asarray(raw, np.float32)[:, None]
 
 
 def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]:
@@ -207,8 +209,12 @@ def _clip_family(width: int) -> str:
 def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, layer_of: dict,
                    face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
                    attention=sdpa_attention, prompts=(), project: Callable | None = None,
-                   context_dim: int | None = None) -> MultiIDAttention | None:
+                   context_dim: int | None = None,
+                   instantid_noise: float = INSTANTID_NOISE) -> MultiIDAttention | None:
     """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do.
+
+    ``instantid_noise``: InstantID's "no identity" input is ``noise * rand`` as ApplyInstantID
+    makes it (0.35 there); 0 = the projection of zeros. FaceID always uses zeros, as IPAdapter_plus.
 
     ``prompts``: PersonPrompt list, projected per layer by ``project(block_key, tokens)``
     (the layer's own to_k / to_v); ``context_dim``: the model's text width, to check them.
@@ -235,19 +241,21 @@ def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, lay
     if not people:
         return None
     masks = np.stack([face_mask(image_faces.faces[f], image_faces.height, image_faces.width) for f in people])
-    tokens, person_weights = _identity_tokens(adapter, identities, identity_faces, identity_weights, people)
+    tokens, person_weights = _identity_tokens(adapter, identities, identity_faces, identity_weights, people,
+                                              instantid_noise)
     text = _person_text(list(prompts), text_faces, people, project)
     return MultiIDAttention(tokens, masks, person_weights, layer_of, sigma_range, attention, text=text)
 
 
-def _identity_tokens(adapter, identities, identity_faces, identity_weights, people):
+def _identity_tokens(adapter, identities, identity_faces, identity_weights, people, instantid_noise):
     """One identity token set per person (zeros and weight 0 for people without an identity)."""
     weights = np.zeros(len(people), np.float32)
     placed = [i for i, f in enumerate(identity_faces) if f >= 0]
     if not placed:
         return None, weights
     chosen = [identities[i] for i in placed] if isinstance(identities, list) else np.asarray(identities)[placed]
-    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, chosen))
+    noise = instantid_noise if adapter.kind == "instantid" else 0.0
+    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, chosen), negative_noise=noise)
     slots = [people.index(identity_faces[i]) for i in placed]
     full_cond, full_uncond = (torch.zeros((len(people),) + t.shape[1:], dtype=t.dtype) for t in (cond, uncond))
     full_cond[slots], full_uncond[slots] = cond, uncond

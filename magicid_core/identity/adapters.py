@@ -11,6 +11,13 @@ Both files hold two state dicts:
 ``.safetensors`` files keep the same keys flat, prefixed ``image_proj.`` / ``ip_adapter.``.
 MGMICA (mask-guided multi-identity cross-attention, diffusion/attention.py) reads their tokens;
 glossary: docs/ARCHITECTURE.md.
+
+What each adapter reads, as the reference packs feed it (IPAdapter_plus, ComfyUI_InstantID):
+- FaceID (MLP) and FaceID portrait: the L2-normalised ArcFace vector; "no identity" = zeros.
+- FaceID portrait-unnorm (a Resampler, named ``*unnorm*`` as IPAdapter_plus tells it apart):
+  the raw vector; "no identity" = zeros.
+- InstantID (a Resampler): the raw vector; "no identity" = ``noise * rand`` seeded from the
+  vector's sum (ApplyInstantID's negative; its node fixes noise at 0.35), zeros at noise 0.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ _FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
 # Real FaceID / InstantID weights have an RMS of about 0.01 (linear layers) to 1 (layer-norm
 # gains); a tensor 100x past that is a damaged or doctored file, whose tokens would swamp the text.
 WEIGHT_RMS_LIMIT = 100.0
+INSTANTID_NOISE = 0.35      # ApplyInstantID's negative-embedding noise (fixed in that node)
 
 
 class FaceIDProjection(nn.Module):
@@ -119,6 +127,7 @@ class IdentityAdapter:
     embedding_dim: int
     context_dim: int
     tokens: int
+    reads_raw: bool = False        # reads raw ArcFace vectors (InstantID, FaceID portrait-unnorm)
 
     @property
     def family(self) -> str:
@@ -142,12 +151,16 @@ class IdentityAdapter:
         return e
 
     @torch.no_grad()
-    def tokens_for(self, embeddings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Identity tokens and the adapter's "no identity" tokens (projection of zeros), (N, T, C)."""
+    def tokens_for(self, embeddings: np.ndarray, negative_noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Identity tokens and the adapter's "no identity" tokens, (N, T, C).
+
+        "No identity" is the projection of zeros, or with ``negative_noise`` > 0 (InstantID)
+        of ``negative_noise * rand``, seeded per identity as ApplyInstantID seeds it.
+        """
         e = torch.from_numpy(self.check_embeddings(embeddings))
         dtype = next(self.projection.parameters()).dtype
         cond = self.projection(e.to(dtype)).float()
-        uncond = self.projection(torch.zeros_like(e, dtype=dtype)).float()
+        uncond = self.projection(negative_embeddings(e, negative_noise).to(dtype)).float()
         return cond, uncond
 
     def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
@@ -163,6 +176,19 @@ class IdentityAdapter:
             f"{len(mine)} of {_summary(mine)}. Use the adapter made for this base model.")
 
 
+def negative_embeddings(embeddings: torch.Tensor, noise: float) -> torch.Tensor:
+    """(N, D) "no identity" inputs: zeros, or ComfyUI_InstantID's ``noise * rand_like(e)`` with
+    the generator seeded by ``int(sum(e)) % 1000000007`` (one identity at a time; a local
+    generator gives the numbers torch.manual_seed would, without touching the global seed)."""
+    if noise <= 0:
+        return torch.zeros_like(embeddings)
+    rows = []
+    for e in embeddings:
+        generator = torch.Generator().manual_seed(int(torch.sum(e).item()) % 1000000007)
+        rows.append(noise * torch.rand(e.shape, generator=generator, dtype=e.dtype))
+    return torch.stack(rows)
+
+
 def _summary(shapes) -> str:
     widths = sorted({w for w, _ in shapes})
     contexts = sorted({c for _, c in shapes})
@@ -172,7 +198,12 @@ def _summary(shapes) -> str:
 def parse_adapter(state: dict, name: str = "adapter", file_keys: list[str] | None = None) -> IdentityAdapter:
     """Nested {"image_proj": ..., "ip_adapter": ...} state dict -> IdentityAdapter (checked).
 
-    ``file_keys``: the keys as stored in the file (for a flat .safetensors file), for the message."""
+    ``file_keys``: the keys as stored in the file (for a flat .safetensors file), for the message.
+
+    A Resampler is InstantID's, unless the name says ``unnorm`` (or the state carries
+    IPAdapter_plus's ``portraitunnorm`` flag): then it is FaceID portrait-unnorm, told apart by
+    name as IPAdapter_plus does (the two files have one key layout).
+    """
     if not isinstance(state, dict) or not state.get("image_proj") or not state.get("ip_adapter"):
         if file_keys is None:
             file_keys = list(state) if isinstance(state, dict) else [type(state).__name__]
@@ -182,11 +213,13 @@ def parse_adapter(state: dict, name: str = "adapter", file_keys: list[str] | Non
                          f"weights; its first keys are {sorted(map(str, file_keys))[:6]}. Use "
                          "ip-adapter-faceid_sd15.bin / _sdxl.bin, a FaceID portrait model or InstantID's ip-adapter.bin")
     proj, kind = _build_projection(dict(state["image_proj"]), name)
+    portrait_unnorm = kind == "instantid" and (state.get("portraitunnorm") or "unnorm" in name.lower())
     to_k, to_v = _layer_weights(dict(state["ip_adapter"]), name)
     context_dim = to_k[0].shape[1]
-    adapter = IdentityAdapter(name=name, kind=kind, projection=proj.eval(), to_k=to_k, to_v=to_v,
-                              embedding_dim=proj.embedding_dim, context_dim=proj.context_dim,
-                              tokens=proj.tokens)
+    adapter = IdentityAdapter(name=name, kind="faceid" if portrait_unnorm else kind, projection=proj.eval(),
+                              to_k=to_k, to_v=to_v, embedding_dim=proj.embedding_dim,
+                              context_dim=proj.context_dim, tokens=proj.tokens,
+                              reads_raw=kind == "instantid")
     if context_dim != adapter.context_dim:
         raise ValueError(f"{name}: its projection makes {adapter.context_dim}-wide tokens but its "
                          f"attention layers read {context_dim}-wide ones; the file is inconsistent")

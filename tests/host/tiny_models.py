@@ -76,3 +76,64 @@ def text_conditioning(seed: int = 0, tokens: int = 77):
     """A CONDITIONING value as CLIPTextEncode would give it (random 768-wide tokens)."""
     gen = torch.Generator().manual_seed(seed)
     return [[torch.randn(1, tokens, 768, generator=gen), {}]]
+
+
+# The real SD1.5 / SDXL block layouts (which blocks hold cross-attention, and how many
+# transformers each), at 32 base channels: peer packs (IPAdapter_plus, InstantID) patch
+# hard-coded block ids, so a parity test needs the real layout, not just the real widths.
+TINY_SD15_FULL_LAYOUT = dict(TINY_SD15_UNET, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+                             transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                             transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+TINY_SDXL_FULL_LAYOUT = dict(TINY_SD15_UNET, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
+                             transformer_depth=[0, 0, 2, 2, 10, 10],
+                             transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10],
+                             transformer_depth_middle=10, context_dim=2048, adm_in_channels=2816,
+                             use_linear_in_transformer=True, num_head_channels=32)
+
+
+def tiny_full_layout_model(family: str, seed: int = 0):
+    """A ComfyUI MODEL with the real SD1.5 ("sd15") or SDXL ("sdxl") block layout, tiny widths."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    if family == "sd15":
+        config = comfy.supported_models.SD15(dict(TINY_SD15_FULL_LAYOUT))
+    else:
+        unet = dict(TINY_SDXL_FULL_LAYOUT)
+        head_channels = unet.pop("num_head_channels")
+        config = comfy.supported_models.SDXL(unet)
+        config.unet_config.update(num_heads=-1, num_head_channels=head_channels)
+    model = config.get_model({}, device=torch.device("cpu"))
+    _seed_weights(model.diffusion_model, seed)
+    model.diffusion_model.float()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
+def family_conditioning(family: str, seed: int = 0, tokens: int = 77):
+    """CONDITIONING for a tiny_full_layout_model: 768-wide text (SD1.5), or 2048-wide text and
+    a 1280-wide pooled vector (SDXL), random and seeded."""
+    if family == "sd15":
+        return text_conditioning(seed, tokens)
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, 2048, generator=gen), {"pooled_output": torch.randn(1, 1280, generator=gen)}]]
+
+
+def tiny_clip_vision(seed: int = 0, folder=None):
+    """A ComfyUI CLIP_VISION (comfy.clip_vision.ClipVisionModel) of a tiny ViT config, seeded."""
+    import json
+    import os
+    import tempfile
+
+    import comfy.clip_vision
+
+    config = {"hidden_act": "quick_gelu", "hidden_size": 32, "image_size": 224, "intermediate_size": 64,
+              "layer_norm_eps": 1e-5, "model_type": "clip_vision_model", "num_attention_heads": 2,
+              "num_channels": 3, "num_hidden_layers": 2, "patch_size": 14, "projection_dim": 32}
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = os.path.join(tmp, "tiny_clip_vision.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        clip = comfy.clip_vision.ClipVisionModel(path)
+    _seed_weights(clip.model, seed)
+    return clip
