@@ -48,6 +48,9 @@ def comfy_nodes(comfy_base_dir):
     args.cpu = True
     import comfy.model_management  # noqa: F401  (reads args.cpu)
     import folder_paths
+    # ComfyUI's `utils` package first, as main.py imports it: nodes puts comfy/ (with its
+    # utils.py) at the front of sys.path, after which `server` could no longer be imported
+    import utils.install_util  # noqa: F401
     import nodes
 
     folder_paths.set_output_directory(str(comfy_base_dir / "output"))

@@ -1,9 +1,9 @@
 """Run workflows in the real ComfyUI front end and read back what it shows.
 
-``measure_in_app(workflows, screenshots)`` starts a ``--cpu`` ComfyUI (COMFYUI_DIR) with
+``app_server()`` starts a ``--cpu`` ComfyUI (COMFYUI_DIR) with
 the pack, the tiny stand-in models and the example pictures (tests/host/workflow_server.py),
-opens each workflow in Chromium (tests/host/web/run_workflows.mjs, playwright-core), runs
-it so every preview shows, and returns each node's pos and size and each group's box as
+and ``run_in_app(server, workflows, screenshots)`` opens each workflow in Chromium
+(tests/host/web/run_workflows.mjs, playwright-core), runs it so every preview shows, and returns each node's pos and size and each group's box as
 the app has them; with ``screenshots``, a picture of each workflow cropped to its graph.
 
 Run with the Python that has ComfyUI's requirements (it starts the server with it).
@@ -11,6 +11,7 @@ Run with the Python that has ComfyUI's requirements (it starts the server with i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,14 +44,17 @@ def missing_tools() -> str | None:
     return missing_browser()
 
 
-def run_in_app(server, workflows: dict[str, Path], screenshots: dict[str, Path] | None = None) -> dict:
-    """Open and run each workflow (name -> path) on a running server; the page's report."""
+def run_in_app(server, workflows: dict[str, Path], screenshots: dict[str, Path] | None = None,
+               focus: dict[str, list[int]] | None = None) -> dict:
+    """Open and run each workflow (name -> path) on a running server; the page's report.
+    ``screenshots``: name -> PNG path to write; ``focus``: name -> node ids to crop the picture to."""
     sys.path.insert(0, str(PACK_DIR / "tests" / "host"))
     from workflow_server import FAST, SUBSTITUTES
 
     with tempfile.TemporaryDirectory() as tmp:
-        job = {"workflows": [{"name": name, "path": str(path),
-                              "screenshot": str(screenshots[name]) if screenshots else None}
+        job = {"workflows": [{"name": name, "path": str(Path(path).resolve()),
+                              "screenshot": str(Path(screenshots[name]).resolve()) if screenshots else None,
+                              "focus": (focus or {}).get(name)}
                              for name, path in workflows.items()],
                "substitutes": SUBSTITUTES, "fast": FAST}
         job_path = Path(tmp) / "job.json"
@@ -68,11 +72,12 @@ def run_in_app(server, workflows: dict[str, Path], screenshots: dict[str, Path] 
     return report
 
 
-def measure_in_app(workflows: dict[str, Path], screenshots: dict[str, Path] | None = None) -> dict:
-    """Start a server with the stand-ins, run the workflows in Chromium, stop it; the report."""
+@contextlib.contextmanager
+def app_server():
+    """A running ComfyUI with the pack, the stand-ins and the example pictures; stopped on exit."""
     why = missing_tools()
     if why:
-        raise RuntimeError(f"cannot measure the workflows in the app: {why}")
+        raise RuntimeError(f"cannot run the workflows in the app: {why}")
     sys.path.insert(0, str(PACK_DIR / "tests" / "host"))
     from comfy_server import ComfyServer
     from workflow_server import make_workflow_base_dir
@@ -81,9 +86,16 @@ def measure_in_app(workflows: dict[str, Path], screenshots: dict[str, Path] | No
         server = ComfyServer(make_workflow_base_dir(Path(base)))
         try:
             server.wait_ready()
-            return run_in_app(server, workflows, screenshots)
+            yield server
         finally:
             server.stop()
+
+
+def measure_in_app(workflows: dict[str, Path], screenshots: dict[str, Path] | None = None,
+                   focus: dict[str, list[int]] | None = None) -> dict:
+    """Start a server, run the workflows in Chromium, stop it; the page's report."""
+    with app_server() as server:
+        return run_in_app(server, workflows, screenshots, focus)
 
 
 def node_sizes(measured: dict) -> dict[str, dict]:

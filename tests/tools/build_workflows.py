@@ -296,28 +296,27 @@ def write_workflows(built: dict, sizes: dict) -> dict[str, Path]:
 
 
 def measure(built: dict, sizes: dict) -> dict[str, Path]:
-    """Lay out, run in the app, take its sizes, until they hold; then screenshot each workflow."""
-    from tests.tools.app_measure import live_boxes, measure_in_app, node_sizes
+    """Lay out, run in the app and take its sizes until they hold; the last round's
+    screenshots are the previews. Stops with the problems if the app shows any."""
+    from tests.tools.app_measure import app_server, live_boxes, node_sizes, run_in_app
 
-    for round_ in range(1, MEASURE_ROUNDS + 1):
-        paths = write_workflows(built, sizes)
-        report = measure_in_app(paths)
-        measured = {name: node_sizes(r) for name, r in report["workflows"].items()}
-        changed = [name for name in built if measured[name] != sizes.get(name)]
-        sizes.update(measured)
-        print(f"round {round_}: sizes changed in {changed or 'no workflow'}")
-        if not changed:
-            break
-    paths = write_workflows(built, sizes)
     shots_dir = Path(tempfile.mkdtemp(prefix="magicid_shots_"))
     shots = {name: shots_dir / f"{name}.png" for name in built}
-    report = measure_in_app(paths, shots)
-    problems = {}
-    for name, path in paths.items():
-        live = report["workflows"][name]
-        found = layout_problems(json.loads(path.read_text()), live_boxes(live), live["groups"])
-        if found:
-            problems[name] = found
+    with app_server() as server:
+        for round_ in range(1, MEASURE_ROUNDS + 1):
+            paths = write_workflows(built, sizes)
+            report = run_in_app(server, paths, shots)["workflows"]
+            measured = {name: node_sizes(r) for name, r in report.items()}
+            changed = [name for name in built if measured[name] != sizes.get(name)]
+            sizes.update(measured)
+            print(f"round {round_}: the app changed node sizes in {changed or 'no workflow'}")
+            if not changed:
+                break
+        else:
+            raise SystemExit(f"node sizes still change after {MEASURE_ROUNDS} rounds: {changed}")
+    problems = {name: found for name, path in paths.items()
+                if (found := layout_problems(json.loads(path.read_text()), live_boxes(report[name]),
+                                             report[name]["groups"]))}
     if problems:
         raise SystemExit(f"the app shows layout problems: {json.dumps(problems, indent=1)}")
     SIZES_FILE.write_text(json.dumps(sizes, indent=1, sort_keys=True) + "\n")

@@ -21,8 +21,6 @@ from tests.tools.workflow_layout import Placed, lay_out
 from tests.workflow_defs import input_specs, widget_slots
 
 NODE_WIDTH = 330
-# Nodes the app grows for an image preview once the graph has run; an unmeasured one gets this much room.
-SHOWS_IMAGES = {"LoadImage": 330, "PreviewImage": 300, "SaveImage": 300, "FaceDetectMasks": 300}
 UNGROUPED = ""  # the stage of nodes added outside any ``with g.stage(...)``: laid out, no group box
 
 
@@ -108,9 +106,11 @@ class Graph:
         return node
 
     def estimated_size(self, node: Node, inputs: list[dict]) -> tuple[float, float]:
-        """The size of a node never measured in the app: its rows, plus room for a preview."""
+        """The size of a node never measured in the app: about its rows. The app grows a node
+        for its preview once it has run, and keeps a larger stored size: so the generator
+        starts small and records what the app makes of it (--measure)."""
         rows = len(inputs) + len(node.widgets) + (len(node.defn["output"]) if node.defn else 0)
-        return NODE_WIDTH, node.height or 46 + 24 * rows + SHOWS_IMAGES.get(node.type, 0)
+        return NODE_WIDTH, node.height or 46 + 24 * rows
 
     def to_ui(self, sizes: dict[int, tuple[float, float]] | None = None) -> dict:
         """The workflow as the app saves it. ``sizes``: node id -> (width, height) the app showed

@@ -1,7 +1,7 @@
 // Open each workflow in the real ComfyUI front end, run it, and report where its nodes are
 // once the previews show; optionally screenshot it, cropped to the graph.
 //   node run_workflows.mjs <server url> <job.json>
-// job.json: {"workflows": [{"name", "path", "screenshot": png path or null}],
+// job.json: {"workflows": [{"name", "path", "screenshot": png path or null, "focus": [node ids] or null}],
 //            "substitutes": {real class: stand-in class}, "fast": {input name: value}}
 // The prompt is the app's own (graphToPrompt) with the stand-in loaders and the fast settings
 // put in, queued under the page's client id so the app shows the results on its nodes as usual.
@@ -18,7 +18,12 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu"],
 });
 const report = { workflows: {}, errors: [] };
+// A first visit opens the template browser over the canvas, and a minimap sits in a corner.
+const SETTINGS = { "Comfy.TutorialCompleted": true, "Comfy.Minimap.Visible": false };
 try {
+  for (const [id, value] of Object.entries(SETTINGS)) {
+    await fetch(`${url}/settings/${id}`, { method: "POST", body: JSON.stringify(value) });
+  }
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   page.on("console", (msg) => {
     if (msg.type() === "error") report.errors.push(`${msg.text()} @ ${msg.location().url ?? ""}`);
@@ -72,14 +77,19 @@ async function runOne(page, item) {
     return { failure: `run failed: ${JSON.stringify(status.messages).slice(0, 3000)}` };
   }
   // every node that got images (outputs, LoadImage's own picture) has them loaded and drawn
-  await page.waitForFunction((outputs) => {
+  const waiting = await page.evaluate(async (shown) => {
     const { app } = window;
-    const waiting = app.graph.nodes.filter((n) => outputs.includes(String(n.id)) || n.type === "LoadImage")
+    const pending = () => app.graph.nodes
+      .filter((n) => shown.includes(String(n.id)) || n.type === "LoadImage")
       .filter((n) => !(n.imgs?.length && n.imgs.every((img) => img.complete && img.naturalWidth > 0)));
-    app.canvas.setDirty(true, true);
-    app.canvas.draw(true, true);
-    return waiting.length === 0;
-  }, status.shown, { timeout: 120000, polling: 500 });
+    for (let i = 0; i < 240 && pending().length; i++) {
+      app.canvas.setDirty(true, true);
+      app.canvas.draw(true, true);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return pending().map((n) => `${n.id} ${n.type}`);
+  }, status.shown);
+  if (waiting.length) return { failure: `no preview shown on ${waiting.join(", ")} (results: ${status.shown})` };
   await page.waitForTimeout(800); // let the app size the nodes for their previews
   const measured = await page.evaluate(() => {
     const { app } = window;
@@ -91,13 +101,15 @@ async function runOne(page, item) {
       groups: app.graph.groups.map((g) => ({ title: g.title, bounding: Array.from(g._bounding ?? g.boundingRect) })),
     };
   });
-  if (item.screenshot) await screenshot(page, measured, item.screenshot);
+  if (item.screenshot) await screenshot(page, measured, item.screenshot, item.focus);
   return measured;
 }
 
-async function screenshot(page, measured, path) {
-  const boxes = measured.nodes.map((n) => [n.pos[0], n.pos[1] - measured.titleHeight, n.size[0],
-    n.size[1] + measured.titleHeight]).concat(measured.groups.map((g) => g.bounding));
+// The graph (or only the nodes in `focus`) at SCALE, cropped to it.
+async function screenshot(page, measured, path, focus) {
+  const shown = focus ? measured.nodes.filter((n) => focus.includes(n.id)) : measured.nodes;
+  const boxes = shown.map((n) => [n.pos[0], n.pos[1] - measured.titleHeight, n.size[0],
+    n.size[1] + measured.titleHeight]).concat(focus ? [] : measured.groups.map((g) => g.bounding));
   const left = Math.min(...boxes.map((b) => b[0])) - 20;
   const top = Math.min(...boxes.map((b) => b[1])) - 20;
   const width = Math.max(...boxes.map((b) => b[0] + b[2])) - left + 20;
