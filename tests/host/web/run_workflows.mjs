@@ -68,6 +68,15 @@ async function runOne(page, item) {
       const entry = history[id];
       if (entry?.status?.completed !== undefined) {
         const shown = Object.entries(entry.outputs).filter(([, out]) => out.images?.length).map(([nid]) => nid);
+        // A long run on a busy CPU can drop the websocket, and with it "executed" messages:
+        // hand any result the page missed to the app's own "executed" handler, from the history.
+        const { app } = window;
+        for (const nid of shown) {
+          const node = app.graph.getNodeById(Number(nid));
+          if (node && !node.imgs?.length) {
+            app.api.dispatchCustomEvent("executed", { node: nid, display_node: nid, output: entry.outputs[nid], prompt_id: id });
+          }
+        }
         return { ...entry.status, shown };
       }
       await new Promise((r) => setTimeout(r, 500));
