@@ -21,11 +21,12 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from face_scenes import sizes_scene  # noqa: E402
-from magicid_core.detection import (DEFAULT_MIN_FACE, DlibHogDetector, TiledMediapipeDetector,  # noqa: E402
-                                    _mediapipe_face_detection, _mediapipe_to_detection, finish, nms)
+from tests.support.face_scenes import sizes_scene  # noqa: E402
+from magicid_core.faces.detection import (DlibHogDetector, TiledMediapipeDetector,  # noqa: E402
+                                    _mediapipe_face_detection, _mediapipe_to_detection)
+from magicid_core.faces.geometry import DEFAULT_MIN_FACE, finish, nms  # noqa: E402
 
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
-from magicid_core.identity import threshold_for  # noqa: E402
+from magicid_core.identity.embedders import threshold_for  # noqa: E402
 
 
 def median_ms(image, settings, repeats):

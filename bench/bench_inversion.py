@@ -2,7 +2,7 @@
 
 Run: python bench/bench_inversion.py
 
-The model is the exact posterior mean of a Gaussian mixture (magicid_core.analytic), the
+The model is the exact posterior mean of a Gaussian mixture (tests/support/analytic.py), the
 input an off-data latent (mixture mean plus noise), the regeneration the stock Euler
 sampler over SD1.5's ddim_uniform schedule (eps and v) or a shifted flow schedule.
 Columns: the peers' flip-the-schedule inversion, plain DDIM inversion, plain
@@ -18,9 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from magicid_core.analytic import GaussianMixtureDenoiser  # noqa: E402
-from magicid_core.inversion import DEFAULT_TOL, flip_schedule_inversion, invert, regenerate, relative_rmse  # noqa: E402
-from magicid_core.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas  # noqa: E402
+from magicid_core.diffusion.inversion import DEFAULT_TOL, invert, regenerate, relative_rmse  # noqa: E402
+from magicid_core.diffusion.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas  # noqa: E402
+from tests.support.analytic import GaussianMixtureDenoiser  # noqa: E402  (bench uses the tests' models)
+from tests.support.baselines import flip_schedule_inversion  # noqa: E402
 
 SHAPE = (4, 16, 16)
 STEPS = (10, 25, 50)

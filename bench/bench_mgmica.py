@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from magicid_core.mgmica import IdentityTokens, MultiIDAttention  # noqa: E402
-from magicid_core.ownership import bilinear_masks, ownership_masks  # noqa: E402
+from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention  # noqa: E402
+from magicid_core.diffusion.ownership import bilinear_masks, ownership_masks  # noqa: E402
 
 SIZES = {"SD1.5": [128, 64, 32, 16], "SDXL": [64, 32]}   # cells a side at 1024 px
 KEY = ("input", 1, 0)

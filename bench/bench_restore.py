@@ -28,13 +28,14 @@ import skimage.data
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
-from magicid_core import crops  # noqa: E402
-from magicid_core.inversion import euler_step, partial_sigmas  # noqa: E402
-from magicid_core.faces import Face, FaceSet, ImageFaces  # noqa: E402
-from magicid_core.restore import RestoreSettings, box_ellipse_mask, plan_faces, restore_faces  # noqa: E402
+from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
+from magicid_core.faces import crops  # noqa: E402
+from magicid_core.diffusion.inversion import euler_step, partial_sigmas  # noqa: E402
+from magicid_core.faces.records import Face, FaceSet, ImageFaces  # noqa: E402
+from magicid_core.diffusion.restore import restore_faces  # noqa: E402
+from magicid_core.diffusion.restore_plan import RestoreSettings, box_ellipse_mask, plan_faces  # noqa: E402
 
 SETTINGS = RestoreSettings(steps=20, strength=0.6, zoom_size=256, context=0.5, feather=2, refine_iters=3, batch_size=1)
 SIZES = (160, 320, 512)           # the astronaut at three sizes: faces of about 30, 60 and 100 px

@@ -1,8 +1,17 @@
 """MagicID core: the method, usable without ComfyUI.
 
-Face analysis (detection, mesh, masks, skeletons, identity), DDIM inversion,
-mask-guided multi-identity attention and identity restoration. Nothing here
-imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
+Rooms, each importing only the ones before it (``tests/test_layers.py`` checks there is no
+import cycle and no ComfyUI import):
+
+- ``image_io``, ``parsing``: shared helpers (picture layout; the short texts of node widgets).
+- ``faces/``: face records, detection, mesh, masks, skeletons, crops, previews, control maps.
+- ``insightface/``: a sibling detector/recogniser backend (ONNX packs); imports only ``faces/``.
+- ``identity/``: identity vectors, matching, scoring, kin blending, identity adapters.
+- ``diffusion/``: schedules, DDIM inversion, MGMICA attention and placement, DIIR restoration.
+- ``analyze``: one call from a picture to FACES (faces/ then identity/), and ``python -m magicid_core``.
+- ``segs``: FACES <-> Impact Pack's SEGS (its namedtuple, rebuilt here; SEGS boxes go through ``analyze``).
+
+Nothing here imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
 """
 
 from .faces import Detection, Face, FaceSet, Identity, ImageFaces

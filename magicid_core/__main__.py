@@ -19,11 +19,11 @@ import numpy as np
 from PIL import Image
 
 from .analyze import ORDERS, AnalysisSettings, analyze_image
-from .detection import BACKENDS
-from .identity import BACKENDS as IDENTITY_BACKENDS
-from .masks import MASK_MODES
-from .control_maps import skeleton_map
-from .preview import draw_preview
+from .faces.detection import BACKENDS
+from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
+from .faces.masks import MASK_MODES
+from .faces.control_maps import skeleton_map
+from .faces.preview import draw_preview
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "assets" / "group6.jpg"

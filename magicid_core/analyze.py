@@ -14,14 +14,15 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .detection import ARCFACE_TEMPLATE, BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
-from .faces import Detection, Face, FaceSet, ImageFaces
-from .identity import BACKENDS as IDENTITY_BACKENDS
-from .identity import make_embedder
+from .faces.detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
+from .faces.geometry import ARCFACE_TEMPLATE
+from .faces.records import Detection, Face, FaceSet, ImageFaces
+from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
+from .identity.embedders import make_embedder
 from .image_io import to_rgb_uint8
-from .masks import MASK_MODES, face_masks, head_box
-from .mesh import face_mesh, keypoints_from_mesh
-from .pose import PoseEstimator
+from .faces.masks import MASK_MODES, face_masks, head_box
+from .faces.mesh import face_mesh, keypoints_from_mesh
+from .faces.pose import PoseEstimator
 
 ORDERS = ("left_to_right", "size")
 # Below this many pixels (in the analysed copy) no detector finds a face reliably.

@@ -24,7 +24,7 @@ from collections import namedtuple
 import numpy as np
 
 from .analyze import AnalysisSettings, analyze_boxes
-from .faces import ImageFaces
+from .faces.records import ImageFaces
 
 SEG = namedtuple("SEG", ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label",
                          "control_net_wrapper"], defaults=[None])

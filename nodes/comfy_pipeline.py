@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..magicid_core.restore import Pipeline, landmark_hint
+from ..magicid_core.diffusion.restore import Pipeline
+from ..magicid_core.diffusion.restore_plan import landmark_hint
 from .multi_id_apply import crop_multi_id_patches, multi_id_patches, without_multi_id_patches
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.inversion import DEFAULT_REFINE_ITERS, check_latent, invert, measured_error
-from ..magicid_core.schedules import check_denoise, check_steps, partial_sigmas, start_step
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS, check_latent, invert, measured_error
+from ..magicid_core.diffusion.schedules import check_denoise, check_steps, partial_sigmas, start_step
 
 from .common import CATEGORY
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
-from ..magicid_core.detection import BACKENDS, DEFAULT_MIN_FACE
-from ..magicid_core.identity import BACKENDS as IDENTITY_BACKENDS
+from ..magicid_core.faces.detection import BACKENDS, DEFAULT_MIN_FACE
+from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from ..magicid_core.image_io import to_rgb_uint8
-from ..magicid_core.masks import MASK_MODES
-from ..magicid_core.preview import draw_preview
+from ..magicid_core.faces.masks import MASK_MODES
+from ..magicid_core.faces.preview import draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
 from .face_ui import faces_ui

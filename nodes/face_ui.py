@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from ..magicid_core.faces import FaceSet
+from ..magicid_core.faces.records import FaceSet
 
 
 def face_boxes(face_set: FaceSet) -> list[list[dict]]:

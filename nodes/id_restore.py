@@ -6,8 +6,9 @@ import logging
 
 import numpy as np
 
-from ..magicid_core.inversion import DEFAULT_REFINE_ITERS
-from ..magicid_core.restore import RestoreSettings, parse_indices, report, restore_faces, side_by_side
+from ..magicid_core.diffusion.inversion import DEFAULT_REFINE_ITERS
+from ..magicid_core.diffusion.restore import report, restore_faces, side_by_side
+from ..magicid_core.diffusion.restore_plan import RestoreSettings, parse_indices
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images
 from .comfy_pipeline import ComfyPipeline
 

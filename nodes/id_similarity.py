@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..magicid_core.identity import make_embedder, threshold_for
-from ..magicid_core.scoring import ASSIGNMENTS, backend_of, report_table, report_text, score_batch
+from ..magicid_core.identity.embedders import make_embedder, threshold_for
+from ..magicid_core.identity.scoring import ASSIGNMENTS, backend_of, report_table, report_text, score_batch
 from .common import CATEGORY, FACES, IDENTITIES, images_to_numpy, numpy_to_images
 from .models import insightface_roots
 

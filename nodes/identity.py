@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..magicid_core.identity import (BACKENDS, build_identity, embedding_models, identity_from_embeddings,
-                                     make_embedder)
+from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embedding_models,
+                                               identity_from_embeddings, make_embedder)
 from .common import CATEGORY, IDENTITIES, images_to_numpy
 from .models import insightface_roots
 

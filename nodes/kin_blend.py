@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..magicid_core.kin import AGES, GENDERS, family
+from ..magicid_core.identity.kin import AGES, GENDERS, family
 
 from .common import CATEGORY, IDENTITIES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..magicid_core.control_maps import SCHEDULES, mmf_maps, mmf_schedule
+from ..magicid_core.faces.control_maps import SCHEDULES, mmf_maps, mmf_schedule
 
 from .common import CATEGORY, FACES, numpy_to_images, numpy_to_masks
 

@@ -7,8 +7,10 @@ import os
 
 import torch
 
-from ..magicid_core.adapters import load_adapter_file
-from ..magicid_core.mgmica import MultiIDAttention, multi_id_patch, parse_number_list
+from ..magicid_core.identity.adapters import load_adapter_file
+from ..magicid_core.diffusion.attention import MultiIDAttention
+from ..magicid_core.parsing import parse_number_list
+from ..magicid_core.diffusion.placement import multi_id_patch
 
 from .common import CATEGORY, FACES, IDENTITIES
 

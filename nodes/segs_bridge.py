@@ -7,9 +7,9 @@ these nodes work whether or not it is installed (SEGS only has a use when it is)
 from __future__ import annotations
 
 from ..magicid_core.analyze import AnalysisSettings
-from ..magicid_core.faces import FaceSet
-from ..magicid_core.identity import BACKENDS as IDENTITY_BACKENDS
-from ..magicid_core.masks import MASK_MODES
+from ..magicid_core.faces.records import FaceSet
+from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
+from ..magicid_core.faces.masks import MASK_MODES
 from ..magicid_core.segs import FACE_LABEL, faces_to_segs, segs_to_faces
 
 from .common import CATEGORY, FACES, images_to_numpy

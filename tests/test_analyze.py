@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from face_scenes import group6, match, scene
+from tests.support.face_scenes import group6, match, scene
 from magicid_core.__main__ import main
 from magicid_core.analyze import AnalysisSettings, analyze_batch, analyze_image
-from magicid_core.detection import make_detector
+from magicid_core.faces.detection import make_detector
 
 FAST = AnalysisSettings(mesh=False, skeletons=False, embeddings=False)  # what these tests check needs neither
 

@@ -4,10 +4,10 @@ OpenPose / MediaPipe-face / InstantID annotators draw them, masks, batches, bad 
 import numpy as np
 import pytest
 
-from magicid_core import control_maps as cm
+from magicid_core.faces import control_maps as cm
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import Face, FaceSet, ImageFaces
-from people import group_of_three
+from magicid_core.faces.records import Face, FaceSet, ImageFaces
+from tests.support.people import group_of_three
 
 H, W = 240, 200
 

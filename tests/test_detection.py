@@ -4,9 +4,10 @@ sample at three sizes, keypoint order, the dlib backend and the backend registry
 import numpy as np
 import pytest
 
-from face_scenes import group6, match, sizes_scene
+from tests.support.face_scenes import group6, match, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.detection import DETECTORS, TiledMediapipeDetector, five_keypoints, make_detector, tile_plan
+from magicid_core.faces.detection import DETECTORS, TiledMediapipeDetector, make_detector, tile_plan
+from magicid_core.faces.geometry import five_keypoints
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,6 @@ def test_backend_registry_errors_are_clear():
 
 
 def _as_face(det, index):
-    from magicid_core.faces import Face
+    from magicid_core.faces.records import Face
 
     return Face(index=index, box=det.box, score=det.score, keypoints=det.keypoints, head_box=det.box)

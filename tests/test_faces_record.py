@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from magicid_core.faces import Face, FaceSet, ImageFaces
+from magicid_core.faces.records import Face, FaceSet, ImageFaces
 from magicid_core.image_io import to_rgb_uint8
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from magicid_core.identity import DLIB_THRESHOLD, DlibEmbedder, build_identity, make_embedder, threshold_for
-from people import astronaut, cameraman, crop_scaled, grace_hopper
+from magicid_core.identity.embedders import DLIB_THRESHOLD, DlibEmbedder, build_identity, make_embedder, threshold_for
+from tests.support.people import astronaut, cameraman, crop_scaled, grace_hopper
 
 
 @pytest.fixture(scope="module")

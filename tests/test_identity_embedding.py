@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.identity import (DLIB_MODEL_NAME, DlibEmbedder, build_identity, embedding_models,
+from magicid_core.identity.embedders import (DLIB_MODEL_NAME, DlibEmbedder, build_identity, embedding_models,
                                    identity_from_embeddings)
-from tests.people import astronaut, grace_hopper
+from tests.support.people import astronaut, grace_hopper
 
 
 def test_a_normalised_embedding_passes_unchanged():

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from magicid_core.identity import make_embedder
+from magicid_core.identity.embedders import make_embedder
 from magicid_core.insightface import (ARCFACE_TEMPLATE, ArcFaceRecognizer, InsightFaceDetector,
                                       InsightFaceModelError, find_pack, align_face, similarity_transform)
 from magicid_core.insightface.scrfd import (anchor_centers, decode_level, distances_to_boxes, input_side, letterbox)
@@ -133,7 +133,7 @@ def test_input_side_keeps_the_smallest_face_findable():
 
 def test_detector_registry_and_analysis_name_the_insightface_folder(tmp_path):
     from magicid_core.analyze import AnalysisSettings, analyze_image
-    from magicid_core.detection import make_detector
+    from magicid_core.faces.detection import make_detector
 
     with pytest.raises(InsightFaceModelError, match=f"{tmp_path}.*scrfd_10g_bnkps.onnx"):
         make_detector("insightface", insightface_roots=[str(tmp_path)])

@@ -13,17 +13,17 @@ import math
 import pytest
 import torch
 
-from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.inversion import (
+from magicid_core.diffusion.inversion import (
     euler_step,
-    flip_schedule_inversion,
     invert,
     measured_error,
     partial_sigmas,
     regenerate,
     relative_rmse,
 )
-from magicid_core.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas, start_step
+from magicid_core.diffusion.schedules import ddim_uniform, flow_sigmas, sd_discrete_sigmas, start_step
+from tests.support.analytic import GaussianMixtureDenoiser
+from tests.support.baselines import flip_schedule_inversion
 
 SHAPE = (4, 16, 16)
 

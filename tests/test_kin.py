@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from magicid_core.faces import Identity
-from magicid_core.identity import build_identity, make_embedder
-from magicid_core.kin import blend_child, family, gene_mask, kin_hint
-from people import astronaut, grace_hopper
+from magicid_core.faces.records import Identity
+from magicid_core.identity.embedders import build_identity, make_embedder
+from magicid_core.identity.kin import blend_child, family, gene_mask, kin_hint
+from tests.support.people import astronaut, grace_hopper
 
 D = 512
 

@@ -4,10 +4,10 @@ and no two faces' masks ever overlapping."""
 import numpy as np
 import pytest
 
-from face_scenes import match, oval_mask, scene, sizes_scene
+from tests.support.face_scenes import match, oval_mask, scene, sizes_scene
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import Face
-from magicid_core.masks import face_masks, head_box
+from magicid_core.faces.records import Face
+from magicid_core.faces.masks import face_masks, head_box
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import Face, Identity
-from magicid_core.identity import build_identity, make_embedder
-from magicid_core.matching import assign_identities, similarity_matrix
-from people import astronaut, grace_hopper, group_of_three
+from magicid_core.faces.records import Face, Identity
+from magicid_core.identity.embedders import build_identity, make_embedder
+from magicid_core.identity.matching import assign_identities, similarity_matrix
+from tests.support.people import astronaut, grace_hopper, group_of_three
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from magicid_core.adapters import load_adapter_file, parse_adapter
-from mgmica_layouts import SD15_WIDTHS, SDXL_WIDTHS, faceid_state_dict, flatten, instantid_state_dict
+from magicid_core.identity.adapters import load_adapter_file, parse_adapter
+from tests.support.mgmica_layouts import SD15_WIDTHS, SDXL_WIDTHS, faceid_state_dict, flatten, instantid_state_dict
 
 
 def small_instantid(**kw):

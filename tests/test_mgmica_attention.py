@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.mgmica import (IdentityTokens, MultiIDAttention, assign_faces, batch_is_uncond,
-                                 sdpa_attention)
-from magicid_core.ownership import owner_map
+from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention, batch_is_uncond, sdpa_attention
+from magicid_core.diffusion.placement import assign_faces
+from magicid_core.diffusion.ownership import owner_map
+from tests.support.mgmica_layouts import KEY, attention_inputs
 
 # (cells a side, width, heads) of every cross-attention layer size: SD1.5 at 512 px, SDXL at 1024 px.
 SD15_LAYERS = [(64, 320, 8), (32, 640, 8), (16, 1280, 8), (8, 1280, 8)]
 SDXL_LAYERS = [(64, 640, 10), (32, 1280, 20)]
-KEY = ("input", 1, 0)
 
 
 def faces_masks(size, n=3):
@@ -30,19 +30,6 @@ def make_tokens(n, width, context=768, t=4, seed=0):
                           uncond=torch.randn(n, t, context, generator=g),
                           to_k=[torch.randn(width, context, generator=g) * context ** -0.5],
                           to_v=[torch.randn(width, context, generator=g) * context ** -0.5])
-
-
-def attention_inputs(cells, width, heads, context=768, batch=2, seed=1):
-    """q from hidden states through a real to_q projection; k, v from 77 text tokens."""
-    g = torch.Generator().manual_seed(seed)
-    hidden = torch.randn(batch, cells * cells, width, generator=g)
-    text = torch.randn(batch, 77, context, generator=g)
-    to_q, to_k, to_v = (torch.nn.Linear(i, width, bias=False) for i in (width, context, context))
-    with torch.no_grad():
-        q, k, v = to_q(hidden), to_k(text), to_v(text)
-    options = {"block": KEY[:2], "block_index": 0, "n_heads": heads, "cond_or_uncond": [1, 0],
-               "activations_shape": [batch, width, cells, cells], "sigmas": torch.tensor([5.0] * batch)}
-    return q, k, v, options
 
 
 def manual_attention(q, k, v, heads):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from magicid_core.ownership import (bilinear_masks, coverage, crop_and_resize, owner_map,
-                                    ownership_masks, validate_masks)
+from magicid_core.diffusion.ownership import (bilinear_masks, coverage, crop_and_resize, owner_map,
+                                              ownership_masks, validate_masks)
 
 # Cross-attention layer sizes (cells a side) for a 1024 px picture (latent 128).
 SD15_SIZES = [128, 64, 32, 16]      # the middle block runs at 16
@@ -102,7 +102,7 @@ def test_crop_and_resize_follows_the_box():
 
 
 def test_preview_shows_every_face_owning_a_cell_at_the_coarsest_layer():
-    from magicid_core.ownership import PALETTE, ownership_preview
+    from magicid_core.diffusion.ownership import PALETTE, ownership_preview
 
     masks = disc_masks(SIX_SMALL, 40)
     picture = ownership_preview(masks, 16, 16)

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from face_scenes import sizes_scene
-from magicid_core.adapters import parse_adapter
+from tests.support.face_scenes import sizes_scene
+from magicid_core.identity.adapters import parse_adapter
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.mgmica import multi_id_patch, place_identities
-from magicid_core.ownership import owner_map, ownership_masks
-from mgmica_layouts import faceid_state_dict
-from test_mgmica_attention import attention_inputs
+from magicid_core.diffusion.placement import multi_id_patch, place_identities
+from magicid_core.diffusion.ownership import owner_map, ownership_masks
+from tests.support.mgmica_layouts import KEY, attention_inputs, faceid_state_dict
 
-KEY = ("input", 1, 0)
 
 
 @pytest.fixture(scope="module")

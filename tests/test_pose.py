@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.faces import COCO18_NAMES
-from magicid_core.identity import make_embedder
-from magicid_core.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
-from people import ROOT, astronaut
+from magicid_core.faces.records import COCO18_NAMES
+from magicid_core.identity.embedders import make_embedder
+from magicid_core.faces.pose import PoseEstimator, blazepose_to_coco18, head_only_skeleton, person_crop
+from tests.support.people import ROOT, astronaut
 
 P = {name: i for i, name in enumerate(COCO18_NAMES)}
 

@@ -8,11 +8,13 @@ import pytest
 import skimage.data
 import torch
 
-from analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
-from magicid_core import crops
-from magicid_core.faces import Face, FaceSet, ImageFaces
-from magicid_core.restore import MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings, landmark_hint, box_ellipse_mask, pinned_regenerate, plan_faces, restore_faces
-from magicid_core.inversion import invert
+from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, karras_sigmas, knowing_denoiser, psnr
+from magicid_core.faces import crops
+from magicid_core.faces.records import Face, FaceSet, ImageFaces
+from magicid_core.diffusion.restore import pinned_regenerate, restore_faces
+from magicid_core.diffusion.restore_plan import (MAX_CONTEXT, MIN_ZOOM_SIZE, FaceJob, RestoreSettings,
+                                                 box_ellipse_mask, landmark_hint, plan_faces)
+from magicid_core.diffusion.inversion import invert
 
 ASTRONAUT_FACE = (175, 70, 265, 180)   # x0, y0, x1, y1 of Eileen Collins' face in the 512 px picture
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from magicid_core.analyze import AnalysisSettings, analyze_image
-from magicid_core.identity import build_identity, make_embedder, threshold_for
-from magicid_core.scoring import NO_FACE, report_table, report_text, score_batch
-from people import astronaut, crop_scaled, grace_hopper, group_of_three
+from magicid_core.identity.embedders import build_identity, make_embedder, threshold_for
+from magicid_core.identity.scoring import NO_FACE, report_table, report_text, score_batch
+from tests.support.people import astronaut, crop_scaled, grace_hopper, group_of_three
 
 
 @pytest.fixture(scope="module")

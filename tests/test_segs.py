@@ -13,7 +13,7 @@ import pytest
 from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.segs import (SEG, faces_to_segs, impact_crop_region, read_segs, seg_mask,
                                segs_to_faces)
-from tests.face_scenes import group6
+from tests.support.face_scenes import group6
 
 SETTINGS = AnalysisSettings(backend="mediapipe", identity_backend="dlib", skeletons=False)
 

@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from tests.workflow_geometry import app_sizes, boxes_from_file, layout_problems
-from tests.workflow_defs import WORKFLOWS_DIR
+from tests.support.workflow_defs import WORKFLOWS_DIR
+from tests.support.workflow_geometry import app_sizes, boxes_from_file, layout_problems
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
 STAGES = ("Model", "Faces", "Identities", "Control", "Sampling", "Output")

@@ -14,10 +14,10 @@ import json
 import pytest
 from PIL import Image
 
-from tests.tools.workflow_builder import Graph
-from tests.workflow_api import to_api_prompt
-from tests.workflow_check import check_workflow, readme_model_files
-from tests.workflow_defs import PACK_DIR, WORKFLOWS_DIR, all_definitions, core_definitions
+from tests.support.workflow_builder import Graph
+from tests.support.workflow_api import to_api_prompt
+from tests.support.workflow_check import check_workflow, readme_model_files
+from tests.support.workflow_defs import PACK_DIR, WORKFLOWS_DIR, all_definitions, core_definitions
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
 
@@ -148,7 +148,7 @@ def test_readme_names_every_workflow():
 
 
 def test_widget_slots_follow_the_apps_seed_convention():
-    from tests.workflow_defs import widget_slots
+    from tests.support.workflow_defs import widget_slots
 
     seed = {"input": {"required": {"seed": ["INT", {"default": 0}], "n": ["INT", {}]}}}
     assert [(s.spec.name, s.extra) for s in widget_slots(seed)] == [

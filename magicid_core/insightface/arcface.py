@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..detection import ARCFACE_TEMPLATE  # where the 5 keypoints land in the 112x112 crop
+from ..faces.geometry import ARCFACE_TEMPLATE  # where the 5 keypoints land in the 112x112 crop
 from ..image_io import to_rgb_uint8
 from .packs import InsightFaceModelError, InsightFacePack, load_session
 

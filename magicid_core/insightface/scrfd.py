@@ -16,8 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..detection import DEFAULT_MIN_FACE, finish, nms
-from ..faces import Detection
+from ..faces.geometry import DEFAULT_MIN_FACE, finish, nms
+from ..faces.records import Detection
 from ..image_io import to_rgb_uint8
 from .packs import InsightFaceModelError, InsightFacePack, load_session
 

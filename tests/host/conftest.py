@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfy_server import COMFYUI_DIR, PACK_NAME, ComfyServer, make_base_dir  # noqa: E402,F401
-from workflow_server import make_workflow_base_dir  # noqa: E402
+from tests.host.comfy_server import COMFYUI_DIR, PACK_NAME, ComfyServer, make_base_dir  # noqa: F401
+from tests.host.workflow_server import make_workflow_base_dir
 
 SKIP_REASON = "COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the host tests"
 

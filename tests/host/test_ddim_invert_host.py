@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 
-from magicid_core.analytic import GaussianMixtureDenoiser
-from magicid_core.inversion import relative_rmse
-from magicid_core.schedules import ddim_uniform, sd_discrete_sigmas
+from tests.support.analytic import GaussianMixtureDenoiser
+from magicid_core.diffusion.inversion import relative_rmse
+from magicid_core.diffusion.schedules import ddim_uniform, sd_discrete_sigmas
 
-from tiny_models import text_conditioning, tiny_sd15_model
+from tests.host.tiny_models import text_conditioning, tiny_sd15_model
 
 STEPS = 25
 SHAPE = (4, 16, 16)      # latent of a 128 x 128 image, for the analytic model

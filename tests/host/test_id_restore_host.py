@@ -4,19 +4,17 @@ real UNet and VAE, and MultiIDApply's identity patch. The background keeps its b
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from magicid_core.faces import FaceSet, Identity, ImageFaces
-from magicid_core.restore import RestoreSettings, plan_faces
-from tiny_models import text_conditioning, tiny_sd15_model, tiny_vae
+from magicid_core.faces.records import FaceSet, Identity, ImageFaces
+from magicid_core.diffusion.restore_plan import RestoreSettings, plan_faces
+from tests.host.tiny_models import text_conditioning, tiny_sd15_model, tiny_vae
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/: scenes and adapter layouts
-from face_scenes import sizes_scene  # noqa: E402
-from mgmica_layouts import faceid_state_dict  # noqa: E402
+from tests.support.face_scenes import sizes_scene
+from tests.support.mgmica_layouts import faceid_state_dict
 
 SETTINGS = dict(zoom_size=256, context=0.4, feather=3)
 
@@ -61,7 +59,7 @@ def test_background_is_bit_identical_through_the_node(comfy_nodes, scene):
 
 
 def test_landmark_controlnet_acts_inside_the_faces_only(comfy_nodes, scene):
-    from tiny_controlnet import tiny_controlnet
+    from tests.host.tiny_controlnet import tiny_controlnet
 
     image, faces = scene
     assert all(f.landmarks is not None for f in faces[0].faces)
@@ -121,7 +119,7 @@ def test_only_faces_with_an_identity_are_restored_unless_named(comfy_nodes, scen
 
 def test_inversion_runs_on_the_model_without_the_identity(comfy_nodes, identity_model):
     """without_multi_id_patches takes MultiIDApply's patch out: it samples exactly like the unpatched model."""
-    from tiny_models import text_conditioning as cond
+    from tests.host.tiny_models import text_conditioning as cond
 
     model, patched = identity_model
     helpers = sys.modules[comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"].__module__.rsplit(".", 1)[0] + ".comfy_pipeline"]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/people.py
-from people import astronaut, grace_hopper  # noqa: E402
+from tests.support.people import astronaut, grace_hopper
 
 PEERS = os.environ.get("MAGICID_PEERS_DIR", "")
 IPADAPTER_DIR = Path(PEERS) / "ComfyUI_IPAdapter_plus"

@@ -1,14 +1,12 @@
 """IdentityFromImages inside a real ComfyUI, called through the pack's NODE_CLASS_MAPPINGS."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/people.py
-from people import astronaut, crop_scaled, grace_hopper  # noqa: E402
+from tests.support.people import astronaut, crop_scaled, grace_hopper
 
 
 def _image(*arrays):
@@ -56,7 +54,7 @@ def test_arcface_without_models_names_comfyui_insightface_folder(node, tmp_path,
 
 
 def test_face_detect_masks_carries_skeletons_and_embeddings(comfy_nodes):
-    from people import group_of_three
+    from tests.support.people import group_of_three
 
     detect = comfy_nodes.NODE_CLASS_MAPPINGS["FaceDetectMasks"]()
     image, _ = group_of_three()

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.faces import Face, FaceSet, Identity, ImageFaces
+from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces
 
-from tiny_controlnet import tiny_controlnet
-from tiny_models import text_conditioning, tiny_sd15_model
+from tests.host.tiny_controlnet import tiny_controlnet
+from tests.host.tiny_models import text_conditioning, tiny_sd15_model
 
 SIZE = 64                      # image pixels; the latent is 8 x 8
 

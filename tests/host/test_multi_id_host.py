@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from magicid_core.faces import Face, FaceSet, Identity, ImageFaces
+from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces
 
-from tiny_models import text_conditioning, tiny_sd15_model
+from tests.host.tiny_models import text_conditioning, tiny_sd15_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the adapter layouts
-from mgmica_layouts import faceid_state_dict  # noqa: E402
+from tests.support.mgmica_layouts import faceid_state_dict
 
 SIZE = 64  # image pixels: latent 8x8, the tiny UNet attends at 8x8 and 4x4
 
@@ -149,7 +147,7 @@ def tiny_controlnet(seed=1):
     import comfy.controlnet
     import comfy.ops
     import comfy.supported_models
-    from tiny_models import TINY_SD15_UNET, _seed_weights
+    from tests.host.tiny_models import TINY_SD15_UNET, _seed_weights
 
     # the UNet config as ComfyUI completes it for SD1.5 (heads etc.), less the output channels
     unet_config = comfy.supported_models.SD15(dict(TINY_SD15_UNET)).unet_config
@@ -203,5 +201,5 @@ def test_bad_inputs_are_clear_errors(setup):
     with pytest.raises(ValueError, match="empty"):
         apply(setup, faces=empty)
     with pytest.raises(ValueError, match="does not fit"):
-        from magicid_core.adapters import parse_adapter
+        from magicid_core.identity.adapters import parse_adapter
         apply(setup, adapter=parse_adapter(faceid_state_dict(), "ip-adapter-faceid_sd15.bin"))

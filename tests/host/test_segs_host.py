@@ -28,8 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/face_scenes.py
-from face_scenes import group6  # noqa: E402
+from tests.support.face_scenes import group6
 
 PEERS = os.environ.get("MAGICID_PEERS_DIR", "")
 IMPACT_DIR = Path(PEERS) / "ComfyUI-Impact-Pack"

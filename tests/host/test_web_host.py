@@ -16,17 +16,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.tools.workflow_builder import Graph
-from tests.workflow_defs import WORKFLOWS_DIR
+from tests.support.workflow_builder import Graph
+from tests.support.workflow_defs import WORKFLOWS_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from example_inputs import write_input_pictures  # noqa: E402
+from tests.host.example_inputs import write_input_pictures
 
 WEB_TEST_DIR = Path(__file__).parent / "web"
 PACK_DIR = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from tests.tools.app_measure import live_boxes, missing_browser, run_in_app
-from tests.workflow_defs import WORKFLOWS_DIR
-from tests.workflow_geometry import app_sizes, layout_problems
+from tests.host.in_app import live_boxes, missing_browser, run_in_app
+from tests.support.workflow_defs import WORKFLOWS_DIR
+from tests.support.workflow_geometry import app_sizes, layout_problems
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))

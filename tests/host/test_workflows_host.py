@@ -10,21 +10,18 @@ why: tests/host/workflow_server.py).
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.workflow_api import to_api_prompt
-from tests.workflow_check import check_workflow, readme_model_files
-from tests.workflow_defs import PACK_DIR, WORKFLOWS_DIR
+from tests.support.workflow_api import to_api_prompt
+from tests.support.workflow_check import check_workflow, readme_model_files
+from tests.support.workflow_defs import PACK_DIR, WORKFLOWS_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfy_server import PACK_NAME  # noqa: E402
-from workflow_server import FAST, SUBSTITUTES  # noqa: E402
+from tests.host.comfy_server import PACK_NAME
+from tests.host.workflow_server import FAST, SUBSTITUTES
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
 OUTPUT_NODES = ("SaveImage", "PreviewImage")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tiny_models import TINY_SD15_UNET, _seed_weights
+from tests.host.tiny_models import TINY_SD15_UNET, _seed_weights
 
 
 def tiny_controlnet(seed: int = 3):

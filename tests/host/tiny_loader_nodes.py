@@ -18,13 +18,27 @@ orthonormal map and labelled as ArcFace, so different people still get different
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny_models  # noqa: E402
+
+def _sibling(name: str):
+    """The module ``name``.py beside this file (its real folder, through ComfyUI's symlink)."""
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"magicid_tiny_loaders_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+try:
+    from . import tiny_models        # imported by the tests as tests.host.tiny_loader_nodes
+except ImportError:                  # ComfyUI loads this file alone from its custom_nodes: no package
+    tiny_models = _sibling("tiny_models")
 
 CPU = torch.device("cpu")
 

@@ -20,16 +20,16 @@ What is substituted, and why:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
+from tests.host.comfy_server import PACK_DIR, PACK_NAME
+from tests.host.example_inputs import write_input_pictures
+from tests.host.tiny_loader_nodes import SUBSTITUTES  # noqa: F401  (re-exported for the callers)
+from tests.support.mgmica_layouts import faceid_state_dict
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from comfy_server import PACK_DIR, PACK_NAME  # noqa: E402
-from example_inputs import write_input_pictures  # noqa: E402
-from tiny_loader_nodes import SUBSTITUTES  # noqa: E402,F401  (re-exported for the callers)
 
 # the tiny UNet's cross-attention widths in diffusers order: down, up, mid
 TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
@@ -40,9 +40,6 @@ FAST = {"steps": 2, "inversion_refine": 0, "refinement": 0, "zoom_size": 256}
 def make_workflow_base_dir(base: Path) -> Path:
     """Fill ``base`` (an empty folder): the pack and the stand-in loaders in custom_nodes,
     the example pictures in input, tiny FaceID adapter files in models/ipadapter."""
-    sys.path.insert(0, str(PACK_DIR))
-    from tests.mgmica_layouts import faceid_state_dict
-
     for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
         (base / sub).mkdir()
     (base / "custom_nodes" / PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)

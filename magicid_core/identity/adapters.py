@@ -1,0 +1,283 @@
+"""Identity adapters people already have: IP-Adapter FaceID (SD1.5 / SDXL) and InstantID.
+
+Both files hold two state dicts:
+- ``image_proj``: turns a 512-d ArcFace embedding into T context tokens of width C
+  (FaceID: an MLP, T = 4 or 16; InstantID: a perceiver Resampler, T = 16, C = 2048);
+- ``ip_adapter``: per cross-attention layer ``{n}.to_k_ip.weight`` / ``{n}.to_v_ip.weight``
+  of shape (layer width, C), n = 1, 3, 5, ... in diffusers order (down, up, mid blocks).
+  FaceID files also carry LoRA keys (``*_lora.*``): those belong to the separate FaceID
+  LoRA, which is applied with a LoRA loader, so they are ignored here.
+
+``.safetensors`` files keep the same keys flat, prefixed ``image_proj.`` / ``ip_adapter.``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCFACE_DIM = 512
+INSIGHTFACE_HINT = ("it needs 512-d ArcFace embeddings: install insightface "
+                    "(pip install insightface) and put the antelopev2 or buffalo_l models into "
+                    "ComfyUI/models/insightface, then build the identities again")
+_IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
+_FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
+
+
+class FaceIDProjection(nn.Module):
+    """IP-Adapter FaceID: tokens = LayerNorm(reshape(W2 GELU(W1 e + b1) + b2, (T, C)))."""
+
+    def __init__(self, embedding_dim: int, hidden: int, context_dim: int, tokens: int):
+        super().__init__()
+        self.embedding_dim, self.context_dim, self.tokens = embedding_dim, context_dim, tokens
+        self.proj = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.GELU(),
+                                  nn.Linear(hidden, context_dim * tokens))
+        self.norm = nn.LayerNorm(context_dim)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        x = self.proj(embedding).reshape(-1, self.tokens, self.context_dim)
+        return self.norm(x)
+
+
+def multi_head_attention(q, k, v, heads: int, attn_mask=None) -> torch.Tensor:
+    """Scaled dot-product attention on (B, N, heads*d) tensors, split into heads and merged back.
+
+    ``attn_mask``: bool (N_q, N_k), True where a query may see a key. Shared by the adapters'
+    perceiver and the MGMICA patch (diffusion/attention.py).
+    """
+    split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)      # (B, heads, N, d)
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)
+    return out.transpose(1, 2).flatten(2)
+
+
+class PerceiverAttention(nn.Module):
+    """Latents attend to [features; latents] (the perceiver step of the Resampler)."""
+
+    def __init__(self, dim: int, dim_head: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim_head * heads, bias=False)
+        self.to_kv = nn.Linear(dim, dim_head * heads * 2, bias=False)
+        self.to_out = nn.Linear(dim_head * heads, dim, bias=False)
+
+    def forward(self, features: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        features, latents = self.norm1(features), self.norm2(latents)
+        q = self.to_q(latents)
+        k, v = self.to_kv(torch.cat([features, latents], dim=1)).chunk(2, dim=-1)
+        return self.to_out(multi_head_attention(q, k, v, self.heads))
+
+
+class ResamplerProjection(nn.Module):
+    """InstantID: learned latents refined by perceiver attention over the projected embedding."""
+
+    def __init__(self, embedding_dim: int, dim: int, context_dim: int, tokens: int,
+                 depth: int, heads: int, ff_hidden: int, dim_head: int = 64):
+        super().__init__()
+        self.embedding_dim, self.context_dim, self.tokens = embedding_dim, context_dim, tokens
+        self.latents = nn.Parameter(torch.zeros(1, tokens, dim))
+        self.proj_in = nn.Linear(embedding_dim, dim)
+        self.proj_out = nn.Linear(dim, context_dim)
+        self.norm_out = nn.LayerNorm(context_dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleList([PerceiverAttention(dim, dim_head, heads),
+                           nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, ff_hidden, bias=False),
+                                         nn.GELU(), nn.Linear(ff_hidden, dim, bias=False))])
+            for _ in range(depth))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        features = self.proj_in(embedding.reshape(len(embedding), -1, embedding.shape[-1]))
+        latents = self.latents.expand(len(embedding), -1, -1)
+        for attention, feed_forward in self.layers:
+            latents = latents + attention(features, latents)
+            latents = latents + feed_forward(latents)
+        return self.norm_out(self.proj_out(latents))
+
+
+@dataclass
+class IdentityAdapter:
+    """A loaded adapter: the token projection and the per-layer key/value weights."""
+
+    name: str
+    kind: str                      # "faceid" or "instantid"
+    projection: nn.Module          # (N, embedding_dim) -> (N, tokens, context_dim)
+    to_k: list[torch.Tensor]       # per cross-attention layer, (layer width, context_dim)
+    to_v: list[torch.Tensor]
+    embedding_dim: int
+    context_dim: int
+    tokens: int
+
+    @property
+    def family(self) -> str:
+        return _FAMILY.get(self.context_dim, f"{self.context_dim}-wide context")
+
+    def describe(self) -> str:
+        return (f"{self.name} ({self.kind}, {self.family}: {len(self.to_k)} cross-attention "
+                f"layers, {self.tokens} tokens)")
+
+    def check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> float32 (N, D); explains a dlib 128-d or otherwise wrong length."""
+        e = np.asarray(embeddings, dtype=np.float32)
+        if e.ndim == 1:
+            e = e[None]
+        if e.ndim != 2 or e.shape[1] != self.embedding_dim:
+            got = e.shape[-1] if e.ndim else 0
+            what = "dlib 128-d embeddings" if got == 128 else f"{got}-d embeddings"
+            raise ValueError(f"{self.describe()} cannot use {what}: {INSIGHTFACE_HINT}")
+        if not np.isfinite(e).all():
+            raise ValueError("an identity embedding holds NaN or infinite values")
+        return e
+
+    @torch.no_grad()
+    def tokens_for(self, embeddings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Identity tokens and the adapter's "no identity" tokens (projection of zeros), (N, T, C)."""
+        e = torch.from_numpy(self.check_embeddings(embeddings))
+        dtype = next(self.projection.parameters()).dtype
+        cond = self.projection(e.to(dtype)).float()
+        uncond = self.projection(torch.zeros_like(e, dtype=dtype)).float()
+        return cond, uncond
+
+    def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
+        """Raise if the layers (width, context width), in diffusers order, are not the adapter's."""
+        mine = [tuple(k.shape) for k in self.to_k]
+        if [tuple(s) for s in layer_shapes] == mine:
+            return
+        model_family = _FAMILY.get(layer_shapes[0][1], "") if layer_shapes else ""
+        raise ValueError(
+            f"{self.describe()} does not fit {model_name}"
+            f"{f' ({model_family})' if model_family else ''}: the model has {len(layer_shapes)} "
+            f"cross-attention layers of widths {_summary(layer_shapes)}, the adapter "
+            f"{len(mine)} of {_summary(mine)}. Use the adapter made for this base model.")
+
+
+def _summary(shapes) -> str:
+    widths = sorted({w for w, _ in shapes})
+    contexts = sorted({c for _, c in shapes})
+    return f"{widths} reading {contexts}-wide text"
+
+
+def parse_adapter(state: dict, name: str = "adapter") -> IdentityAdapter:
+    """Nested {"image_proj": ..., "ip_adapter": ...} state dict -> IdentityAdapter (checked)."""
+    if not isinstance(state, dict) or not state.get("image_proj") or not state.get("ip_adapter"):
+        keys = list(state)[:6] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{name} is not an IP-Adapter / InstantID file: it has no 'image_proj' and "
+                         f"'ip_adapter' weights (found {keys})")
+    proj, kind = _build_projection(dict(state["image_proj"]), name)
+    to_k, to_v = _layer_weights(dict(state["ip_adapter"]), name)
+    context_dim = to_k[0].shape[1]
+    adapter = IdentityAdapter(name=name, kind=kind, projection=proj.eval(), to_k=to_k, to_v=to_v,
+                              embedding_dim=proj.embedding_dim, context_dim=proj.context_dim,
+                              tokens=proj.tokens)
+    if context_dim != adapter.context_dim:
+        raise ValueError(f"{name}: its projection makes {adapter.context_dim}-wide tokens but its "
+                         f"attention layers read {context_dim}-wide ones; the file is inconsistent")
+    return adapter
+
+
+def _build_projection(sd: dict, name: str) -> tuple[nn.Module, str]:
+    if "perceiver_resampler.proj_in.weight" in sd:
+        raise ValueError(f"{name} is an IP-Adapter FaceID Plus model: it also needs a CLIP vision "
+                         "embedding, which MultiIDApply does not use. Use ip-adapter-faceid_sd15.bin, "
+                         "ip-adapter-faceid_sdxl.bin, a FaceID portrait model or InstantID's ip-adapter.bin")
+    if "latents" in sd and "proj_in.weight" in sd:
+        embedding_dim = sd["proj_in.weight"].shape[1]
+        if embedding_dim != ARCFACE_DIM:
+            raise ValueError(f"{name} is an IP-Adapter Plus model for CLIP image embeddings "
+                             f"({embedding_dim}-d), not a face identity adapter")
+        try:
+            return _load(_resampler_from(sd), sd, name), "instantid"
+        except KeyError as e:
+            raise ValueError(f"{name}: its Resampler weights lack {e}; the file is damaged") from None
+    if {"proj.0.weight", "proj.2.weight", "norm.weight"} <= set(sd) and "proj.3.weight" not in sd:
+        e, hidden = sd["proj.0.weight"].shape[1], sd["proj.0.weight"].shape[0]
+        context_dim = sd["norm.weight"].shape[0]
+        tokens, rest = divmod(sd["proj.2.weight"].shape[0], context_dim)
+        if e != ARCFACE_DIM or rest:
+            raise ValueError(f"{name} is an MLP IP-Adapter for {e}-d CLIP image embeddings, not FaceID")
+        return _load(FaceIDProjection(e, hidden, context_dim, tokens), sd, name), "faceid"
+    raise ValueError(f"{name} is not a face identity adapter MultiIDApply knows (IP-Adapter FaceID "
+                     f"or InstantID): its image_proj has keys {sorted(sd)[:6]}")
+
+
+def _resampler_from(sd: dict) -> ResamplerProjection:
+    """Read the Resampler's sizes from its weights (InstantID uses 64-wide heads)."""
+    _, tokens, dim = sd["latents"].shape
+    depth = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
+    heads = sd["layers.0.0.to_q.weight"].shape[0] // 64
+    return ResamplerProjection(embedding_dim=sd["proj_in.weight"].shape[1], dim=dim,
+                               context_dim=sd["proj_out.weight"].shape[0], tokens=tokens,
+                               depth=depth, heads=heads, ff_hidden=sd["layers.0.1.1.weight"].shape[0])
+
+
+def _load(module: nn.Module, sd: dict, name: str) -> nn.Module:
+    """load_state_dict with a message that names the file and the offending keys."""
+    try:
+        module.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    except (RuntimeError, AttributeError) as e:
+        raise ValueError(f"{name}: its image_proj weights do not match the expected layout: "
+                         f"{str(e).splitlines()[0][:300]}") from None
+    return module.float()
+
+
+def _layer_weights(sd: dict, name: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The to_k_ip / to_v_ip weights in layer order; checks numbering and shapes."""
+    found: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        m = _IP_KEY.match(key)
+        if m:
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    numbers = sorted(found)
+    if not numbers:
+        raise ValueError(f"{name} has no to_k_ip / to_v_ip attention weights")
+    if numbers != list(range(1, 2 * len(numbers), 2)):
+        raise ValueError(f"{name}: cross-attention layers are numbered {numbers[:8]}..., "
+                         "expected 1, 3, 5, ...: the file is damaged or of another kind")
+    to_k, to_v = [], []
+    for n in numbers:
+        k, v = found[n].get("k"), found[n].get("v")
+        if k is None or v is None or k.ndim != 2 or k.shape != v.shape:
+            raise ValueError(f"{name}: layer {n} needs to_k_ip and to_v_ip weights of one 2-d shape")
+        to_k.append(k.float())
+        to_v.append(v.float())
+    if len({k.shape[1] for k in to_k}) != 1:
+        raise ValueError(f"{name}: its layers read context tokens of different widths")
+    return to_k, to_v
+
+
+def nest_flat_keys(flat: dict) -> dict:
+    """Flat safetensors keys ("image_proj.x", "ip_adapter.y") -> the nested layout of .bin files."""
+    nested: dict = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        head = "ip_adapter" if head == "adapter_modules" else head
+        if head in nested and rest:
+            nested[head][rest] = value
+    return nested
+
+
+def load_adapter_file(path: str) -> IdentityAdapter:
+    """Load an adapter file safely (safetensors, or torch.load with weights_only=True)."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"adapter file {path} does not exist: put ip-adapter-faceid_sd15.bin / "
+                                "ip-adapter-faceid_sdxl.bin into models/ipadapter or InstantID's "
+                                "ip-adapter.bin into models/instantid")
+    try:
+        if path.lower().endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = nest_flat_keys(load_file(path, device="cpu"))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "adapter_modules" in state and "ip_adapter" not in state:
+                state = {**state, "ip_adapter": state["adapter_modules"]}
+    except Exception as e:  # torch / safetensors say "unpickling error", "header too large", ...
+        raise ValueError(f"could not read {name} as an adapter file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else 'no details'}); "
+                         "is the download complete?") from None
+    return parse_adapter(state, name)

@@ -1,0 +1,196 @@
+"""Identity embeddings: one interface, two backends, and building a reference Identity.
+
+Every backend turns a face (box + 5 keypoints) in an image into an L2-normalised
+vector, names its model (vectors of different models cannot be compared) and
+declares its match threshold on cosine similarity.
+
+- ``ArcFaceEmbedder``: insightface's ArcFace through onnxruntime (antelopev2 / buffalo_l),
+  when the model files are present.
+- ``DlibEmbedder``: dlib's ResNet face descriptor with the weights shipped in the
+  ``face_recognition_models`` package: works offline with no downloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..faces.detection import DlibHogDetector, face_recognition_models_dir
+from ..faces.records import Detection, Identity
+from ..image_io import to_rgb_uint8
+from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
+from ..insightface.arcface import l2_normalise
+
+BACKENDS = ("auto", "arcface", "dlib")
+# Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
+REFERENCE_MIN_FACE = 40
+
+DLIB_MODEL_NAME = "dlib_resnet_v1"
+# dlib documents "same person" as euclidean distance < 0.6 between raw 128-d descriptors.
+# Its descriptors have a near-constant norm r (1.41..1.46 on our sample faces, mean 1.43), so
+# d^2 = 2 r^2 (1 - cos) and d < 0.6  <=>  cos > 1 - 0.6^2 / (2 * 1.43^2) = 0.912.
+DLIB_DESCRIPTOR_NORM = 1.43
+DLIB_THRESHOLD = round(1.0 - 0.6 ** 2 / (2 * DLIB_DESCRIPTOR_NORM ** 2), 3)
+# ArcFace (glintr100 / w600k_r50): cosine 0.3 is the usual same-person working point of these
+# models; we could not measure it here (no insightface weights on this machine).
+ARCFACE_THRESHOLD = 0.3
+
+
+def threshold_for(embedding_model: str) -> float:
+    """The match threshold (cosine similarity) for vectors of this embedding model."""
+    if embedding_model == DLIB_MODEL_NAME:
+        return DLIB_THRESHOLD
+    if embedding_model.startswith("arcface:"):
+        return ARCFACE_THRESHOLD
+    raise ValueError(f"unknown embedding model {embedding_model!r}")
+
+
+def most_prominent(detections: list[Detection]) -> Detection | None:
+    """The reference face: largest box area x detector score (a big weak false positive loses)."""
+    return max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) * d.score, default=None)
+
+
+class ArcFaceEmbedder:
+    """ArcFace from an insightface pack; finds reference faces with the same pack's SCRFD."""
+
+    threshold = ARCFACE_THRESHOLD
+
+    def __init__(self, models_roots=None, pack: str | None = None):
+        found = find_pack(models_roots, pack)
+        self.model_name = f"arcface:{found.name}"
+        self.recognizer = ArcFaceRecognizer(found)
+        self.detector = InsightFaceDetector(found, min_face=REFERENCE_MIN_FACE)
+
+    def find_faces(self, image: np.ndarray) -> list[Detection]:
+        return self.detector.detect(image)
+
+    def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        return self.recognizer.embed(image, keypoints)
+
+
+class DlibEmbedder:
+    """dlib's ResNet descriptor, aligned by dlib's 5-point shape predictor run on the face box."""
+
+    model_name = DLIB_MODEL_NAME
+    threshold = DLIB_THRESHOLD
+    FILES = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
+
+    def __init__(self, models_dir: Path | None = None):
+        import dlib
+        folder = Path(models_dir) if models_dir else face_recognition_models_dir()
+        paths = [folder / f for f in self.FILES]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"dlib identity model files missing in {folder}: {', '.join(missing)}")
+        try:
+            self.shape_predictor = dlib.shape_predictor(str(paths[0]))
+            self.recognizer = dlib.face_recognition_model_v1(str(paths[1]))
+        except RuntimeError as e:
+            raise ValueError(f"dlib model files in {folder} could not be loaded ({e}); reinstall "
+                             "face_recognition_models") from e
+        self._dlib = dlib
+        self._hog = DlibHogDetector(min_face=REFERENCE_MIN_FACE)
+
+    def find_faces(self, image: np.ndarray) -> list[Detection]:
+        """Reference faces with dlib's HOG detector, the boxes its shape predictor was trained on."""
+        return self._hog.detect(to_rgb_uint8(image))
+
+    def _shape(self, image: np.ndarray, box: np.ndarray):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        return self.shape_predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
+
+    def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        image = to_rgb_uint8(image)
+        descriptor = self.recognizer.compute_face_descriptor(image, self._shape(image, box), 0)
+        return l2_normalise(np.asarray(descriptor, np.float32))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_embedder(backend: str, roots: tuple[str, ...] | None):
+    if backend == "dlib":
+        return DlibEmbedder()
+    return ArcFaceEmbedder(list(roots) if roots is not None else None)
+
+
+def make_embedder(backend: str = "auto", models_roots=None):
+    """An embedder by name; ``auto`` = ArcFace when an insightface pack is found, else dlib.
+
+    ``models_roots``: the insightface models folder(s); None = ``$MAGICID_INSIGHTFACE_DIR``.
+    Models are loaded once per (backend, folders) and reused.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if isinstance(models_roots, (str, os.PathLike)):
+        models_roots = [models_roots]
+    roots = None if models_roots is None else tuple(str(p) for p in models_roots)
+    if backend == "auto":
+        try:
+            find_pack(roots)
+            backend = "arcface"
+        except InsightFaceModelError:
+            backend = "dlib"
+    return _cached_embedder(backend, roots if backend == "arcface" else None)
+
+
+def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -> Identity:
+    """An Identity from one or several reference images of one person.
+
+    In each image the most prominent face (area x score) is the person; its embedding is averaged with the
+    others' and renormalised. An image without a face is an error naming that image.
+    ``on_image(i)`` is called after each image (progress reporting).
+    """
+    images = list(images)
+    if not images:
+        raise ValueError(f"identity {name!r}: no reference images given")
+    vectors = []
+    for i, image in enumerate(images):
+        image = to_rgb_uint8(image)
+        face = most_prominent(embedder.find_faces(image))
+        if face is None:
+            raise ValueError(f"identity {name!r}: no face found in reference image {i + 1} of {len(images)} "
+                             f"({image.shape[1]}x{image.shape[0]}); use a clear, roughly frontal photo of the face")
+        vectors.append(embedder.embed(image, face.box, face.keypoints))
+        if on_image is not None:
+            on_image(i)
+    return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
+                    embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint)
+
+
+# Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).
+CLIP_WIDTHS = {768: "CLIP ViT-L", 1024: "CLIP ViT-H", 1280: "CLIP ViT-bigG"}
+
+
+def embedding_models() -> list[str]:
+    """The embedding models an identity can name: ArcFace of each insightface pack, then dlib."""
+    from ..insightface.packs import PACKS
+
+    return [f"arcface:{name}" for name in PACKS] + [DLIB_MODEL_NAME]
+
+
+def identity_from_embeddings(name: str, vectors, embedding_model: str) -> Identity:
+    """An Identity from face embeddings another pack already computed (insightface's
+    ``normed_embedding`` or raw ``embedding``, one row per reference face).
+
+    One normalised row comes through unchanged; several are averaged and renormalised, as
+    ``build_identity`` does. Vectors of another width than the model's are refused by name.
+    """
+    width = 128 if embedding_model == DLIB_MODEL_NAME else 512
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 3 and array.shape[1] == 1:  # (N, 1, D): a batch of single-token embeds
+        array = array[:, 0]
+    array = array.reshape(1, -1) if array.ndim == 1 else array
+    if array.ndim != 2 or array.shape[1] != width:
+        shape = tuple(array.shape)
+        clip = CLIP_WIDTHS.get(shape[-1]) if array.ndim >= 2 else None
+        what = f"a {clip} image embedding (IPAdapterEncoder), not a face identity" if clip else "not that"
+        raise ValueError(f"identity {name!r}: {embedding_model} embeddings are (N, {width}) vectors; this tensor "
+                         f"is {shape}, {what}. Give insightface's face embedding (normed_embedding or embedding)")
+    if not np.isfinite(array).all():
+        raise ValueError(f"identity {name!r}: the embedding holds NaN or infinite values")
+    rows = [row if abs(float(np.linalg.norm(row)) - 1.0) < 1e-6 else l2_normalise(row) for row in array]
+    mean = rows[0] if len(rows) == 1 else l2_normalise(np.mean(rows, axis=0))
+    return Identity(name=name, embedding=np.asarray(mean, np.float32), embedding_model=embedding_model,
+                    reference_count=len(rows))
