@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.host.in_app import measure_in_app  # noqa: E402
 from tests.support.workflow_builder import Graph  # noqa: E402
@@ -30,6 +30,8 @@ DOCS = PACK_DIR / "docs"
 def face_indices(g: Graph) -> tuple[dict, list[int]]:
     photo = g.add("LoadImage", image="group_photo.jpg")
     detect = g.add("FaceDetectMasks", image=photo["IMAGE"], skeletons=False, identity_backend="none")
+    g.add("MaskToImage", mask=detect["union_mask"])  # a graph needs an output; not in the picture
+    g.add("PreviewImage", images=g.nodes[-1][0])
     return {detect.id: (900.0, 640.0)}, [detect.id]
 
 
