@@ -18,7 +18,7 @@ def test_a_normalised_embedding_passes_unchanged():
     tensor = torch.from_numpy(built.embedding).unsqueeze(0)  # (1, D), as IPAdapter FaceID batches it
     again = identity_from_embeddings("Eileen", tensor.numpy(), DLIB_MODEL_NAME)
     np.testing.assert_array_equal(again.embedding, built.embedding)
-    assert (again.embedding_model, again.reference_count) == (built.embedding_model, 1)
+    assert (again.embedding_model, again.reference_count, again.embedding_norm) == (built.embedding_model, 1, None)
 
 
 def test_raw_rows_are_normalised_and_averaged_like_references():
@@ -32,6 +32,8 @@ def test_raw_rows_are_normalised_and_averaged_like_references():
     again = identity_from_embeddings("Eileen", np.stack(raw), DLIB_MODEL_NAME)
     np.testing.assert_allclose(again.embedding, built.embedding, atol=1e-6)
     assert again.reference_count == 2
+    # the raw length is kept, as build_identity keeps insightface's (InstantID reads raw vectors)
+    assert again.embedding_norm == pytest.approx(np.mean([np.linalg.norm(r) for r in raw]), rel=1e-5)
     other = build_identity("Grace", [grace_hopper()], embedder)
     assert float(again.embedding @ other.embedding) < 0.9
 

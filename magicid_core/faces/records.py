@@ -45,6 +45,9 @@ class Identity:
     embedding_model: str       # must match the faces' embedding_model to be compared
     reference_count: int = 1   # how many reference faces were averaged into it
     hint: str = ""             # optional prompt text (e.g. "a young girl" from kin blend)
+    # the recogniser's raw vector norm (insightface's Face.embedding_norm; InstantID reads raw vectors),
+    # averaged over the references; None when the backend has no raw vector
+    embedding_norm: float | None = None
 
 
 @dataclass

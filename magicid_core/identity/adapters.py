@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCFACE_DIM = 512
-INSIGHTFACE_HINT = ("it needs 512-d ArcFace embeddings: install insightface "
-                    "(pip install insightface) and put the antelopev2 or buffalo_l models into "
-                    "ComfyUI/models/insightface, then build the identities again")
+INSIGHTFACE_HINT = ("it needs 512-d ArcFace embeddings: put the antelopev2 or buffalo_l models into "
+                    "ComfyUI/models/insightface (they run on onnxruntime; no insightface package needed), "
+                    "then build the identities again")
 _IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
 _FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
 

@@ -70,6 +70,10 @@ class ArcFaceEmbedder:
     def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         return self.recognizer.embed(image, keypoints)
 
+    def embed_raw(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """The recogniser's output before normalisation (insightface's ``Face.embedding``)."""
+        return self.recognizer.raw_embedding(image, keypoints)
+
 
 class DlibEmbedder:
     """dlib's ResNet descriptor, aligned by dlib's 5-point shape predictor run on the face box."""
@@ -140,23 +144,32 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
     others' and renormalised. An image without a face is an error naming that image.
+    An embedder that also has ``embed_raw(image, box, keypoints)`` (the model's vector before
+    normalisation; ArcFace has it) gives the Identity its ``embedding_norm``, the mean raw norm.
     ``on_image(i)`` is called after each image (progress reporting).
     """
     images = list(images)
     if not images:
         raise ValueError(f"identity {name!r}: no reference images given")
-    vectors = []
+    vectors, raw_norms = [], []
+    embed_raw = getattr(embedder, "embed_raw", None)   # backends with a raw vector keep its norm
     for i, image in enumerate(images):
         image = to_rgb_uint8(image)
         face = most_prominent(embedder.find_faces(image))
         if face is None:
             raise ValueError(f"identity {name!r}: no face found in reference image {i + 1} of {len(images)} "
                              f"({image.shape[1]}x{image.shape[0]}); use a clear, roughly frontal photo of the face")
-        vectors.append(embedder.embed(image, face.box, face.keypoints))
+        if embed_raw is None:
+            vectors.append(embedder.embed(image, face.box, face.keypoints))
+        else:
+            raw = embed_raw(image, face.box, face.keypoints)
+            raw_norms.append(float(np.linalg.norm(raw)))
+            vectors.append(l2_normalise(raw))
         if on_image is not None:
             on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
-                    embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint)
+                    embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint,
+                    embedding_norm=float(np.mean(raw_norms)) if raw_norms else None)
 
 
 # Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).
@@ -190,7 +203,10 @@ def identity_from_embeddings(name: str, vectors, embedding_model: str) -> Identi
                          f"is {shape}, {what}. Give insightface's face embedding (normed_embedding or embedding)")
     if not np.isfinite(array).all():
         raise ValueError(f"identity {name!r}: the embedding holds NaN or infinite values")
-    rows = [row if abs(float(np.linalg.norm(row)) - 1.0) < 1e-6 else l2_normalise(row) for row in array]
+    norms = np.linalg.norm(array, axis=1)
+    normalised = bool(np.all(np.abs(norms - 1.0) < 1e-6))
+    rows = [row if abs(float(n) - 1.0) < 1e-6 else l2_normalise(row) for row, n in zip(array, norms)]
     mean = rows[0] if len(rows) == 1 else l2_normalise(np.mean(rows, axis=0))
+    # raw rows keep their mean length, as build_identity records it (InstantID reads raw vectors)
     return Identity(name=name, embedding=np.asarray(mean, np.float32), embedding_model=embedding_model,
-                    reference_count=len(rows))
+                    reference_count=len(rows), embedding_norm=None if normalised else float(np.mean(norms)))

@@ -56,7 +56,9 @@ class ComfyServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, timeout: float = float(os.environ.get("MAGICID_HOST_START_TIMEOUT", 900))) -> None:
+        # A cold start takes ~10 s on an idle machine but minutes on a loaded 2-core one;
+        # the process exiting is caught at once, so a long wait costs nothing when it fails.
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
