@@ -304,7 +304,7 @@ def measure(built: dict, sizes: dict) -> dict[str, Path]:
     shots = {name: shots_dir / f"{name}.png" for name in built}
     with app_server() as server:
         for round_ in range(1, MEASURE_ROUNDS + 1):
-            paths = write_workflows(built, sizes)
+            paths = write_workflows(built, sizes)  # only the workflows given: ``built`` may be a part
             report = run_in_app(server, paths, shots)["workflows"]
             measured = {name: node_sizes(r) for name, r in report.items()}
             changed = [name for name in built if measured[name] != sizes.get(name)]
@@ -327,11 +327,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", action="store_true",
                         help="run the workflows in the real front end (COMFYUI_DIR) for sizes and screenshots")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="measure only these workflows")
     args = parser.parse_args()
     WORKFLOWS_DIR.mkdir(exist_ok=True)
     built = build_all(all_definitions())
     sizes = app_sizes()
-    shots = measure(built, sizes) if args.measure else {}
+    measured = {name: built[name] for name in (args.only or built)}
+    shots = measure(measured, sizes) if args.measure else {}
     paths = write_workflows(built, sizes)
     for name, path in paths.items():
         write_previews(path, shots.get(name))

@@ -21,6 +21,10 @@ from tests.support.workflow_defs import input_specs, widget_slots
 from tests.support.workflow_layout import Placed, lay_out
 
 NODE_WIDTH = 330
+# Nodes that show a picture once the graph has run: the front end's image preview widget asks
+# for 220 px (ImagePreviewWidget.computeLayoutSize, minHeight 220, comfyui-frontend-package 1.27).
+PREVIEW_ROOM = 220
+SHOWS_PICTURE = {"LoadImage", "PreviewImage", "SaveImage", "FaceDetectMasks"}
 UNGROUPED = ""  # the stage of nodes added outside any ``with g.stage(...)``: laid out, no group box
 
 
@@ -106,11 +110,12 @@ class Graph:
         return node
 
     def estimated_size(self, node: Node, inputs: list[dict]) -> tuple[float, float]:
-        """The size of a node never measured in the app: about its rows. The app grows a node
-        for its preview once it has run, and keeps a larger stored size: so the generator
-        starts small and records what the app makes of it (--measure)."""
+        """The size of a node never measured in the app: its rows, plus the room the front end
+        gives a picture once the graph has run. The app keeps a larger stored size, so this
+        errs large; --measure replaces it with what the app shows."""
         rows = len(inputs) + len(node.widgets) + (len(node.defn["output"]) if node.defn else 0)
-        return NODE_WIDTH, node.height or 46 + 24 * rows
+        room = PREVIEW_ROOM if node.type in SHOWS_PICTURE else 0
+        return NODE_WIDTH, node.height or 46 + 24 * rows + room
 
     def to_ui(self, sizes: dict[int, tuple[float, float]] | None = None) -> dict:
         """The workflow as the app saves it. ``sizes``: node id -> (width, height) the app showed
