@@ -14,7 +14,7 @@ from pathlib import Path
 
 Box = tuple[float, float, float, float]
 TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT
-SIZES_FILE = Path(__file__).resolve().parent / "data" / "workflow_app_sizes.json"
+SIZES_FILE = Path(__file__).resolve().parents[1] / "data" / "workflow_app_sizes.json"
 
 
 def overlap(a: Box, b: Box) -> bool:
