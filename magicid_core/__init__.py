@@ -11,6 +11,7 @@ import cycle and no ComfyUI import):
 - ``diffusion/``: schedules, DDIM inversion, MGMICA attention (mask-guided multi-identity
   cross-attention) and placement, DIIR restoration (DDIM-inversion identity restoration).
 - ``analyze``: one call from a picture to FACES (faces/ then identity/), and ``python -m magicid_core``.
+- ``segs``: FACES <-> Impact Pack's SEGS (its namedtuple, rebuilt here; SEGS boxes go through ``analyze``).
 
 Nothing here imports ``comfy``; the ComfyUI node layer in ``nodes/`` drives these functions.
 Data flow, layering, the patch protocol and a glossary (MMF, MGMICA, DIIR, ownership,

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .faces.detection import BACKENDS, DEFAULT_MIN_FACE, FaceDetector, make_detector
+from .faces.geometry import ARCFACE_TEMPLATE
 from .faces.landmarks import LANDMARK_BACKENDS, make_landmarker
 from .faces.masks import MASK_MODES, face_mask_crops, head_box
 from .faces.pose import PoseEstimator, head_only_skeleton
@@ -218,6 +219,41 @@ def find_faces(image) -> ImageFaces:
     """The faces of an image with mesh and masks but no skeletons or embeddings (IDSimilarity
     without FACES: the embeddings are then made by the identities' own model)."""
     return analyze_image(image, AnalysisSettings(skeletons=False, embeddings=False))
+
+
+def template_keypoints(box) -> np.ndarray:
+    """The 5 keypoints where ArcFace's alignment template puts them in a face box: a stand-in
+    for a box that came without keypoints, replaced by the mesh's when the mesh finds the face."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (np.array([x0, y0], np.float32) + ARCFACE_TEMPLATE / 112.0 * np.array([x1 - x0, y1 - y0], np.float32))
+
+
+def analyze_boxes(image, boxes, scores, settings: AnalysisSettings | None = None, masks=None,
+                  source: str = "given") -> ImageFaces:
+    """Faces found elsewhere (e.g. Impact Pack's detectors), analysed without detecting again:
+    mesh, keypoints, skeletons and embeddings as ``analyze_image`` makes them, in the given order.
+
+    ``masks``: (N, H, W) masks to keep as they are; None makes ours (exclusive, settings' mode).
+    """
+    settings = settings or AnalysisSettings()
+    settings.check()
+    rgb = to_rgb_uint8(image)
+    h, w = rgb.shape[:2]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if masks is not None and (len(masks) != len(boxes) or any(m.shape != (h, w) for m in masks)):
+        raise ValueError(f"{len(boxes)} boxes need {len(boxes)} masks of {w}x{h}")
+    faces = []
+    for i, (box, score) in enumerate(zip(boxes, scores)):
+        detection = Detection(box, float(score), template_keypoints(box), source)
+        face = _to_face(detection, 1.0, rgb, settings.mesh)
+        face.index = i
+        faces.append(face)
+    computed = face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather) if masks is None \
+        else [np.asarray(m, np.float32) for m in masks]
+    for face, mask in zip(faces, computed):
+        face.mask = mask
+    add_skeletons_and_embeddings(rgb, faces, settings)
+    return ImageFaces(h, w, faces)
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,

@@ -11,16 +11,20 @@ from .ddim_invert import DDIMInvert
 from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
 from .id_similarity import IDSimilarity
-from .identity import IdentityFromImages
+from .identity import IdentityFromEmbedding, IdentityFromImages
 from .kin_blend import KinIDBlend
 from .mmf_control import MMFControlApply, MMFControlMaps
 from .multi_id_apply import MagicIDAdapterLoader, MultiIDApply
 from .person_prompt import PersonPrompt
+from .segs_bridge import FacesToSEGS, SEGSToFaces
 
 # name -> (class, display name); one line per node, grouped by step.
 _NODES = {
     "FaceDetectMasks": (FaceDetectMasks, "Face Detect + Masks (MagicID)"),
+    "FacesToSEGS": (FacesToSEGS, "Faces to SEGS (MagicID, for Impact Pack)"),
+    "SEGSToFaces": (SEGSToFaces, "SEGS to Faces (MagicID, from Impact Pack)"),
     "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
+    "IdentityFromEmbedding": (IdentityFromEmbedding, "Identity From Embedding (MagicID, insightface)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
     "PersonPrompt": (PersonPrompt, "Person Prompt (MagicID)"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),

@@ -1,4 +1,4 @@
-"""IdentityFromImages: one person's reference photos -> an identity appended to IDENTITIES.
+"""IdentityFromImages / IdentityFromEmbedding: one person -> an identity appended to IDENTITIES.
 
 IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 """
@@ -6,7 +6,8 @@ IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 from __future__ import annotations
 
 from ..magicid_core import validate
-from ..magicid_core.identity.embedders import BACKENDS, build_identity, make_embedder
+from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embedding_models,
+                                               identity_from_embeddings, make_embedder)
 from .common import CATEGORY, IDENTITIES, images_to_numpy
 from .host.folders import insightface_roots
 
@@ -40,13 +41,51 @@ class IdentityFromImages:
 
         before = list(identities or [])
         name = name.strip() or f"person {len(before) + 1}"
-        if any(i.name == name for i in before):
+        if any(i.name == name for i in before):  # before the costly embedding
             raise ValueError(f"an identity named {name!r} is already in the list; give each person their own name")
         references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
         identity = build_identity(name, references, make_embedder(backend, insightface_roots()),
                                   on_image=lambda i: progress.update(1))
-        if before and before[0].embedding_model != identity.embedding_model:
-            raise ValueError(f"{name!r} was embedded with {identity.embedding_model} but the identities before it "
-                             f"with {before[0].embedding_model}; use the same backend for every identity")
-        return (before + [identity],)
+        return _appended(before, identity)
+
+
+def _appended(before: list, identity) -> tuple[list]:
+    if any(i.name == identity.name for i in before):
+        raise ValueError(f"an identity named {identity.name!r} is already in the list; give each person their own name")
+    if before and before[0].embedding_model != identity.embedding_model:
+        raise ValueError(f"{identity.name!r} is a {identity.embedding_model} embedding but the identities before it "
+                         f"are {before[0].embedding_model}; every identity needs the same model")
+    return (before + [identity],)
+
+
+class IdentityFromEmbedding:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "embedding": ("EMBEDS", {"tooltip": "insightface face embedding(s) of ONE person, (512,) or (N, 512) "
+                                                    "(normed_embedding or embedding), e.g. an .ipadpt file loaded by "
+                                                    "IPAdapter_plus' IPAdapterLoadEmbeds. Several rows are averaged."}),
+                "embedding_model": (embedding_models(), {"tooltip":
+                    "The insightface pack that computed it (IPAdapter_plus FaceID: buffalo_l by default; InstantID: "
+                    "antelopev2). Faces are compared only with identities of the same model."}),
+                "name": ("STRING", {"default": "", "tooltip": "Who this is; empty = 'person N'."}),
+            },
+            "optional": {
+                "identities": (IDENTITIES, {"tooltip": "Identities built so far; this one is appended."}),
+            },
+        }
+
+    RETURN_TYPES = (IDENTITIES,)
+    RETURN_NAMES = ("identities",)
+    FUNCTION = "build"
+    CATEGORY = f"{CATEGORY}/identity"
+    DESCRIPTION = ("An identity from a face embedding another pack already computed (insightface, as IPAdapter "
+                   "FaceID and InstantID use it): a normalised embedding passes through unchanged.")
+
+    def build(self, embedding, embedding_model, name, identities=None):
+        before = list(identities or [])
+        name = name.strip() or f"person {len(before) + 1}"
+        vectors = embedding.detach().cpu().float().numpy() if hasattr(embedding, "detach") else embedding
+        return _appended(before, identity_from_embeddings(name, vectors, embedding_model))

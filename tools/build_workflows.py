@@ -1,6 +1,15 @@
 """Write the shipped workflows (workflows/*.json) and their previews from the graphs below.
 
-    python tools/build_workflows.py
+    python tools/build_workflows.py             # lay out with the sizes measured last time
+    COMFYUI_DIR=... python tools/build_workflows.py --measure   # measure again, new screenshots
+
+Nodes are laid out at the sizes the real front end gives them once a run has filled their
+previews (tests/data/workflow_app_sizes.json). ``--measure`` (with the Python that has
+ComfyUI's requirements, node and chromium) runs every workflow in the real app with the
+tiny stand-in models, lays them out again with the sizes it reads until they stop changing,
+checks the result as the app shows it (no overlaps, groups hold their nodes), stores the
+sizes and takes each preview PNG as a screenshot of the app. Without it the previews keep
+their last screenshot, with the current workflow embedded.
 
 Each workflow is a short function over ``Graph``; the node definitions are the ones the
 tests check against (ComfyUI's core snapshot and this pack's NODE_CLASS_MAPPINGS), so a
@@ -10,15 +19,20 @@ Model file names come from MODELS, the same names the README lists.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.workflow_builder import Graph  # noqa: E402
-from tools.workflow_preview import write_previews  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
+from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
+from tools.workflow_preview import write_previews  # noqa: E402
+
+MEASURE_ROUNDS = 4  # lay out, measure, lay out again... until no node changes size
 
 # file name -> (models folder, where to get it); the README's model table lists the same.
 MODELS = {
@@ -46,20 +60,23 @@ def model_note(what: str, files: list[str], extra: list[str] = ()) -> str:
 
 
 def sd_base(g: Graph, ckpt: str, positive: str):
-    loader = g.add("CheckpointLoaderSimple", ckpt_name=ckpt)
-    pos = g.add("CLIPTextEncode", title="Prompt", text=positive, clip=loader["CLIP"])
-    neg = g.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=loader["CLIP"])
+    with g.stage("Model"):
+        loader = g.add("CheckpointLoaderSimple", ckpt_name=ckpt)
+        pos = g.add("CLIPTextEncode", title="Prompt", text=positive, clip=loader["CLIP"])
+        neg = g.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=loader["CLIP"])
     return loader, pos, neg
 
 
 # --- the workflows ----------------------------------------------------------------------
 
 def faces_and_masks(g: Graph) -> str:
-    photo = g.add("LoadImage", title="Any photo with faces", image="group_photo.jpg")
-    faces = g.add("FaceDetectMasks", image=photo["IMAGE"])
-    g.add("PreviewImage", title="Faces, numbered", images=faces["preview"])
-    union = g.add("MaskToImage", mask=faces["union_mask"])
-    g.add("PreviewImage", title="All face masks", images=union[0])
+    with g.stage("Faces"):
+        photo = g.add("LoadImage", title="Any photo with faces", image="group_photo.jpg")
+        faces = g.add("FaceDetectMasks", image=photo["IMAGE"])
+    with g.stage("Output"):
+        g.add("PreviewImage", title="Faces, numbered", images=faces["preview"])
+        union = g.add("MaskToImage", mask=faces["union_mask"])
+        g.add("PreviewImage", title="All face masks", images=union[0])
     g.note("Finds every face, numbers them left to right and makes one mask per face. "
            "No model files are needed: the detector ships with mediapipe. With insightface's "
            f"models installed ({INSIGHTFACE}) backend 'auto' uses them.\n\n"
@@ -71,16 +88,20 @@ def faces_and_masks(g: Graph) -> str:
 def restore_faces(ckpt: str, control: str | None):
     def build(g: Graph) -> str:
         loader, pos, neg = sd_base(g, ckpt, "a sharp, detailed photo of a face, natural skin")
-        picture = g.add("LoadImage", title="Picture to repair", image="picture_to_repair.png")
-        faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
+        with g.stage("Faces"):
+            picture = g.add("LoadImage", title="Picture to repair", image="picture_to_repair.png")
+            faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
         extra = {}
         if control:
-            cn = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=control)
+            with g.stage("Control"):
+                cn = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=control)
             extra = {"control_net": cn[0]}
-        restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=loader["MODEL"],
-                         vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
-        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
-        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        with g.stage("Sampling"):
+            restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=loader["MODEL"],
+                             vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+        with g.stage("Output"):
+            g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
+            g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
         files = [ckpt] + ([control] if control else [])
         g.note(model_note("Repairs every face of any picture (DDIM inversion, then regeneration) and "
                           "leaves every pixel outside the face masks exactly as it was. Load the picture "
@@ -94,23 +115,26 @@ def identities_from(g: Graph, files: list[str], people: list[str] | None = None)
     """One IdentityFromImages per reference photo, chained: identity i is person i."""
     people = people or [f"person {i}" for i in range(len(files))]
     chain = None
-    for file, who in zip(files, people):
-        photo = g.add("LoadImage", title=f"Reference photo: {who}", image=file)
-        extra = {"identities": chain["identities"]} if chain else {}
-        chain = g.add("IdentityFromImages", title=f"Identity of {who}", images=photo["IMAGE"], name=who, **extra)
+    with g.stage("Identities"):
+        for file, who in zip(files, people):
+            photo = g.add("LoadImage", title=f"Reference photo: {who}", image=file)
+            extra = {"identities": chain["identities"]} if chain else {}
+            chain = g.add("IdentityFromImages", title=f"Identity of {who}", images=photo["IMAGE"], name=who,
+                          **extra)
     return chain
 
 
 def mmf_controls(g: Graph, faces, pos, neg, skeleton_cn: str, face_cn: str | None):
     """MMF: the layout photo's body skeletons and face landmarks as two masked ControlNets."""
-    maps = g.add("MMFControlMaps", faces=faces["faces"])
-    skeleton = g.add("ControlNetLoader", title="OpenPose ControlNet", control_net_name=skeleton_cn)
-    extra = {}
-    if face_cn:
-        face = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=face_cn)
-        extra = {"face_control_net": face[0], "face_map": maps["landmark_map"], "face_mask": maps["face_mask"]}
-    return g.add("MMFControlApply", positive=pos[0], negative=neg[0], skeleton_control_net=skeleton[0],
-                 skeleton_map=maps["skeleton_map"], person_mask=maps["person_mask"], **extra)
+    with g.stage("Control"):
+        maps = g.add("MMFControlMaps", faces=faces["faces"])
+        skeleton = g.add("ControlNetLoader", title="OpenPose ControlNet", control_net_name=skeleton_cn)
+        extra = {}
+        if face_cn:
+            face = g.add("ControlNetLoader", title="Face landmark ControlNet", control_net_name=face_cn)
+            extra = {"face_control_net": face[0], "face_map": maps["landmark_map"], "face_mask": maps["face_mask"]}
+        return g.add("MMFControlApply", positive=pos[0], negative=neg[0], skeleton_control_net=skeleton[0],
+                     skeleton_map=maps["skeleton_map"], person_mask=maps["person_mask"], **extra)
 
 
 FAMILIES = {  # checkpoint, adapter, skeleton ControlNet, face ControlNet
@@ -141,27 +165,33 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
     def build(g: Graph) -> str:
         who = "a family: two parents and their child" if kin else f"{people} friends"
         loader, pos, neg = sd_base(g, ckpt, f"a group photo of {who}, smiling, natural light, 35mm photo")
-        layout = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
-        faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
+        with g.stage("Faces"):
+            layout = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
+            faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
         if kin:
             a = identities_from(g, ["parent_a.jpg"], ["parent a"])
             b = identities_from(g, ["parent_b.jpg"], ["parent b"])
-            identities = g.add("KinIDBlend", parent_a=a["identities"], parent_b=b["identities"], include_parents=True)
+            with g.stage("Identities"):
+                identities = g.add("KinIDBlend", parent_a=a["identities"], parent_b=b["identities"],
+                                   include_parents=True)
         else:
             identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
-        ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
-        said = {"person_prompts": person_prompts(g, loader["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
-            if words else {}
-        patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
-                        identities=identities["identities"], faces=faces["faces"], **said)
+        with g.stage("Identities"):
+            ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+            said = {"person_prompts": person_prompts(g, loader["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
+                if words else {}
+            patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+                            identities=identities["identities"], faces=faces["faces"], **said)
         controls = mmf_controls(g, faces, pos, neg, skeleton_cn, face_cn)
-        latent = g.add("VAEEncode", pixels=layout["IMAGE"], vae=loader["VAE"])
-        sample = g.add("KSampler", model=patched["model"], positive=controls["positive"],
-                       negative=controls["negative"], latent_image=latent[0], seed=42, steps=30, cfg=5.0,
-                       sampler_name="dpmpp_2m", scheduler="karras")
-        image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
-        g.add("SaveImage", images=image[0], filename_prefix=f"MagicID_{'family' if kin else 'group'}")
-        g.add("PreviewImage", title="Who owns which face", images=patched["ownership"])
+        with g.stage("Sampling"):
+            latent = g.add("VAEEncode", pixels=layout["IMAGE"], vae=loader["VAE"])
+            sample = g.add("KSampler", model=patched["model"], positive=controls["positive"],
+                           negative=controls["negative"], latent_image=latent[0], seed=42, steps=30, cfg=5.0,
+                           sampler_name="dpmpp_2m", scheduler="karras")
+            image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
+        with g.stage("Output"):
+            g.add("SaveImage", images=image[0], filename_prefix=f"MagicID_{'family' if kin else 'group'}")
+            g.add("PreviewImage", title="Who owns which face", images=patched["ownership"])
         refs = ("parent_a.jpg and parent_b.jpg: one photo of each parent; KinIDBlend adds their child"
                 if kin else f"person_a.jpg ... : one reference photo per person, in the order of the faces")
         g.note(model_note(
@@ -184,23 +214,28 @@ def restore_with_references(family: str):
 
     def build(g: Graph) -> str:
         loader, pos, neg = sd_base(g, ckpt, "a sharp, detailed group photo, natural skin")
-        picture = g.add("LoadImage", title="Output of another workflow", image="picture_to_repair.png")
-        faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
+        with g.stage("Faces"):
+            picture = g.add("LoadImage", title="Output of another workflow", image="picture_to_repair.png")
+            faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
         identities = identities_from(g, ["person_a.jpg", "person_b.jpg"])
-        ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
-        patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
-                        identities=identities["identities"], faces=faces["faces"])
+        with g.stage("Identities"):
+            ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+            patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+                            identities=identities["identities"], faces=faces["faces"])
         extra = {}
         if face_cn:
-            extra = {"control_net": g.add("ControlNetLoader", title="Face landmark ControlNet",
-                                          control_net_name=face_cn)[0]}
-        restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
-                         vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
-        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
-        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
-        score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
-                      assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
-        g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
+            with g.stage("Control"):
+                extra = {"control_net": g.add("ControlNetLoader", title="Face landmark ControlNet",
+                                              control_net_name=face_cn)[0]}
+        with g.stage("Sampling"):
+            restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
+                             vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+        with g.stage("Output"):
+            g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
+            g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+            score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
+                          assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
+            g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
         g.note(model_note(
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
@@ -213,17 +248,19 @@ def restore_with_references(family: str):
 def invert_and_regenerate(g: Graph) -> str:
     ckpt = "v1-5-pruned-emaonly.safetensors"
     loader, pos, neg = sd_base(g, ckpt, "a photo")
-    photo = g.add("LoadImage", title="Photo to invert", image="picture_to_repair.png")
-    latent = g.add("VAEEncode", pixels=photo["IMAGE"], vae=loader["VAE"])
     steps, scheduler = 25, "ddim_uniform"  # the sampler below must walk the same schedule back
-    inverted = g.add("DDIMInvert", model=loader["MODEL"], positive=pos[0], negative=neg[0],
-                     latent_image=latent[0], steps=steps, scheduler=scheduler, cfg=1.0)
-    sample = g.add("KSamplerAdvanced", model=loader["MODEL"], add_noise="disable", steps=steps, cfg=1.0,
-                   sampler_name="euler", scheduler=scheduler, positive=pos[0], negative=neg[0],
-                   latent_image=inverted["latent"], start_at_step=inverted["start_at_step"],
-                   return_with_leftover_noise="disable")
-    image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
-    g.add("SaveImage", images=image[0], filename_prefix="MagicID_regenerated")
+    with g.stage("Sampling"):
+        photo = g.add("LoadImage", title="Photo to invert", image="picture_to_repair.png")
+        latent = g.add("VAEEncode", pixels=photo["IMAGE"], vae=loader["VAE"])
+        inverted = g.add("DDIMInvert", model=loader["MODEL"], positive=pos[0], negative=neg[0],
+                         latent_image=latent[0], steps=steps, scheduler=scheduler, cfg=1.0)
+        sample = g.add("KSamplerAdvanced", model=loader["MODEL"], add_noise="disable", steps=steps, cfg=1.0,
+                       sampler_name="euler", scheduler=scheduler, positive=pos[0], negative=neg[0],
+                       latent_image=inverted["latent"], start_at_step=inverted["start_at_step"],
+                       return_with_leftover_noise="disable")
+        image = g.add("VAEDecode", samples=sample[0], vae=loader["VAE"])
+    with g.stage("Output"):
+        g.add("SaveImage", images=image[0], filename_prefix="MagicID_regenerated")
     g.note(model_note(
         "DDIM inversion on its own: the photo is inverted to the noise the sampler turns back into it, "
         "then regenerated with stock KSamplerAdvanced (no added noise, same steps and scheduler). With the "
@@ -252,9 +289,9 @@ WORKFLOWS = {
 }
 
 
-def main() -> None:
-    defs = all_definitions()
-    WORKFLOWS_DIR.mkdir(exist_ok=True)
+def build_all(defs: dict) -> dict[str, tuple[Graph, str]]:
+    """name -> (graph, title) of every workflow whose nodes are all in the pack."""
+    built = {}
     for name, build in WORKFLOWS.items():
         g = Graph(defs)
         try:
@@ -262,9 +299,67 @@ def main() -> None:
         except KeyError as missing:  # a node of this workflow is not in the pack yet
             print(f"skip {name}: {missing}")
             continue
+        built[name] = (g, title)
+    return built
+
+
+def sizes_for(g: Graph, recorded: dict) -> dict[int, tuple[float, float]]:
+    """The sizes recorded for this graph's nodes (by id, when the type still matches)."""
+    return {n.id: tuple(recorded[str(n.id)]["size"]) for n in g.nodes
+            if str(n.id) in recorded and recorded[str(n.id)]["type"] == n.type}
+
+
+def write_workflows(built: dict, sizes: dict) -> dict[str, Path]:
+    paths = {}
+    for name, (g, _) in built.items():
         path = WORKFLOWS_DIR / f"{name}.json"
-        path.write_text(json.dumps(g.to_ui(), indent=1) + "\n")
-        write_previews(path, title)
+        path.write_text(json.dumps(g.to_ui(sizes_for(g, sizes.get(name, {}))), indent=1) + "\n")
+        paths[name] = path
+    return paths
+
+
+def measure(built: dict, sizes: dict) -> dict[str, Path]:
+    """Lay out, run in the app and take its sizes until they hold; the last round's
+    screenshots are the previews. Stops with the problems if the app shows any."""
+    from tests.host.in_app import app_server, live_boxes, node_sizes, run_in_app
+
+    shots_dir = Path(tempfile.mkdtemp(prefix="magicid_shots_"))
+    shots = {name: shots_dir / f"{name}.png" for name in built}
+    with app_server() as server:
+        for round_ in range(1, MEASURE_ROUNDS + 1):
+            paths = write_workflows(built, sizes)  # only the workflows given: ``built`` may be a part
+            report = run_in_app(server, paths, shots)["workflows"]
+            measured = {name: node_sizes(r) for name, r in report.items()}
+            changed = [name for name in built if measured[name] != sizes.get(name)]
+            sizes.update(measured)
+            print(f"round {round_}: the app changed node sizes in {changed or 'no workflow'}")
+            if not changed:
+                break
+        else:
+            raise SystemExit(f"node sizes still change after {MEASURE_ROUNDS} rounds: {changed}")
+    problems = {name: found for name, path in paths.items()
+                if (found := layout_problems(json.loads(path.read_text()), live_boxes(report[name]),
+                                             report[name]["groups"]))}
+    if problems:
+        raise SystemExit(f"the app shows layout problems: {json.dumps(problems, indent=1)}")
+    SIZES_FILE.write_text(json.dumps(sizes, indent=1, sort_keys=True) + "\n")
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure", action="store_true",
+                        help="run the workflows in the real front end (COMFYUI_DIR) for sizes and screenshots")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="measure only these workflows")
+    args = parser.parse_args()
+    WORKFLOWS_DIR.mkdir(exist_ok=True)
+    built = build_all(all_definitions())
+    sizes = app_sizes()
+    measured = {name: built[name] for name in (args.only or built)}
+    shots = measure(measured, sizes) if args.measure else {}
+    paths = write_workflows(built, sizes)
+    for name, path in paths.items():
+        write_previews(path, shots.get(name))
         print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
 
 

@@ -160,3 +160,43 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
                     embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint,
                     embedding_norm=float(np.mean(raw_norms)) if raw_norms else None)
+
+
+# Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).
+CLIP_WIDTHS = {768: "CLIP ViT-L", 1024: "CLIP ViT-H", 1280: "CLIP ViT-bigG"}
+
+
+def embedding_models() -> list[str]:
+    """The embedding models an identity can name: ArcFace of each insightface pack, then dlib."""
+    from ..insightface.packs import PACKS
+
+    return [f"arcface:{name}" for name in PACKS] + [DLIB.family]
+
+
+def identity_from_embeddings(name: str, vectors, embedding_model: str) -> Identity:
+    """An Identity from face embeddings another pack already computed (insightface's
+    ``normed_embedding`` or raw ``embedding``, one row per reference face).
+
+    One normalised row comes through unchanged; several are averaged and renormalised, as
+    ``build_identity`` does. Vectors of another width than the model's are refused by name.
+    """
+    width = DLIB.dim if embedding_model == DLIB.family else ARCFACE.dim
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 3 and array.shape[1] == 1:  # (N, 1, D): a batch of single-token embeds
+        array = array[:, 0]
+    array = array.reshape(1, -1) if array.ndim == 1 else array
+    if array.ndim != 2 or array.shape[1] != width:
+        shape = tuple(array.shape)
+        clip = CLIP_WIDTHS.get(shape[-1]) if array.ndim >= 2 else None
+        what = f"a {clip} image embedding (IPAdapterEncoder), not a face identity" if clip else "not that"
+        raise ValueError(f"identity {name!r}: {embedding_model} embeddings are (N, {width}) vectors; this tensor "
+                         f"is {shape}, {what}. Give insightface's face embedding (normed_embedding or embedding)")
+    if not np.isfinite(array).all():
+        raise ValueError(f"identity {name!r}: the embedding holds NaN or infinite values")
+    norms = np.linalg.norm(array, axis=1)
+    normalised = bool(np.all(np.abs(norms - 1.0) < 1e-6))
+    rows = [row if abs(float(n) - 1.0) < 1e-6 else l2_normalise(row) for row, n in zip(array, norms)]
+    mean = rows[0] if len(rows) == 1 else l2_normalise(np.mean(rows, axis=0))
+    # raw rows keep their mean length, as build_identity records it (InstantID reads raw vectors)
+    return Identity(name=name, embedding=np.asarray(mean, np.float32), embedding_model=embedding_model,
+                    reference_count=len(rows), embedding_norm=None if normalised else float(np.mean(norms)))

@@ -7,17 +7,25 @@
     g.to_ui()  # -> dict, ready for json.dump
 
 Keyword arguments are widget values (unset widgets take the input's default) or, when
-given an output reference ``node["TYPE"]`` / ``node[index]``, links. Nodes are laid out
-in columns by their distance from the loaders, as a person would arrange them.
+given an output reference ``node["TYPE"]`` / ``node[index]``, links. Nodes added inside
+``with g.stage("Faces"):`` belong to that stage's group; tests/support/workflow_layout.py puts
+the stages left to right and the nodes in columns inside them, at the sizes the app shows.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from tests.support.workflow_defs import input_specs, widget_slots
+from tests.support.workflow_layout import Placed, lay_out
 
-COLUMN_WIDTH, NODE_WIDTH, ROW_GAP = 380, 330, 40
+NODE_WIDTH = 330
+# Nodes that show a picture once the graph has run: the front end's image preview widget asks
+# for 220 px (ImagePreviewWidget.computeLayoutSize, minHeight 220, comfyui-frontend-package 1.27).
+PREVIEW_ROOM = 220
+SHOWS_PICTURE = {"LoadImage", "PreviewImage", "SaveImage", "FaceDetectMasks"}
+UNGROUPED = ""  # the stage of nodes added outside any ``with g.stage(...)``: laid out, no group box
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Node:
     links: dict = field(default_factory=dict)  # input name -> Output
     color: str | None = None
     height: float | None = None  # notes: sized to their text
+    stage: str | None = None  # the group it belongs to; None for notes
 
     def __getitem__(self, key) -> Output:
         outputs = self.defn["output"]
@@ -65,12 +74,22 @@ class Graph:
     def __init__(self, defs: dict):
         self.defs = defs
         self.nodes: list[Node] = []
+        self._stage = UNGROUPED
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Nodes added inside belong to stage ``name`` (one of workflow_layout.STAGES)."""
+        outer, self._stage = self._stage, name
+        try:
+            yield
+        finally:
+            self._stage = outer
 
     def add(self, node_type: str, title: str | None = None, **values) -> Node:
         if node_type not in self.defs:
             raise KeyError(f"unknown node type {node_type}")
         defn = self.defs[node_type]
-        node = Node(len(self.nodes) + 1, node_type, defn, title)
+        node = Node(len(self.nodes) + 1, node_type, defn, title, stage=self._stage)
         specs = {s.name for s in input_specs(defn)}
         unknown = set(values) - specs
         if unknown:
@@ -90,21 +109,18 @@ class Graph:
         self.nodes.append(node)
         return node
 
-    def _columns(self) -> dict[int, int]:
-        column = {}
+    def estimated_size(self, node: Node, inputs: list[dict]) -> tuple[float, float]:
+        """The size of a node never measured in the app: its rows, plus the room the front end
+        gives a picture once the graph has run. The app keeps a larger stored size, so this
+        errs large; --measure replaces it with what the app shows."""
+        rows = len(inputs) + len(node.widgets) + (len(node.defn["output"]) if node.defn else 0)
+        room = PREVIEW_ROOM if node.type in SHOWS_PICTURE else 0
+        return NODE_WIDTH, node.height or 46 + 24 * rows + room
 
-        def depth(node: Node) -> int:
-            if node.id not in column:
-                column[node.id] = 1 + max((depth(o.node) for o in node.links.values()), default=-1)
-            return column[node.id]
-
-        for node in self.nodes:
-            depth(node)
-        return column
-
-    def to_ui(self) -> dict:
-        columns = self._columns()
-        next_y: dict[int, float] = {}
+    def to_ui(self, sizes: dict[int, tuple[float, float]] | None = None) -> dict:
+        """The workflow as the app saves it. ``sizes``: node id -> (width, height) the app showed
+        after a run (measured by the generator); other nodes get an estimate."""
+        sizes = sizes or {}
         links, ui_nodes = [], []
         outputs_links: dict[tuple[int, int], list[int]] = {}
         inputs_of: dict[int, list[dict]] = {}
@@ -125,15 +141,13 @@ class Graph:
                     slot["link"] = link_id
                 slots.append(slot)
             inputs_of[node.id] = slots
-        for order, node in enumerate(self.nodes):
-            col = columns[node.id]
-            rows = len(inputs_of[node.id]) + len(node.widgets) + (len(node.defn["output"]) if node.defn else 0)
-            height = node.height or 46 + 24 * rows
-            y = next_y.get(col, 40.0)
-            next_y[col] = y + height + ROW_GAP
+        placed = [Placed(n.id, n.type, n.stage, tuple(sizes.get(n.id) or self.estimated_size(n, inputs_of[n.id])),
+                         tuple(o.node.id for o in n.links.values())) for n in self.nodes]
+        groups = [g for g in lay_out(placed) if g["title"] != UNGROUPED]
+        for order, (node, place) in enumerate(zip(self.nodes, placed)):
             ui = {
-                "id": node.id, "type": node.type, "pos": [40 + col * COLUMN_WIDTH, y],
-                "size": [NODE_WIDTH, height], "flags": {}, "order": order, "mode": 0,
+                "id": node.id, "type": node.type, "pos": [round(v, 1) for v in place.pos],
+                "size": [round(v, 1) for v in place.size], "flags": {}, "order": order, "mode": 0,
                 "inputs": inputs_of[node.id], "outputs": [],
                 "properties": {"Node name for S&R": node.type}, "widgets_values": node.widgets,
             }
@@ -148,6 +162,6 @@ class Graph:
             ui_nodes.append(ui)
         return {
             "last_node_id": len(self.nodes), "last_link_id": len(links),
-            "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+            "nodes": ui_nodes, "links": links, "groups": groups, "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
         }
