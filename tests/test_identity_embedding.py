@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from magicid_core.identity.embedders import (DLIB_MODEL_NAME, DlibEmbedder, build_identity, embedding_models,
+from magicid_core.identity.embedding_models import DLIB_MODEL_NAME
+from magicid_core.identity.embedders import (DlibEmbedder, build_identity, embedding_models,
                                    identity_from_embeddings)
 from tests.support.people import astronaut, grace_hopper
 
