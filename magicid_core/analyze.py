@@ -236,24 +236,40 @@ def analyze_boxes(image, boxes, scores, settings: AnalysisSettings | None = None
     ``masks``: (N, H, W) masks to keep as they are; None makes ours (exclusive, settings' mode).
     """
     settings = settings or AnalysisSettings()
-    settings.check()
+    settings.validate()
     rgb = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     if masks is not None and (len(masks) != len(boxes) or any(m.shape != (h, w) for m in masks)):
         raise ValueError(f"{len(boxes)} boxes need {len(boxes)} masks of {w}x{h}")
+    roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
+    landmarker = _cached_landmarker(settings.landmark_backend, roots) if settings.mesh else None
     faces = []
     for i, (box, score) in enumerate(zip(boxes, scores)):
         detection = Detection(box, float(score), template_keypoints(box), source)
-        face = _to_face(detection, 1.0, rgb, settings.mesh)
+        face = _to_face(detection, 1.0, rgb, landmarker)
         face.index = i
         faces.append(face)
-    computed = face_masks(faces, h, w, settings.mask_mode, settings.dilation, settings.feather) if masks is None \
-        else [np.asarray(m, np.float32) for m in masks]
-    for face, mask in zip(faces, computed):
-        face.mask = mask
-    add_skeletons_and_embeddings(rgb, faces, settings)
-    return ImageFaces(h, w, faces)
+    if masks is None:
+        for face, (mask, region) in zip(faces, face_mask_crops(faces, h, w, settings.mask_mode,
+                                                               settings.dilation, settings.feather)):
+            face.mask, face.mask_box = mask, region
+    else:   # given whole-image masks: each face keeps the part under its non-zero pixels
+        for face, mask in zip(faces, masks):
+            face.mask, face.mask_box = _crop_to_content(np.asarray(mask, np.float32))
+    notes = add_skeletons(rgb, faces) if settings.skeletons else []
+    if settings.embeddings:
+        add_embeddings(rgb, faces, settings)
+    return ImageFaces(h, w, faces, notes)
+
+
+def _crop_to_content(mask: np.ndarray):
+    """(crop, region) of a whole-image mask: its non-zero pixels' bounding box (an empty mask: 0x0)."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return np.ascontiguousarray(mask[y0:y1, x0:x1]), (x0, y0, x1, y1)
 
 
 def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,

@@ -82,7 +82,8 @@ def faces_to_segs(faces: ImageFaces, image: np.ndarray | None = None, crop_facto
                          f"{faces.width}x{faces.height} image: give the image FaceDetectMasks analysed")
     segs = []
     for face in faces.faces:
-        mask = face.mask if face.mask is not None else box_mask(face.box, faces.height, faces.width)
+        mask = face.full_mask(faces.height, faces.width) if face.mask is not None \
+            else box_mask(face.box, faces.height, faces.width)
         x1, y1, x2, y2 = face_crop_region(face.box, mask, faces.width, faces.height, crop_factor)
         cropped_image = None
         if image is not None:

@@ -95,6 +95,7 @@ def _as_face(det, index):
     return Face(index=index, box=det.box, score=det.score, keypoints=det.keypoints, head_box=det.box)
 
 
+@needs_mediapipe
 def test_tiled_detection_reports_each_tile_and_stops_when_progress_raises():
     image, _ = sizes_scene()
     detector = TiledMediapipeDetector(min_face=24)
