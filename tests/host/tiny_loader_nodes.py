@@ -121,13 +121,15 @@ class _LiftedDlibEmbedder:
         return self.lift @ self.dlib.embed(image, box, keypoints)
 
 
-def _with_stand_in_embedder(node_type: str, **inputs):
+def _with_stand_in_embedder(node_type: str, via: str = "make_embedder", **inputs):
     """Run the pack's own node, as the server loaded it, with ArcFace replaced by the
-    stand-in embedder for this one call (the node module's ``make_embedder`` name)."""
+    stand-in embedder for this one call (the ``make_embedder`` name of the module that
+    holds the node's function ``via``: the node's own, or the core's analyze for FaceDetectMasks)."""
     import nodes  # ComfyUI's
 
     cls = nodes.NODE_CLASS_MAPPINGS[node_type]
-    module = sys.modules[cls.__module__]
+    module = sys.modules[getattr(sys.modules[cls.__module__], via).__module__] if via != "make_embedder" \
+        else sys.modules[cls.__module__]
     identity_core = sys.modules[module.make_embedder.__module__]
     real = module.make_embedder
     module.make_embedder = lambda backend="auto", roots=None: _LiftedDlibEmbedder(identity_core)
@@ -171,8 +173,29 @@ class TinyIDSimilarity:
         return _with_stand_in_embedder("IDSimilarity", **inputs)
 
 
+class TinyFaceDetectMasks:
+    """Stands in for FaceDetectMasks (same inputs and outputs): faces embedded by the same
+    stand-in as the identities, so both carry one embedding model, as on a real install."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "detect"
+    RETURN_TYPES = ("FACES", "MASK", "MASK", "IMAGE")
+    RETURN_NAMES = ("faces", "face_masks", "union_mask", "preview")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import nodes  # ComfyUI's
+
+        return nodes.NODE_CLASS_MAPPINGS["FaceDetectMasks"].INPUT_TYPES()
+
+    def detect(self, **inputs):
+        return _with_stand_in_embedder("FaceDetectMasks", via="analyze_batch", **inputs)
+
+
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
-               "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity"}
+               "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity",
+               "FaceDetectMasks": "TinyFaceDetectMasks"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
-                       "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity}
+                       "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity,
+                       "TinyFaceDetectMasks": TinyFaceDetectMasks}
