@@ -318,6 +318,11 @@ def write_workflows(built: dict, sizes: dict) -> dict[str, Path]:
     return paths
 
 
+def laid_out_sizes(path: Path) -> dict[str, dict]:
+    """node id -> {"type", "size"} as written in the workflow file (the sizes file's form)."""
+    return {str(n["id"]): {"type": n["type"], "size": n["size"]} for n in json.loads(path.read_text())["nodes"]}
+
+
 def measure(built: dict, sizes: dict) -> dict[str, Path]:
     """Lay out, run in the app and take its sizes until they hold; the last round's
     screenshots are the previews. Stops with the problems if the app shows any."""
@@ -330,7 +335,8 @@ def measure(built: dict, sizes: dict) -> dict[str, Path]:
             paths = write_workflows(built, sizes)  # only the workflows given: ``built`` may be a part
             report = run_in_app(server, paths, shots)["workflows"]
             measured = {name: node_sizes(r) for name, r in report.items()}
-            changed = [name for name in built if measured[name] != sizes.get(name)]
+            # the layout holds once the app shows every node at the size it was laid out for
+            changed = [name for name in built if measured[name] != laid_out_sizes(paths[name])]
             sizes.update(measured)
             print(f"round {round_}: the app changed node sizes in {changed or 'no workflow'}")
             if not changed:

@@ -47,14 +47,14 @@ def run_in_app(server, workflows: dict[str, Path], screenshots: dict[str, Path] 
                focus: dict[str, list[int]] | None = None) -> dict:
     """Open and run each workflow (name -> path) on a running server; the page's report.
     ``screenshots``: name -> PNG path to write; ``focus``: name -> node ids to crop the picture to."""
-    from tests.host.workflow_server import FAST, SUBSTITUTES
+    from tests.host.workflow_server import FAST, FAST_PER_NODE, SUBSTITUTES
 
     with tempfile.TemporaryDirectory() as tmp:
         job = {"workflows": [{"name": name, "path": str(Path(path).resolve()),
                               "screenshot": str(Path(screenshots[name]).resolve()) if screenshots else None,
                               "focus": (focus or {}).get(name)}
                              for name, path in workflows.items()],
-               "substitutes": SUBSTITUTES, "fast": FAST}
+               "substitutes": SUBSTITUTES, "fast": FAST, "fastPerNode": FAST_PER_NODE}
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps(job))
         out = subprocess.run(["node", "run_workflows.mjs", server.url, str(job_path)], cwd=WEB_DIR,

@@ -55,12 +55,15 @@ def _columns(members: list[Placed]) -> dict[int, int]:
     by_id = {m.id: m for m in members}
     for m in members:
         depth(m)
-    for m in reversed(members):  # a node read by nothing before it: just left of its first consumer
-        if any(s in ids for s in m.sources):
+    # A node fed by no other kind of node in its group (a loader, a photo, a chain of words
+    # read from the checkpoint) stands just left of its first consumer; a chain moves as one,
+    # its tail first, each link in the column of the next.
+    for m in reversed(members):
+        if any(s in ids and by_id[s].type != m.type for s in m.sources):
             continue
-        consumers = [column[c.id] for c in members if m.id in c.sources]
+        consumers = [column[c.id] - (c.type != m.type) for c in members if m.id in c.sources]
         if consumers:
-            column[m.id] = min(consumers) - 1
+            column[m.id] = min(consumers)
     return column
 
 
@@ -70,11 +73,17 @@ def _place_group(members: list[Placed], left: float, top: float, y_of: dict[int,
     x = left
     for c in sorted(set(column.values())):
         in_column = [m for m in members if column[m.id] == c]
-        # nodes whose inputs sit higher go higher (inputs from anywhere already placed)
+        ids_in_column = {m.id: m for m in in_column}
+        # nodes whose inputs sit higher go higher (inputs from anywhere already placed; a chain's
+        # previous link, above in the same column, does not count: identity i levels with photo i)
         def wanted_y(m: Placed) -> float:
-            placed = [y_of[s] for s in m.sources if s in y_of]
+            placed = [y_of[s] for s in m.sources if s in y_of and column.get(s) != c]
             return sum(placed) / len(placed) if placed else float("inf")
-        in_column.sort(key=lambda m: (wanted_y(m), members.index(m)))
+        def head(m: Placed) -> Placed:  # the first link of the chain ``m`` is in (or ``m``)
+            above = [ids_in_column[s] for s in m.sources if s in ids_in_column]
+            return head(above[0]) if above else m
+        # a chain stays in one piece, where its first link wants to be
+        in_column.sort(key=lambda m: (wanted_y(head(m)), members.index(head(m)), members.index(m)))
         y = top
         for m in in_column:  # level with its inputs where the column has room
             wanted = wanted_y(m)

@@ -2,7 +2,8 @@
 // once the previews show; optionally screenshot it, cropped to the graph.
 //   node run_workflows.mjs <server url> <job.json>
 // job.json: {"workflows": [{"name", "path", "screenshot": png path or null, "focus": [node ids] or null}],
-//            "substitutes": {real class: stand-in class}, "fast": {input name: value}}
+//            "substitutes": {real class: stand-in class}, "fast": {input name: value},
+//            "fastPerNode": {class: {input name: value}}}
 // The prompt is the app's own (graphToPrompt) with the stand-in loaders and the fast settings
 // put in, queued under the page's client id so the app shows the results on its nodes as usual.
 // Prints one JSON object: per workflow the title height, every node's pos and size, the groups.
@@ -43,13 +44,13 @@ console.log(JSON.stringify(report));
 
 async function runOne(page, item) {
   const workflow = JSON.parse(readFileSync(item.path, "utf8"));
-  const promptId = await page.evaluate(async ({ wf, substitutes, fast }) => {
+  const promptId = await page.evaluate(async ({ wf, substitutes, fast, fastPerNode }) => {
     const { app } = window;
     await app.loadGraphData(wf);
     const { output } = await app.graphToPrompt();
     for (const node of Object.values(output)) {
       node.class_type = substitutes[node.class_type] ?? node.class_type;
-      for (const [name, value] of Object.entries(fast)) {
+      for (const [name, value] of Object.entries({ ...fast, ...fastPerNode[node.class_type] })) {
         if (name in node.inputs && !Array.isArray(node.inputs[name])) node.inputs[name] = value;
       }
     }
@@ -60,7 +61,7 @@ async function runOne(page, item) {
     const body = await response.json();
     if (!response.ok) throw new Error(`prompt refused: ${JSON.stringify(body).slice(0, 2000)}`);
     return body.prompt_id;
-  }, { wf: workflow, substitutes: job.substitutes, fast: job.fast });
+  }, { wf: workflow, substitutes: job.substitutes, fast: job.fast, fastPerNode: job.fastPerNode });
 
   const status = await page.evaluate(async (id) => {
     for (;;) {
@@ -92,8 +93,14 @@ async function runOne(page, item) {
       .filter((n) => shown.includes(String(n.id)) || n.type === "LoadImage")
       .filter((n) => !(n.imgs?.length && n.imgs.every((img) => img.complete && img.naturalWidth > 0)));
     for (let i = 0; i < 240 && pending().length; i++) {
-      app.canvas.setDirty(true, true);
-      app.canvas.draw(true, true);
+      // The app loads a node's images when it draws the node, and it draws only the nodes
+      // in view: bring each waiting node into view in turn.
+      for (const node of pending()) {
+        app.canvas.ds.scale = 1;
+        app.canvas.ds.offset = [100 - node.pos[0], 100 - node.pos[1]];
+        app.canvas.setDirty(true, true);
+        app.canvas.draw(true, true);
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
     return pending().map((n) => `${n.id} ${n.type}`);
