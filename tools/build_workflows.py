@@ -323,12 +323,11 @@ def laid_out_sizes(path: Path) -> dict[str, dict]:
     return {str(n["id"]): {"type": n["type"], "size": n["size"]} for n in json.loads(path.read_text())["nodes"]}
 
 
-def measure(built: dict, sizes: dict) -> dict[str, Path]:
+def measure(built: dict, sizes: dict, shots_dir: Path) -> dict[str, Path]:
     """Lay out, run in the app and take its sizes until they hold; the last round's
     screenshots are the previews. Stops with the problems if the app shows any."""
     from tests.host.in_app import app_server, live_boxes, node_sizes, run_in_app
 
-    shots_dir = Path(tempfile.mkdtemp(prefix="magicid_shots_"))
     shots = {name: shots_dir / f"{name}.png" for name in built}
     with app_server() as server:
         for round_ in range(1, MEASURE_ROUNDS + 1):
@@ -362,11 +361,12 @@ def main() -> None:
     built = build_all(all_definitions())
     sizes = app_sizes()
     measured = {name: built[name] for name in (args.only or built)}
-    shots = measure(measured, sizes) if args.measure else {}
-    paths = write_workflows(built, sizes)
-    for name, path in paths.items():
-        write_previews(path, shots.get(name))
-        print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
+    with tempfile.TemporaryDirectory(prefix="magicid_shots_") as shots_dir:
+        shots = measure(measured, sizes, Path(shots_dir)) if args.measure else {}
+        paths = write_workflows(built, sizes)
+        for name, path in paths.items():
+            write_previews(path, shots.get(name))
+            print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
 
 
 if __name__ == "__main__":
