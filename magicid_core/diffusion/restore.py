@@ -161,11 +161,20 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     """Encode, invert, pinned-regenerate and decode a batch of same-size crops; the
     working pictures and the inversion's estimated error (worst face of the batch).
     ``progress(n)``: n face-steps of this batch done (inversion, then regeneration)."""
+    steps = len(sigmas) - 1
+
+    def not_cancelled() -> None:
+        # around the VAE encode: a Cancel pressed during it stops here, not after the first model
+        # call (minutes at zoom_size 2048 on a CPU); the stages check after each of their calls
+        if progress is not None:
+            progress(0)
+
     pixels = torch.from_numpy(np.stack([job.work for job in group]))
+    not_cancelled()
     latent = pipeline.encode(pixels)
+    not_cancelled()
     mask = torch.cat([latent_mask(job.work_mask, pipeline.latent_scale) for job in group])
     held = {}
-    steps = len(sigmas) - 1
 
     def stage(first: int):
         """The core's progress(done, steps) of one stage -> face-steps of the batch."""
