@@ -366,7 +366,7 @@ def test_cancel_from_progress_stops_restoration_within_one_model_call():
         assert len(calls) == cancel_after
 
 
-def test_cancel_during_the_vae_encode_stops_before_any_model_call():
+def test_cancel_during_the_vae_encode_stops_after_that_face_before_any_model_call():
     image, box = astronaut(192, 192)
     faces = faceset(image, [box, (20, 130, 44, 160)])
     calls, pressed = [], []
@@ -385,13 +385,13 @@ def test_cancel_during_the_vae_encode_stops_before_any_model_call():
     plain = analytic_pipeline(counted, counted)
 
     def encode_while_cancel_is_pressed(pixels):
-        pressed.append(1)
+        pressed.append(len(pixels))
         return plain.encode_fn(pixels)
 
     pipeline = dataclasses.replace(plain, encode_fn=encode_while_cancel_is_pressed)
     with pytest.raises(Cancelled):
         restore_faces([image], faces, pipeline, FAST, progress=cancel)
-    assert pressed and calls == []
+    assert pressed == [1] and calls == []       # one face encoded (of two), no model call
 
 
 def test_restore_faces_that_do_not_exist_are_refused_like_multi_id_apply():
