@@ -70,16 +70,11 @@ def _dlib(purpose: str):
 
 
 # One instance of each model per process: loading the 68-point predictor reads 100 MB.
-@functools.lru_cache(maxsize=1)
-def hog_detector():
-    return _dlib("the dlib HOG face detector").get_frontal_face_detector()
-
-
 HOG_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
 @functools.lru_cache(maxsize=1)
-def _hog_pool() -> queue.Queue:
+def hog_pool() -> queue.Queue:
     """HOG detectors for parallel scans: dlib's detector is not safe to share between threads,
     and the built-in one costs nothing to make, so each scan borrows one of its own."""
     pool: queue.Queue = queue.Queue()
@@ -183,7 +178,7 @@ def hog_bands(height: int) -> list[tuple[int, int]]:
 def hog_scan(work: np.ndarray, row0: int, row1: int, scale: float, edge: float, threshold: float):
     """(box in image pixels, SVM margin) of each face HOG finds in rows row0..row1 of ``work``
     (the image enlarged by ``scale``), without the finds within ``edge`` rows of an inner edge."""
-    pool = _hog_pool()
+    pool = hog_pool()
     detector = pool.get()
     try:
         rects, margins, _ = detector.run(np.ascontiguousarray(work[row0:row1]), 0, threshold)
@@ -210,7 +205,7 @@ class DlibHogDetector:
         self.threshold = float(threshold)   # SVM margin; 0 is dlib's own
         self.verify = verify
         self.scale = upscale_for(self.min_face, HOG_FACE_PX)
-        hog_detector(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
+        hog_pool(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
         if verify:
             cnn_detector()
 
