@@ -11,7 +11,7 @@ import torch
 from ..magicid_core import validate
 from ..magicid_core.faces.control_maps import SCHEDULES, mmf_maps, mmf_schedule
 
-from .common import CATEGORY, FACES, numpy_to_images, numpy_to_masks
+from .common import CATEGORY, FACES, numpy_to_masks
 
 
 class MMFControlMaps:
@@ -47,7 +47,8 @@ class MMFControlMaps:
     def draw(self, faces, min_confidence, stick_scale):
         maps = mmf_maps(faces, min_confidence, stick_scale)
         h, w = maps["face_mask"].shape[1:]
-        return (*(numpy_to_images(list(maps[k])) for k in ("skeleton", "landmarks", "kps", "fused")),
+        # The maps are IMAGE batches already (float32 0..1): shared with torch, not copied.
+        return (*(torch.from_numpy(maps[k]) for k in ("skeleton", "landmarks", "kps", "fused")),
                 numpy_to_masks(maps["person_mask"], h, w), numpy_to_masks(maps["face_mask"], h, w))
 
 

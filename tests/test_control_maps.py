@@ -169,7 +169,7 @@ def test_fused_map_lays_landmarks_over_the_skeleton():
     mesh[468] = (100, 40)       # right on the nose joint
     frame = _frame(_face(skeleton=_skeleton(), landmarks=mesh))
     maps = cm.mmf_maps(FaceSet([frame]))
-    fused, skel = maps["fused"][0], maps["skeleton"][0]
+    fused, skel = (np.round(maps[name][0] * 255).astype(np.uint8) for name in ("fused", "skeleton"))
     assert _px(fused, 100, 40) == (250, 200, 10)
     assert _px(fused, 60, 80) == _px(skel, 60, 80) == cm.OPENPOSE_COLORS[2]
 
@@ -193,7 +193,7 @@ def test_batch_of_images_and_empty_images():
     frames = [_frame(_face(skeleton=_skeleton())), _frame()]
     maps = cm.mmf_maps(FaceSet(frames))
     assert maps["skeleton"].shape == (2, H, W, 3) and maps["face_mask"].shape == (2, H, W)
-    assert maps["skeleton"][0].max() == 255
+    assert maps["skeleton"].dtype == np.float32 and maps["skeleton"][0].max() == 1.0   # IMAGE values
     for name in ("skeleton", "landmarks", "kps", "fused", "face_mask", "person_mask"):
         assert maps[name][1].max() == 0, name
 
@@ -241,6 +241,25 @@ def test_real_group_photo_maps_line_up_with_its_faces():
     landmark_px = maps["landmarks"][0].any(axis=-1)
     assert (maps["face_mask"][0][landmark_px] > 0).mean() > 0.98
     assert maps["skeleton"][0].any(axis=-1)[maps["person_mask"][0] == 0].sum() == 0   # no skeleton off the people
+
+
+@pytest.mark.parametrize("stick_scale", [1, 3])
+def test_map_batch_is_the_single_maps_as_image_values_on_the_real_sample(stick_scale):
+    """mmf_maps draws straight on float32 batches; every value must be what the uint8 maps of the
+    single-map functions give through ComfyUI's IMAGE conversion (uint8 / 255), bit for bit."""
+    frame = analyze_image(group_of_three()[0], AnalysisSettings(embeddings=False))
+    second = ImageFaces(frame.height, frame.width, frame.faces[1:])     # a batch of two different images
+    maps = cm.mmf_maps(FaceSet([frame, second]), 0.3, stick_scale)
+    for b, image in enumerate((frame, second)):
+        skeleton = cm.skeleton_map(image, 0.3, stick_scale)
+        landmarks = cm.landmark_map(image)
+        singles = {"skeleton": skeleton, "landmarks": landmarks, "kps": cm.kps_map(image),
+                   "fused": cm.fuse_maps(skeleton, landmarks)}
+        for name, single in singles.items():
+            assert single.any(), name
+            np.testing.assert_array_equal(maps[name][b], single.astype(np.float32) / 255.0, err_msg=name)
+        np.testing.assert_array_equal(maps["face_mask"][b], cm.face_region(image))
+        np.testing.assert_array_equal(maps["person_mask"][b], cm.person_region(image, 0.3))
 
 
 def person_region_by_full_canvas_dilation(frame, min_confidence=0.0, margin=0.15):

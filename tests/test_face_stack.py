@@ -169,3 +169,29 @@ def test_dlib_embeddings_in_one_batch_equal_one_by_one():
         assert np.allclose(vector, embedder.embed(image, box, None), atol=1e-5)
     similarity = np.stack(batch) @ np.stack(batch).T
     assert np.all(similarity[~np.eye(6, dtype=bool)] < 0.9999), "six faces, six different vectors"
+
+
+def test_hog_bands_find_every_face_across_the_seam_as_the_whole_scan_does(monkeypatch):
+    """On two cores HOG scans two overlapping bands and a coarse whole image at once
+    (dlib_stack.hog_bands). Faces placed on the seam, in the overlap and across both bands must all
+    be found, as by the single whole-image scan, and boxed as it boxes them to 15 % of their size
+    (the scans' pyramids sample a face on other grids: dlib's own boxes of a face vary as much
+    between two sizes of one picture)."""
+    import magicid_core.faces.dlib_stack as dlib_stack
+
+    # 900 rows: the enlarged image (x2.5) splits at row ~1125 of 2250, i.e. ~450 of the picture
+    people = [("hopper", 34, 150, 450, False), ("astronaut", 40, 300, 420, True), ("hopper", 60, 470, 470, True),
+              ("astronaut", 300, 800, 450, False), ("hopper", 110, 1150, 330, False), ("astronaut", 48, 1150, 760, True)]
+    image, ovals = scene(1300, 900, people, seed=4)
+    detector = make_detector("dlib_hog")
+    monkeypatch.setattr(dlib_stack, "HOG_THREADS", 2)
+    assert len(dlib_stack.hog_bands(round(900 * detector.scale))) == 2
+    banded = detector.detect(image)
+    monkeypatch.setattr(dlib_stack, "HOG_THREADS", 1)
+    whole = detector.detect(image)
+    for found in (banded, whole):
+        faces = [Face(index=i, box=d.box, score=d.score, keypoints=d.keypoints, head_box=d.box) for i, d in enumerate(found)]
+        assert _found(faces, ovals) == ([], 0)
+    pairs = [(b, w) for b in banded for w in whole
+             if np.abs(b.box - w.box).max() <= 0.15 * (w.box[3] - w.box[1])]
+    assert len(pairs) == len(ovals), f"banded {[d.box for d in banded]}, whole {[d.box for d in whole]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -362,6 +364,34 @@ def test_cancel_from_progress_stops_restoration_within_one_model_call():
         with pytest.raises(Cancelled):
             restore_faces([image], faces, analytic_pipeline(counted, counted), FAST, progress=cancel)
         assert len(calls) == cancel_after
+
+
+def test_cancel_during_the_vae_encode_stops_after_that_face_before_any_model_call():
+    image, box = astronaut(192, 192)
+    faces = faceset(image, [box, (20, 130, 44, 160)])
+    calls, pressed = [], []
+
+    def counted(x, sigma, **cond):
+        calls.append(1)
+        return gaussian_denoiser()(x, sigma)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        if pressed:
+            raise Cancelled
+
+    plain = analytic_pipeline(counted, counted)
+
+    def encode_while_cancel_is_pressed(pixels):
+        pressed.append(len(pixels))
+        return plain.encode_fn(pixels)
+
+    pipeline = dataclasses.replace(plain, encode_fn=encode_while_cancel_is_pressed)
+    with pytest.raises(Cancelled):
+        restore_faces([image], faces, pipeline, FAST, progress=cancel)
+    assert pressed == [1] and calls == []       # one face encoded (of two), no model call
 
 
 def test_restore_faces_that_do_not_exist_are_refused_like_multi_id_apply():

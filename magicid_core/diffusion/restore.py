@@ -161,11 +161,25 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
     """Encode, invert, pinned-regenerate and decode a batch of same-size crops; the
     working pictures and the inversion's estimated error (worst face of the batch).
     ``progress(n)``: n face-steps of this batch done (inversion, then regeneration)."""
+    steps = len(sigmas) - 1
+
+    def face_by_face(vae_call, batch: torch.Tensor, face_steps_done: int) -> torch.Tensor:
+        """The VAE on one face per call, asking progress (Cancel) before each and after the last:
+        a cancel waits for one face's VAE pass (a minute at zoom_size 2048 on a CPU), not the
+        whole batch's and then the first model call's (the stages ask after each of their calls)."""
+        out = []
+        for item in batch.split(1):
+            if progress is not None:
+                progress(face_steps_done)
+            out.append(vae_call(item))
+        if progress is not None:
+            progress(face_steps_done)
+        return torch.cat(out)
+
     pixels = torch.from_numpy(np.stack([job.work for job in group]))
-    latent = pipeline.encode(pixels)
+    latent = face_by_face(pipeline.encode, pixels, 0)
     mask = torch.cat([latent_mask(job.work_mask, pipeline.latent_scale) for job in group])
     held = {}
-    steps = len(sigmas) - 1
 
     def stage(first: int):
         """The core's progress(done, steps) of one stage -> face-steps of the batch."""
@@ -181,7 +195,8 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
         return pinned_regenerate(denoise, held["trajectory"], sigmas.to(x.device), m, progress=stage(steps))
 
     pipeline.run("invert", latent, sigmas, do_invert, group)
-    restored = pipeline.decode(pipeline.run("regenerate", latent, sigmas, do_regenerate, group))
+    regenerated = pipeline.run("regenerate", latent, sigmas, do_regenerate, group)
+    restored = face_by_face(pipeline.decode, regenerated, 2 * steps * len(group))
     if not torch.isfinite(restored).all():
         raise ValueError("the model or the VAE gave NaN or Inf for a face; try a lower cfg, or run "
                          "the VAE in float32 (ComfyUI's --fp32-vae)")

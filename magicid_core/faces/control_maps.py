@@ -13,8 +13,10 @@ landmarks, used together, each masked to its region (see docs/ARCHITECTURE.md, g
 - kps map: InstantID's 5-keypoint map (``draw_kps``);
 - fused map: the skeleton with the landmarks drawn over it.
 
-Every map is an (H, W, 3) uint8 RGB picture at the analysed image's size, black
-where nothing is drawn. Faces without a skeleton (or without a mesh) add nothing
+Every map is an (H, W, 3) RGB picture at the analysed image's size, black where
+nothing is drawn: uint8 from the single-map functions, float32 in 0..1 (ComfyUI's IMAGE
+values, the same numbers as uint8 / 255) from ``mmf_maps``, which draws straight on its
+output batch so black pixels are never written (4096 px maps cost what is drawn on them). Faces without a skeleton (or without a mesh) add nothing
 to that map: a documented no-op, so a partial analysis still gives usable maps.
 The masks say where each map belongs: the faces (landmarks) and the people (skeleton).
 """
@@ -92,6 +94,17 @@ def _blank(frame: ImageFaces) -> np.ndarray:
     return np.zeros((frame.height, frame.width, 3), np.uint8)
 
 
+def _ink(canvas: np.ndarray, color) -> tuple:
+    """An RGB colour (0..255) as ``canvas`` holds it: uint8 values, or on a float32 canvas
+    the IMAGE value uint8 / 255 (computed in float32, so both canvases give the same picture)."""
+    return _float_ink(tuple(color)) if canvas.dtype == np.float32 else tuple(int(c) for c in color)
+
+
+@functools.lru_cache(maxsize=256)
+def _float_ink(color: tuple) -> tuple:
+    return tuple(float(np.float32(c) / np.float32(255)) for c in color)
+
+
 def _draw_stick(canvas: np.ndarray, p0, p1, half_width: int, color) -> None:
     """A limb as a filled ellipse from p0 to p1 (how OpenPose and InstantID draw them)."""
     (x0, y0), (x1, y1) = p0, p1
@@ -99,7 +112,7 @@ def _draw_stick(canvas: np.ndarray, p0, p1, half_width: int, color) -> None:
     angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
     centre = (int((x0 + x1) / 2), int((y0 + y1) / 2))
     polygon = cv2.ellipse2Poly(centre, (int(length / 2), half_width), int(angle), 0, 360, 1)
-    cv2.fillConvexPoly(canvas, polygon, tuple(int(c) for c in color))
+    cv2.fillConvexPoly(canvas, polygon, _ink(canvas, color))
 
 
 def _dim(color) -> tuple[int, int, int]:
@@ -124,7 +137,8 @@ def draw_skeleton(canvas: np.ndarray, skeleton: np.ndarray, min_confidence: floa
             _draw_stick(canvas, skeleton[a, :2], skeleton[b, :2], OPENPOSE_STICK_WIDTH * stick_scale, _dim(color))
     for k, color in enumerate(OPENPOSE_COLORS):
         if present[k]:
-            cv2.circle(canvas, (int(skeleton[k, 0]), int(skeleton[k, 1])), OPENPOSE_POINT_RADIUS, color, thickness=-1)
+            cv2.circle(canvas, (int(skeleton[k, 0]), int(skeleton[k, 1])), OPENPOSE_POINT_RADIUS,
+                       _ink(canvas, color), thickness=-1)
     return canvas
 
 
@@ -141,12 +155,14 @@ def draw_face_mesh(canvas: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     px = np.nan_to_num(px).astype(np.int64)
     for (a, b), color in face_part_edges():
         if inside[a] and inside[b]:
-            cv2.line(canvas, tuple(map(int, px[a])), tuple(map(int, px[b])), color, FACE_LINE_THICKNESS)
+            cv2.line(canvas, tuple(map(int, px[a])), tuple(map(int, px[b])), _ink(canvas, color),
+                     FACE_LINE_THICKNESS)
     if pts.shape[0] >= 478:
         for idx, color in PUPIL_COLORS.items():
             if inside[idx] and pts[idx, 0] < w and pts[idx, 1] < h:
                 x, y = px[idx]
-                canvas[max(y - PUPIL_HALF, 0):y + PUPIL_HALF, max(x - PUPIL_HALF, 0):x + PUPIL_HALF] = color
+                canvas[max(y - PUPIL_HALF, 0):y + PUPIL_HALF, max(x - PUPIL_HALF, 0):x + PUPIL_HALF] = \
+                    _ink(canvas, color)
     return canvas
 
 
@@ -161,7 +177,8 @@ def draw_face68(canvas: np.ndarray, points68: np.ndarray) -> np.ndarray:
         raise ValueError(f"OpenPose face keypoints are 68 (x, y) points, got shape {pts.shape}")
     for x, y in pts[np.isfinite(pts).all(axis=1)]:
         if x > 0 and y > 0:   # the annotator skips points at the origin (missing ones)
-            cv2.circle(canvas, (int(x), int(y)), OPENPOSE_FACE_RADIUS, OPENPOSE_FACE_COLOR, thickness=-1)
+            cv2.circle(canvas, (int(x), int(y)), OPENPOSE_FACE_RADIUS, _ink(canvas, OPENPOSE_FACE_COLOR),
+                       thickness=-1)
     return canvas
 
 
@@ -173,7 +190,7 @@ def draw_kps(canvas: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     for a, b in KPS_LIMBS:
         _draw_stick(canvas, kps[a], kps[b], KPS_STICK_WIDTH, _dim(KPS_COLORS[a]))
     for k, color in enumerate(KPS_COLORS):
-        cv2.circle(canvas, (int(kps[k, 0]), int(kps[k, 1])), KPS_POINT_RADIUS, color, thickness=-1)
+        cv2.circle(canvas, (int(kps[k, 0]), int(kps[k, 1])), KPS_POINT_RADIUS, _ink(canvas, color), thickness=-1)
     return canvas
 
 
@@ -213,22 +230,25 @@ def fuse_maps(skeleton: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 # --- where each map belongs -----------------------------------------------------------
 
-def face_region(frame: ImageFaces) -> np.ndarray:
-    """(H, W) float32: the faces' masks together; a face without a mask counts with its head box."""
-    region = frame.union_mask()
+def face_region(frame: ImageFaces, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) float32: the faces' masks together; a face without a mask counts with its head box.
+    ``out``: a zeroed (H, W) float32 canvas to draw on instead of a new one."""
+    region = frame.union_mask(out)
     for face in frame.faces:
         if face.mask is None:
             _fill_box(region, face.head_box)
     return region
 
 
-def person_region(frame: ImageFaces, min_confidence: float = 0.0, margin: float = 0.15) -> np.ndarray:
+def person_region(frame: ImageFaces, min_confidence: float = 0.0, margin: float = 0.15,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """(H, W) float32: each skeleton's convex hull with its head box, grown by ``margin``
     of the hull's larger side (limbs have width; hands and feet extend past the joints).
 
     Each person costs its own rectangle: the hull is drawn in its bounding box and grown
-    row by row (see ``_grow_rows``), never by morphology over the whole canvas."""
-    region = np.zeros((frame.height, frame.width), np.float32)
+    row by row (see ``_grow_rows``), never by morphology over the whole canvas.
+    ``out``: a zeroed (H, W) float32 canvas to draw on instead of a new one."""
+    region = np.zeros((frame.height, frame.width), np.float32) if out is None else out
     for face in frame.faces:
         if face.skeleton is None:
             continue
@@ -258,12 +278,13 @@ def _paint_grown_hull(region: np.ndarray, pts: np.ndarray, grow: int) -> None:
     rows = np.flatnonzero(drawn.any(axis=1))
     if len(rows) == 0:
         return
-    first = drawn[rows].argmax(axis=1)
-    last = drawn.shape[1] - 1 - drawn[rows, ::-1].argmax(axis=1)
+    drawn = drawn[rows[0]:rows[-1] + 1]     # a filled convex polygon: one run of rows, one run per row
+    first = drawn.argmax(axis=1)
+    last = drawn.shape[1] - 1 - drawn[:, ::-1].argmax(axis=1)
     top = y0 + rows[0]
-    out_top, out_bottom = max(top - grow, 0), min(top + len(rows) + grow, h)
+    out_top, out_bottom = max(top - grow, 0), min(top + len(drawn) + grow, h)
     lo, hi = _grow_rows(x0 + first, x0 + last, grow, out_top - top, out_bottom - top)
-    for y, a, b in zip(range(out_top, out_bottom), np.maximum(lo, 0), np.minimum(hi + 1, w)):
+    for y, a, b in zip(range(out_top, out_bottom), np.maximum(lo, 0).tolist(), np.minimum(hi + 1, w).tolist()):
         region[y, a:b] = 1.0
 
 
@@ -283,12 +304,16 @@ def _grow_rows(left: np.ndarray, right: np.ndarray, grow: int, start: int, stop:
     Output row y is the union over kernel rows dy of run y+dy widened by that kernel row;
     runs of neighbouring rows touch, so the union is the single run [min, max]."""
     dfrom, dto = _kernel_runs(grow)
-    src = np.arange(start, stop)[:, None] + np.arange(-grow, grow + 1)[None, :]
-    valid = (src >= 0) & (src < len(left))
-    src = np.clip(src, 0, len(left) - 1)
-    big = np.iinfo(np.int64).max // 4
-    lo = np.where(valid, left[src] - dto[None, :], big).min(axis=1)
-    hi = np.where(valid, right[src] - dfrom[None, :], -big).max(axis=1)
+    big = np.iinfo(np.int64).max // 4      # rows outside the shape: never the min / max
+
+    def windows(runs: np.ndarray, fill: int) -> np.ndarray:
+        # windows(...)[y + grow] is runs[y - grow .. y + grow], without copying (y from -grow)
+        padded = np.full(len(runs) + 4 * grow, fill, np.int64)
+        padded[2 * grow:2 * grow + len(runs)] = runs
+        return np.lib.stride_tricks.sliding_window_view(padded, 2 * grow + 1)[start + grow:stop + grow]
+
+    lo = (windows(left, big) - dto).min(axis=1)
+    hi = (windows(right, -big) - dfrom).max(axis=1)
     return lo, hi
 
 
@@ -305,9 +330,11 @@ def _fill_box(region: np.ndarray, box) -> None:
 def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) -> dict[str, np.ndarray]:
     """Every map and mask for every image of a batch.
 
-    Returns ``skeleton``, ``landmarks``, ``kps``, ``fused`` as (B, H, W, 3) uint8 and
-    ``face_mask``, ``person_mask`` as (B, H, W) float32. The images of one batch must
-    share one size (ComfyUI's IMAGE is one tensor); an image without faces gives black maps.
+    Returns ``skeleton``, ``landmarks``, ``kps``, ``fused`` as (B, H, W, 3) float32 in 0..1
+    (IMAGE values: the single-map functions' uint8 / 255) and ``face_mask``, ``person_mask``
+    as (B, H, W) float32. The images of one batch must share one size (ComfyUI's IMAGE is one
+    tensor); an image without faces gives black maps. Everything is drawn straight on zeroed
+    output batches: no full-size copy is made, and pages left black are never written.
     """
     min_confidence = validate.number("min_confidence", min_confidence, 0.0, 1.0)
     stick_scale = validate.number("stick_scale", stick_scale, 1, integer=True)
@@ -318,16 +345,21 @@ def mmf_maps(faces: FaceSet, min_confidence: float = 0.0, stick_scale: int = 1) 
         raise ValueError(f"the images of one batch must share one size to make one map batch, "
                          f"got sizes {sorted(sizes)}")
     height, width = sizes.pop()
-    out = {name: np.zeros((len(faces), height, width, 3), np.uint8) for name in ("skeleton", "landmarks", "kps", "fused")}
+    out = {name: np.zeros((len(faces), height, width, 3), np.float32)
+           for name in ("skeleton", "landmarks", "kps", "fused")}
     for b, frame in enumerate(faces.images):
         skeleton_map(frame, min_confidence, stick_scale, canvas=out["skeleton"][b])
         landmark_map(frame, canvas=out["landmarks"][b])
         kps_map(frame, canvas=out["kps"][b])
-        # Landmark colours are never black, so drawing them over the skeleton is fuse_maps, without its copies.
-        out["fused"][b] = out["skeleton"][b]
+        # Landmark colours are never black, so drawing the skeleton again and the landmarks over it
+        # is fuse_maps, without copying a whole map.
+        skeleton_map(frame, min_confidence, stick_scale, canvas=out["fused"][b])
         landmark_map(frame, canvas=out["fused"][b])
-    out["face_mask"] = np.stack([face_region(frame) for frame in faces.images])
-    out["person_mask"] = np.stack([person_region(frame, min_confidence) for frame in faces.images])
+    out["face_mask"] = np.zeros((len(faces), height, width), np.float32)
+    out["person_mask"] = np.zeros((len(faces), height, width), np.float32)
+    for b, frame in enumerate(faces.images):
+        face_region(frame, out=out["face_mask"][b])
+        person_region(frame, min_confidence, out=out["person_mask"][b])
     return out
 
 

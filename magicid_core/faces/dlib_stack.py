@@ -20,7 +20,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import os
+import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -67,9 +70,17 @@ def _dlib(purpose: str):
 
 
 # One instance of each model per process: loading the 68-point predictor reads 100 MB.
+HOG_THREADS = max(1, min(2, os.cpu_count() or 1))
+
+
 @functools.lru_cache(maxsize=1)
-def hog_detector():
-    return _dlib("the dlib HOG face detector").get_frontal_face_detector()
+def hog_pool() -> queue.Queue:
+    """HOG detectors for parallel scans: dlib's detector is not safe to share between threads,
+    and the built-in one costs nothing to make, so each scan borrows one of its own."""
+    pool: queue.Queue = queue.Queue()
+    for _ in range(HOG_THREADS):
+        pool.put(_dlib("the dlib HOG face detector").get_frontal_face_detector())
+    return pool
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,6 +132,7 @@ def _finish(dets: list[Detection], min_face: float, max_faces: int) -> list[Dete
 # CNN on a small crop around it: measured on the test scenes, the CNN gives every real face
 # ~1.0 there and every such look-alike nothing, at ~0.1 s per crop instead of seconds for the image.
 VERIFY_BELOW = 0.6
+VERIFY_BELOW_SCORE = 1 / (1 + math.exp(-2 * VERIFY_BELOW))   # the same margin as a detection score
 VERIFY_FACE_PX = 64   # the crop is enlarged or shrunk so the box is this big (CNN window: 40 px)
 VERIFY_CROP = 2.0     # crop side / box side
 
@@ -140,6 +152,47 @@ def cnn_confirms(image: np.ndarray, box: np.ndarray) -> bool:
         return len(cnn_detector()(np.ascontiguousarray(crop), 0)) > 0
 
 
+# dlib's HOG scan releases the GIL, so on 2+ cores the enlarged image is scanned as two
+# overlapping horizontal bands at once. A face up to BAND_OVERLAP of the image height lies whole
+# in one band; taller ones, which a band edge may cut, are left to a coarse whole-image scan,
+# cheap because it needs little or no enlarging. Finds near a band's inner edge (where HOG's
+# border cells differ from the whole image's) are dropped: a face up to half the overlap lies
+# clear of that margin in the other band, a taller one is the coarse scan's. Bands start on HOG's
+# 8 px cell grid, so the finest level (the smallest faces) sees the whole image's cells.
+BAND_OVERLAP = 0.25
+BAND_MIN_HEIGHT = 600   # enlarged images lower than this are scanned whole (too little to split)
+HOG_CELL = 8
+EDGE_MARGIN = 0.25      # of the overlap: finds closer than this to a band's inner edge are dropped
+COARSE_FROM = 0.4       # the coarse scan finds faces from 0.4x the overlap, so the scans meet
+
+
+def hog_bands(height: int) -> list[tuple[int, int]]:
+    """Row ranges of an enlarged image of ``height`` rows, one per parallel HOG scan."""
+    if HOG_THREADS < 2 or height < BAND_MIN_HEIGHT:
+        return [(0, height)]
+    overlap, middle = round(height * BAND_OVERLAP), height // 2
+    start = (middle - overlap // 2) // HOG_CELL * HOG_CELL
+    return [(0, middle + overlap // 2), (start, height)]
+
+
+def hog_scan(work: np.ndarray, row0: int, row1: int, scale: float, edge: float, threshold: float):
+    """(box in image pixels, SVM margin) of each face HOG finds in rows row0..row1 of ``work``
+    (the image enlarged by ``scale``), without the finds within ``edge`` rows of an inner edge."""
+    pool = hog_pool()
+    detector = pool.get()
+    try:
+        rects, margins, _ = detector.run(np.ascontiguousarray(work[row0:row1]), 0, threshold)
+    finally:
+        pool.put(detector)
+    found = []
+    for r, margin in zip(rects, margins):
+        top, bottom = r.top() + row0, r.bottom() + row0
+        if (row0 > 0 and top <= row0 + edge) or (row1 < work.shape[0] and bottom >= row1 - edge):
+            continue
+        found.append((np.array([r.left(), top, r.right(), bottom], np.float32) / scale, float(margin)))
+    return found
+
+
 class DlibHogDetector:
     """dlib's frontal HOG detector on the image enlarged for min_face; doubtful finds confirmed by
     the CNN on a crop; keypoints from the 5-point predictor."""
@@ -152,24 +205,32 @@ class DlibHogDetector:
         self.threshold = float(threshold)   # SVM margin; 0 is dlib's own
         self.verify = verify
         self.scale = upscale_for(self.min_face, HOG_FACE_PX)
-        hog_detector(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
+        hog_pool(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
         if verify:
             cnn_detector()
 
     def detect(self, image_rgb: np.ndarray, progress=None) -> list[Detection]:   # progress: see FaceDetector
         # gray: 20 % quicker than RGB at the same recall (the doubtful finds are verified anyway)
-        work = cv2.cvtColor(resized(image_rgb, self.scale), cv2.COLOR_RGB2GRAY)
-        with _LOCK:
-            rects, margins, _ = hog_detector().run(work, 0, self.threshold)
+        gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+        enlarged = resized(gray, self.scale)
+        bands = hog_bands(enlarged.shape[0])
+        overlap = bands[0][1] - bands[-1][0]   # enlarged rows; 0 with one band
+        scans = [(enlarged, row0, row1, self.scale, EDGE_MARGIN * overlap) for row0, row1 in bands]
+        if len(bands) > 1:
+            coarse = min(self.scale, HOG_FACE_PX * self.scale / (COARSE_FROM * overlap))
+            whole = resized(gray, coarse)
+            scans.append((whole, 0, whole.shape[0], coarse, 0.0))
+        with ThreadPoolExecutor(max_workers=HOG_THREADS) as threads:
+            found = list(threads.map(lambda scan: hog_scan(*scan, threshold=self.threshold), scans))
+        # SVM margin -> a 0..1 confidence (margin 0 is the detector's own threshold: 0.5)
+        candidates = nms([Detection(box=box, score=1 / (1 + math.exp(-2 * margin)), keypoints=None, source=self.name)
+                          for scan in found for box, margin in scan])
         dets = []
-        for r, margin in zip(rects, margins):
-            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32) / self.scale
-            if self.verify and margin < VERIFY_BELOW and not cnn_confirms(image_rgb, box):
+        for det in candidates:
+            if self.verify and det.score < VERIFY_BELOW_SCORE and not cnn_confirms(image_rgb, det.box):
                 continue
-            kps = keypoints_from_shape5(shape_points(image_rgb, box, SHAPE5_FILE))
-            # SVM margin -> a 0..1 confidence (margin 0 is the detector's own threshold: 0.5)
-            dets.append(Detection(box=box, score=float(1 / (1 + math.exp(-2 * margin))), keypoints=kps,
-                                  source=self.name))
+            det.keypoints = keypoints_from_shape5(shape_points(image_rgb, det.box, SHAPE5_FILE))
+            dets.append(det)
         return _finish(dets, self.min_face, self.max_faces)
 
 

@@ -153,9 +153,10 @@ class ImageFaces:
             face.full_mask(self.height, self.width, out=canvas)
         return out
 
-    def union_mask(self) -> np.ndarray:
-        """(H, W) float32: every face's mask together (their maximum), built crop by crop."""
-        out = np.zeros((self.height, self.width), np.float32)
+    def union_mask(self, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W) float32: every face's mask together (their maximum), built crop by crop
+        (on ``out``, a zeroed canvas, when given)."""
+        out = np.zeros((self.height, self.width), np.float32) if out is None else out
         for face in self.faces:
             if face.mask is not None:
                 x0, y0, x1, y1 = face.mask_region(self.height, self.width)

@@ -442,8 +442,9 @@ def test_the_table_covers_every_node_and_a_hundred_cases():
 
 
 def test_every_bad_input_gets_a_clear_answer(server):
-    failures = []
+    failures, seconds = [], {}
     for case_id, parts, expect, names in CASES:
+        started = time.time()
         prompt = build_prompt(server.object_info, parts)
         status, reply = post_prompt(server, prompt)
         if expect == "reject" or (expect == "refused" and status != 200):
@@ -472,6 +473,10 @@ def test_every_bad_input_gets_a_clear_answer(server):
                     failures.append(f"{case_id}: expected finite outputs, got "
                                     f"{error and (error.get('exception_type'), error.get('exception_message', '')[:300])}")
         assert "system" in server.get("/system_stats"), f"the server stopped answering after {case_id}"
+        seconds[case_id] = time.time() - started
+    slowest = sorted(seconds, key=seconds.get, reverse=True)[:5]     # for the log only, never asserted
+    print(f"{len(CASES)} cases in {sum(seconds.values()):.0f} s; slowest: "
+          + ", ".join(f"{case_id} {seconds[case_id]:.1f} s" for case_id in slowest))
     assert not failures, f"{len(failures)} of {len(CASES)} cases:\n" + "\n".join(failures)
 
 
@@ -489,6 +494,7 @@ def test_interrupt_stops_a_long_restore_within_seconds(server):
     while _running(server) and time.time() - stopped < 60:
         time.sleep(0.1)
     waited = time.time() - stopped
+    print(f"idle {waited:.1f} s after /interrupt")
     assert not _running(server), "the server was still busy a minute after /interrupt"
     assert waited < 15, f"the server took {waited:.1f}s to stop after /interrupt"
     entry = wait_for(server, reply["prompt_id"], timeout=30)

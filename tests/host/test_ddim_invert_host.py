@@ -183,7 +183,7 @@ def test_non_finite_latent_is_rejected(nodes_, bad):
     model = _analytic_model(mixture)
     latent = _latent(model, mixture)
     latent["samples"][0, 0, 0, 0] = bad
-    with pytest.raises(ValueError, match="NaN or Inf"):
+    with pytest.raises(ValueError, match="latent_image: 1 of its 1024 latent values are NaN or infinite"):
         _invert(nodes_, model, latent)
 
 

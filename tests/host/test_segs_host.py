@@ -71,7 +71,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def detected(impact, photo):
-    faces, face_masks, _, _ = call(impact, "FaceDetectMasks", image=photo, backend="mediapipe", min_face_px=32,
+    faces, face_masks, _, _ = call(impact, "FaceDetectMasks", image=photo, backend="auto", min_face_px=32,
                                    mask_mode="face", dilation_px=4, feather_px=8, max_faces=0,
                                    order="left_to_right", error_if_no_face=True, identity_backend="dlib",
                                    skeletons=False)["result"]
@@ -119,16 +119,18 @@ def test_round_trip_through_impact_keeps_our_mask_pixels(impact, detected, photo
                    feather_px=8, identity_backend="dlib", skeletons=False)
     assert len(back[0].faces) == len(faces[0].faces)
     for before, after, mask in zip(faces[0].faces, back[0].faces, face_masks):
-        assert np.array_equal(after.mask, mask.numpy())
+        assert np.array_equal(after.full_mask(*mask.shape), mask.numpy())
         np.testing.assert_array_equal(after.box, before.box)
         assert float(after.embedding @ before.embedding) > 0.999
 
 
 def test_faces_from_impacts_segs_are_analysed(impact, photo):
-    """Boxes of another detector -> a box mask -> Impact's MaskToSEGS -> SEGSToFaces -> MMF maps."""
+    """Boxes of another detector (dlib's HOG called directly, upsampled once; OpenCV 5's headless
+    wheel no longer ships Haar cascades) -> a box mask -> Impact's MaskToSEGS -> SEGSToFaces -> MMF maps."""
+    import dlib
+
     rgb = (photo[0].numpy() * 255).astype(np.uint8)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    boxes = cascade.detectMultiScale(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.1, 5, minSize=(24, 24))
+    boxes = [(r.left(), r.top(), r.width(), r.height()) for r in dlib.get_frontal_face_detector()(rgb, 1)]
     assert len(boxes) >= 3
     mask = torch.zeros(photo.shape[1:3])
     for x, y, w, h in boxes:
@@ -142,11 +144,12 @@ def test_faces_from_impacts_segs_are_analysed(impact, photo):
     assert len(found) == len(boxes)
     for face, seg in zip(found, segs[1]):
         x1, y1, x2, y2 = seg.bbox
-        assert face.landmarks is not None and face.embedding is not None and face.mask.sum() > 0
-        cx, cy = face.landmarks.mean(axis=0)
+        # every landmark backend fills the 68-point layout (the mesh too, when mediapipe is there)
+        assert face.landmarks68 is not None and face.embedding is not None and face.mask.sum() > 0
+        cx, cy = face.landmarks68.mean(axis=0)
         assert x1 <= cx <= x2 and y1 <= cy <= y2
-    masks = np.stack([f.mask for f in found])
+    masks = np.stack([f.full_mask(faces[0].height, faces[0].width) for f in found])
     assert ((masks > 0).sum(axis=0) <= 1).all()  # our exclusive masks
     maps = call(impact, "MMFControlMaps", faces=faces, min_confidence=0.3, stick_scale=1)
     landmark_map = maps[1] if isinstance(maps, tuple) else maps["result"][1]
-    assert float(landmark_map.max()) > 0  # the mesh drawn, from Impact's faces
+    assert float(landmark_map.max()) > 0  # the landmarks drawn, from Impact's faces
