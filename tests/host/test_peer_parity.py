@@ -449,18 +449,19 @@ def test_four_identities_in_disjoint_quadrants_each_get_what_ipadapter_gives_it_
 @pytest.mark.parametrize("order", ["ipadapter first", "multi_id first"])
 def test_stacks_with_ipadapter_plus_in_either_order(host, family, order):
     """IPAdapter_plus (identity A) and MultiIDApply (identity B, full mask) on one model: both act, in
-    either order, exactly as IPAdapter_plus applied twice (A then B). Middle blocks left out on both sides
-    (the reference's never fires)."""
+    either order, exactly as IPAdapter_plus applied twice in the same order (residuals are summed in the
+    order applied). Middle blocks left out on both sides (the reference's never fires)."""
     name = write_adapter(host, family, "faceid", "bin" if family == "sd15" else "safetensors")
     raw_a, raw_b = raw_embedding(seed=51, norm=22.0), raw_embedding(seed=52, norm=25.0)
     base, faces = base_model(host, family), face_set(64, [full_mask()])
     (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"ipadapter/{name}")
     apply_b = lambda model: host.classes["MultiIDApply"]().apply(model, adapter, [our_identity(raw_b)], faces, 0.9, 0.0, 1.0)[0]
+    reference_a = lambda model: ipadapter_faceid(host, model, name, raw_a, 0.7)
+    reference_b = lambda model: ipadapter_faceid(host, model, name, raw_b, 0.9)
     if order == "ipadapter first":
-        stacked = apply_b(ipadapter_faceid(host, base, name, raw_a, 0.7))
+        stacked, reference = apply_b(reference_a(base)), reference_b(reference_a(base))
     else:
-        stacked = ipadapter_faceid(host, apply_b(base), name, raw_a, 0.7)
-    reference = ipadapter_faceid(host, ipadapter_faceid(host, base, name, raw_a, 0.7), name, raw_b, 0.9)
+        stacked, reference = reference_a(apply_b(base)), reference_a(reference_b(base))
     check_close(f"stacking with IPAdapter_plus {family}, {order}",
                 denoised_steps(without_middle(stacked), family), denoised_steps(without_middle(reference), family))
     # and both act: neither alone gives this
