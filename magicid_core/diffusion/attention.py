@@ -7,8 +7,8 @@ image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells i
 
 with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
 M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: each
-identity's owned cells attend to its tokens alone, through the host's attention (one call per
-identity, as a lone IP-Adapter computes it), computed only on owned cells. The patch reads
+identity attends to its tokens alone, through the host's attention (one call per identity, as a
+lone IP-Adapter computes it), and adds the result on the cells it owns. The patch reads
 as: gather tokens -> attend per identity -> mask -> add.
 
 Each person may also carry their own words (PersonText): CLIP tokens of the model's context
@@ -157,9 +157,11 @@ class MultiIDAttention:
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
         """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows).
 
-        Each identity's cells attend to its own tokens through the host's attention, as a lone
-        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), so one
-        identity owning every cell is computed exactly as the reference computes it.
+        Each identity attends to its own tokens through the host's attention over all cells, as a lone
+        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), and keeps
+        the cells it owns: each cell gets exactly what the reference gives its owner alone (attention
+        over a subset of the cells may round differently). The identity tokens are few (4 or 16), so
+        this costs little beside the text attention.
         """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
         rows, owner, _, _ = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
@@ -168,9 +170,8 @@ class MultiIDAttention:
         for j in torch.unique(owner).tolist():
             cells = torch.nonzero(owner == j)[:, 0]
             own = slice(j * n_tokens, (j + 1) * n_tokens)
-            q_cells = q if len(cells) == q.shape[1] else q[:, rows[cells]]
-            attended = self.attention(q_cells, keys[:, own], values[:, own], heads, extra_options)
-            added[:, cells] = attended * float(self.weights[j])
+            attended = self.attention(q, keys[:, own], values[:, own], heads, extra_options)
+            added[:, cells] = attended[:, rows[cells]] * float(self.weights[j])
         return rows, added
 
     def _text_residual(self, q, k, v, extra_options):
