@@ -216,10 +216,14 @@ class MultiIDAttention:
         """Every identity's K, V for each batch row: cond tokens, or "no identity" ones for uncond."""
         cache_key = (layer, q.device, q.dtype)
         if cache_key not in self._kv:
-            # F.linear per branch, as the references' to_k_ip / to_v_ip Linear layers compute it
+            # F.linear on one identity's tokens at a time, as the references' to_k_ip / to_v_ip Linear
+            # layers compute it (a product over all identities at once may round differently)
+            def project(tokens, w):
+                return torch.cat([F.linear(t[None], w)[0] for t in tokens])      # (N*T, width)
+
             self._kv[cache_key] = tuple(
-                torch.stack([F.linear(t, w).flatten(0, 1) for t in (self.tokens.cond, self.tokens.uncond)])
-                .to(q.device, q.dtype) for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))  # (2, N*T, width)
+                torch.stack([project(self.tokens.cond, w), project(self.tokens.uncond, w)]).to(q.device, q.dtype)
+                for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))    # (2, N*T, width)
         k_all, v_all = self._kv[cache_key]
         is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)

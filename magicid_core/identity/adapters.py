@@ -173,9 +173,12 @@ class IdentityAdapter:
         """
         e = torch.from_numpy(self.check_embeddings(embeddings))
         dtype = next(self.projection.parameters()).dtype
-        cond = self.projection(e.to(dtype)).float()
-        uncond = self.projection(negative_embeddings(e, negative_noise).to(dtype)).float()
-        return cond, uncond
+
+        def project(rows):  # one identity at a time, as the reference packs project one face per
+            # application: a product over several rows may round differently from a single row's
+            return torch.cat([self.projection(row[None].to(dtype)) for row in rows]).float()
+
+        return project(e), project(negative_embeddings(e, negative_noise))
 
     def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
         """Raise if the layers (width, context width), in diffusers order, are not the adapter's."""
