@@ -11,9 +11,12 @@ give the median detect() time of both, side by side (wall clock, this machine, t
 IPAdapter_plus and ComfyUI_InstantID against MultiIDApply (when COMFYUI_DIR and MAGICID_PEERS_DIR
 are set, and this Python has ComfyUI's requirements): tests/host/test_peer_parity.py runs in a
 subprocess and prints each comparison's max |ours - reference| over the denoised latents of the
-first, a middle and the last step; one line per reference gives the largest of its comparisons.
+first, a middle and the last step; one line per reference gives the largest of its comparisons
+("same vector": both sides read the same embedding; "from insightface's vector": ours reads it
+renormalised or rebuilt as unit x kept norm, a few float32 steps away). --peer-log summarises the
+output of an earlier ``pytest tests/host/test_peer_parity.py -s`` run instead of running it again.
 
-    python bench/bench_parity.py [--repeats 5]
+    python bench/bench_parity.py [--repeats 5] [--peer-log FILE]
 """
 
 from __future__ import annotations
@@ -143,35 +146,52 @@ def median_ms(detect, image, repeats: int) -> float:
     return statistics.median(times)
 
 
-PEER_LINE = re.compile(r"^(?P<label>.+): max \|ours - reference\| = (?P<value>\S+) \(max \|reference\| (?P<scale>[^)]+)\)$")
+# pytest -s writes its progress marks (. F E s x) in front of a test's first printed line
+LABEL = r"^[.FEsx]*?(?P<label>(?:IPAdapter_plus|InstantID|stacking) .+?)"
+PEER_LINE = re.compile(LABEL + r": max \|ours - reference\| = (?P<value>\S+) \(max \|reference\| (?P<scale>[^)]+)\)$")
+SHIPPED_LINE = re.compile(LABEL + r" as shipped: ours - theirs = (?P<value>\S+) \(middle block only\)$")
+FROM_INSIGHTFACE = "from insightface's"
 PEER_GROUPS = {  # bench line -> which comparisons of test_peer_parity.py it summarises
-    "IPAdapter_plus FaceID (faceid/portrait/unnorm, SD1.5+SDXL)": lambda l: l.startswith("IPAdapter_plus") and "identities" not in l,
+    "IPAdapter_plus FaceID, same vector (faceid/portrait/unnorm, SD1.5+SDXL)":
+        lambda l: l.startswith("IPAdapter_plus") and "identities" not in l and FROM_INSIGHTFACE not in l,
+    "IPAdapter_plus FaceID from insightface's vector": lambda l: l.startswith("IPAdapter_plus") and FROM_INSIGHTFACE in l,
     "IPAdapter_plus FaceID, 4 identities, disjoint masks": lambda l: "identities" in l,
-    "InstantID attention path (SDXL, noise 0.35)": lambda l: l.startswith("InstantID"),
+    "InstantID attention path, same vector (SDXL, noise 0.35)":
+        lambda l: l.startswith("InstantID") and FROM_INSIGHTFACE not in l,
+    "InstantID from insightface's raw vector": lambda l: l.startswith("InstantID") and FROM_INSIGHTFACE in l,
     "stacking with IPAdapter_plus, both orders": lambda l: l.startswith("stacking"),
 }
 
 
-def peer_lines() -> list[str]:
-    """Run the peer parity host tests and summarise their printed max differences per reference."""
-    if not (os.environ.get("COMFYUI_DIR") and os.environ.get("MAGICID_PEERS_DIR")):
+def peer_lines(log: str | None = None) -> list[str]:
+    """The peer parity host tests' printed max differences (from a run now, or from ``log``), per reference."""
+    if log:
+        stdout = Path(log).read_text()
+    elif os.environ.get("COMFYUI_DIR") and os.environ.get("MAGICID_PEERS_DIR"):
+        stdout = subprocess.run([sys.executable, "-m", "pytest", "tests/host/test_peer_parity.py", "-q", "-s",
+                                 "-p", "no:logging"], cwd=ROOT, capture_output=True, text=True).stdout
+    else:
         return ["IPAdapter_plus / InstantID: skipped (set COMFYUI_DIR and MAGICID_PEERS_DIR, run with the host Python)"]
-    run = subprocess.run([sys.executable, "-m", "pytest", "tests/host/test_peer_parity.py", "-q", "-s", "-p", "no:logging"],
-                         cwd=ROOT, capture_output=True, text=True)
-    found = [(m["label"], float(m["value"])) for m in map(PEER_LINE.match, run.stdout.splitlines()) if m]
-    lines = []
+    lines = stdout.splitlines()
+    found = [(m["label"], float(m["value"])) for m in map(PEER_LINE.match, lines) if m]
+    out = [f"  {label}: {value:.3g}" for label, value in found]
     for what, belongs in PEER_GROUPS.items():
         values = [v for label, v in found if belongs(label)]
         worst = f"max |d denoised| {max(values):.3g}" if values else "not measured"
-        lines.append(f"{what:<56} {len(values):>3} comparisons, {worst}")
-    tail = run.stdout.strip().splitlines()[-1:] or ["no output"]
-    lines.append(f"{'peer parity tests':<56} {tail[0]}")
-    return lines
+        out.append(f"{what:<72} {len(values):>3} comparisons, {worst}")
+    shipped = [float(m["value"]) for m in map(SHIPPED_LINE.match, lines) if m]
+    if shipped:
+        out.append(f"{'IPAdapter_plus as shipped (its middle block never patched): ours - theirs':<72} "
+                   f"{len(shipped):>3} comparisons, {min(shipped):.3g} to {max(shipped):.3g}")
+    tail = [line for line in lines if " passed" in line or " failed" in line][-1:] or ["no summary"]
+    out.append(f"{'peer parity tests':<72} {tail[0].strip()}")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peer-log", help="output of an earlier `pytest tests/host/test_peer_parity.py -s` to summarise")
     args = parser.parse_args()
     import insightface
 
@@ -199,7 +219,7 @@ def main() -> None:
         ref_ms = median_ms(lambda i: reference_detect(ref, i), image, args.repeats)
         print(f"{'SCRFD detect 1200x600 at 640, median ms':<48} ours {ours_ms:.1f}, insightface {ref_ms:.1f}, "
               f"ratio {ours_ms / ref_ms:.2f}")
-    for line in peer_lines():
+    for line in peer_lines(args.peer_log):
         print(line)
 
 

@@ -14,7 +14,7 @@ from ..magicid_core.identity.adapters import load_adapter_file
 from ..magicid_core.diffusion.placement import multi_id_patch
 
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
-from .host.attn2 import add_identities
+from .host.attn2 import add_identities, comfy_attention
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
@@ -103,7 +103,7 @@ class MultiIDApply:
             face_indices=face_indices,
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
-            context_dim=layers[0][2])
+            context_dim=layers[0][2], attention=comfy_attention)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))

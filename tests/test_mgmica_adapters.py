@@ -192,6 +192,20 @@ def test_faceid_reads_unit_vectors_whatever_the_identity_norm(embeddings):
     np.testing.assert_allclose(adapter_inputs(adapter, scaled), embeddings, atol=1e-7)
 
 
+def test_faceid_reads_an_insightface_unit_vector_bit_for_bit():
+    """insightface's normed_embedding (raw / |raw| in float32) has a norm a few float32 steps from 1:
+    it is read as it is, so IPAdapter_plus and the pack feed the adapter the same numbers."""
+    from magicid_core.diffusion.placement import adapter_inputs
+    from magicid_core.faces.records import Identity
+
+    adapter = parse_adapter(faceid_state_dict())
+    raws = np.random.default_rng(8).normal(size=(16, 512)).astype(np.float32) * 23.0
+    normed = [raw / np.linalg.norm(raw) for raw in raws]          # insightface's Face.normed_embedding
+    assert any(abs(float(np.linalg.norm(n)) - 1) > 0 for n in normed)  # some are not exactly unit in float32
+    identities = [Identity(name=f"p{i}", embedding=n, embedding_model="arcface:test") for i, n in enumerate(normed)]
+    np.testing.assert_array_equal(adapter_inputs(adapter, identities), np.stack(normed))
+
+
 def test_instantid_negative_is_comfyui_instantids_noise_times_rand():
     """ApplyInstantID: torch.manual_seed(int(sum(e)) % 1000000007); noise * torch.rand_like(e)."""
     from magicid_core.identity.adapters import negative_embeddings

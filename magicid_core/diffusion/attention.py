@@ -6,9 +6,9 @@ image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells i
     out = Attn(q, K_text, V_text) + sum_j  w_j * M_j(layer) * Attn(q, K_j, V_j)
 
 with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
-M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: all
-identities are attended in one batched call, a cell's softmax restricted to its owner's
-tokens by a boolean attention mask, computed only on owned cells. The patch reads
+M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: each
+identity attends to its tokens alone, through the host's attention (one call per identity, as a
+lone IP-Adapter computes it), and adds the result on the cells it owns. The patch reads
 as: gather tokens -> attend per identity -> mask -> add.
 
 Each person may also carry their own words (PersonText): CLIP tokens of the model's context
@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..identity.adapters import multi_head_attention
 from .ownership import crop_and_resize, owner_map, ownership_preview, validate_masks
@@ -154,15 +155,28 @@ class MultiIDAttention:
             yield self._text_residual(q, k, v, extra_options)
 
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows)."""
+        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows).
+
+        Each identity attends to its own tokens through the host's attention over all cells, as a lone
+        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), and keeps
+        the cells it owns: each cell gets exactly what the reference gives its owner alone (attention
+        over a subset of the cells may round differently). The identity tokens are few (4 or 16), so
+        this costs little beside the text attention.
+        """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
-        rows, allowed, scale = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        attended = _attend(q[:, rows], keys, values, allowed, extra_options["n_heads"])
-        return rows, attended * scale[:, None]
+        rows, owner, _, _ = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        n_tokens, heads = self.tokens.cond.shape[1], extra_options["n_heads"]
+        added = q.new_zeros(len(q), len(rows), values.shape[-1])
+        for j in torch.unique(owner).tolist():
+            cells = torch.nonzero(owner == j)[:, 0]
+            own = slice(j * n_tokens, (j + 1) * n_tokens)
+            attended = self.attention(q, keys[:, own], values[:, own], heads, extra_options)
+            added[:, cells] = attended[:, rows[cells]] * float(self.weights[j])
+        return rows, added
 
     def _text_residual(self, q, k, v, extra_options):
         """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
-        rows, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        rows, _, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
         cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
         added = q.new_zeros(len(q), len(rows), q.shape[-1])
         if len(cond) == 0 or len(rows) == 0:
@@ -202,34 +216,40 @@ class MultiIDAttention:
         """Every identity's K, V for each batch row: cond tokens, or "no identity" ones for uncond."""
         cache_key = (layer, q.device, q.dtype)
         if cache_key not in self._kv:
-            tokens = torch.stack([self.tokens.cond, self.tokens.uncond]).flatten(1, 2)  # (2, N*T, C)
+            # F.linear on one identity's tokens at a time, as the references' to_k_ip / to_v_ip Linear
+            # layers compute it (a product over all identities at once may round differently)
+            def project(tokens, w):
+                return torch.cat([F.linear(t[None], w)[0] for t in tokens])      # (N*T, width)
+
             self._kv[cache_key] = tuple(
-                (tokens @ w.T).to(q.device, q.dtype) for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))
+                torch.stack([project(self.tokens.cond, w), project(self.tokens.uncond, w)]).to(q.device, q.dtype)
+                for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))    # (2, N*T, width)
         k_all, v_all = self._kv[cache_key]
         is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
 
     def _ownership(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with an identity, which identity tokens each may see, and the weight."""
+        """Cells of people with an identity, their owner, which identity tokens each may see, and the weight."""
         token_owner = torch.arange(len(self.masks)).repeat_interleave(self.tokens.cond.shape[1])
         return self._cells("identity", size, q, self.weights, token_owner)
 
     def _text_cells(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with words, which word tokens each may see, and the person's text weight."""
+        """Cells of people with words, their owner, which word tokens each may see, and the person's text weight."""
         weights = torch.where(self.text.speakers(), self.text.weights, torch.zeros_like(self.text.weights))
         return self._cells("text", size, q, weights, self.text.owner)
 
     def _cells(self, what, size, q, weights, token_owner):
-        """Owned cells of people with a non-zero weight: (rows, allowed (M, T), owner's weight (M,)),
-        cached per layer size. Identities and words share one owner map."""
+        """Owned cells of people with a non-zero weight: (rows, owner (M,), allowed (M, T), owner's
+        weight (M,)), cached per layer size. Identities and words share one owner map."""
         cache_key = (what, size, q.device, q.dtype)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
             acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
             rows = torch.nonzero(acting[owner])[:, 0]
-            allowed = owner[rows][:, None] == token_owner[None, :]
-            scale = weights[owner[rows]]
-            self._owners[cache_key] = (rows.to(q.device), allowed.to(q.device), scale.to(q.device, q.dtype))
+            owner = owner[rows]
+            allowed = owner[:, None] == token_owner[None, :]
+            self._owners[cache_key] = (rows.to(q.device), owner, allowed.to(q.device),
+                                       weights[owner].to(q.device, q.dtype))
         return self._owners[cache_key]
 
     # -- derived patches -------------------------------------------------------------------
@@ -262,11 +282,6 @@ class MultiIDAttention:
         """The same patch wrapping other attn2 patches (by block key)."""
         return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
                                 (self.sigma_start, self.sigma_end), self.attention, previous, self.text)
-
-
-def _attend(q, keys, values, allowed, heads):
-    """Attention of owned cells over all identities' tokens, each cell seeing its owner's only."""
-    return multi_head_attention(q, keys, values, heads, attn_mask=allowed)
 
 
 def block_key(extra_options: dict) -> LayerKey:

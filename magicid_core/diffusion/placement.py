@@ -22,6 +22,10 @@ from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
 from ..identity.matching import assign_identities
 from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 
+# How far a vector's norm may be from 1 and still count as unit length: a float32 unit vector's
+# norm, computed in float32, lies a few steps (1.2e-7 each) from 1.
+UNIT_SLACK = 1e-6
+
 
 def identity_embeddings(identities) -> np.ndarray:
     """IDENTITIES (list of Identity) or an array (N, D) -> (N, D) float32 embeddings."""
@@ -43,7 +47,10 @@ def adapter_inputs(adapter: IdentityAdapter, identities) -> np.ndarray:
     about a raw vector's norm, when the identity carries none.
     """
     e = adapter.check_embeddings(identity_embeddings(identities))
-    unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    # a vector of unit length to within float32 rounding (insightface's normed_embedding, as
+    # IdentityFromImages keeps it) is read as it is: dividing it by its norm would only move its last bits
+    unit = np.where(np.abs(norms - 1) <= UNIT_SLACK, e, e / np.maximum(norms, 1e-12))
     if not adapter.reads_raw:
         return unit
     default = math.sqrt(adapter.embedding_dim)

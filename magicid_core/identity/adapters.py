@@ -22,6 +22,7 @@ What each adapter reads, as the reference packs feed it (IPAdapter_plus, ComfyUI
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -63,8 +64,8 @@ class FaceIDProjection(nn.Module):
 def multi_head_attention(q, k, v, heads: int, attn_mask=None) -> torch.Tensor:
     """Scaled dot-product attention on (B, N, heads*d) tensors, split into heads and merged back.
 
-    ``attn_mask``: bool (N_q, N_k), True where a query may see a key. Shared by the adapters'
-    perceiver and the MGMICA patch (diffusion/attention.py).
+    ``attn_mask``: bool (N_q, N_k), True where a query may see a key. The MGMICA patch's default
+    attention (diffusion/attention.py).
     """
     split = lambda t: t.unflatten(-1, (heads, -1)).transpose(1, 2)      # (B, heads, N, d)
     out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)
@@ -86,7 +87,20 @@ class PerceiverAttention(nn.Module):
         features, latents = self.norm1(features), self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([features, latents], dim=1)).chunk(2, dim=-1)
-        return self.to_out(multi_head_attention(q, k, v, self.heads))
+        return self.to_out(perceiver_attention(q, k, v, self.heads))
+
+
+def perceiver_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """softmax((q s)(k s)^T) v with s = d^-1/4, on (B, N, heads*d) tensors, in the order the reference
+    Resamplers (IPAdapter_plus, ComfyUI_InstantID) compute it, so the tokens equal theirs bit for bit."""
+    def split(t):   # (B, N, heads*d) -> contiguous (B, heads, N, d)
+        return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2).reshape(t.shape[0], heads, t.shape[1], -1)
+
+    q, k, v = split(q), split(k), split(v)
+    s = 1 / math.sqrt(math.sqrt(q.shape[-1]))
+    weight = (q * s) @ (k * s).transpose(-2, -1)
+    weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
+    return (weight @ v).permute(0, 2, 1, 3).reshape(q.shape[0], q.shape[2], -1)
 
 
 class ResamplerProjection(nn.Module):
@@ -159,9 +173,12 @@ class IdentityAdapter:
         """
         e = torch.from_numpy(self.check_embeddings(embeddings))
         dtype = next(self.projection.parameters()).dtype
-        cond = self.projection(e.to(dtype)).float()
-        uncond = self.projection(negative_embeddings(e, negative_noise).to(dtype)).float()
-        return cond, uncond
+
+        def project(rows):  # one identity at a time, as the reference packs project one face per
+            # application: a product over several rows may round differently from a single row's
+            return torch.cat([self.projection(row[None].to(dtype)) for row in rows]).float()
+
+        return project(e), project(negative_embeddings(e, negative_noise))
 
     def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
         """Raise if the layers (width, context width), in diffusers order, are not the adapter's."""

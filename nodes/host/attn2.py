@@ -52,9 +52,15 @@ def is_identity_entry(callback) -> bool:
 
 def host_attention(q, k, v, extra_options):
     """ComfyUI's own attention, called as the unpatched layer calls it (bit-identical text path)."""
+    return comfy_attention(q, k, v, extra_options["n_heads"], extra_options)
+
+
+def comfy_attention(q, k, v, heads, extra_options):
+    """ComfyUI's own attention in MultiIDAttention's signature: the identities attend through it, as
+    IPAdapter_plus's ``optimized_attention(q, ip_k, ip_v, heads)`` does, so one identity computes what it computes."""
     from comfy.ldm.modules.attention import optimized_attention
 
-    return optimized_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+    return optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"),
                                transformer_options=extra_options)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ...magicid_core.diffusion.placement import multi_id_patch
-from .attn2 import add_identities
+from .attn2 import add_identities, comfy_attention
 from .unet import UNetTextProjection, cross_attention_layers
 
 
@@ -16,7 +16,8 @@ def add_person_words(model, image_faces, prompts):
     layers = cross_attention_layers(model)
     keys = [key for key, _, _ in layers]
     patch = multi_id_patch(None, None, image_faces, {key: None for key in keys}, prompts=list(prompts),
-                           project=UNetTextProjection(model), context_dim=layers[0][2])
+                           project=UNetTextProjection(model), context_dim=layers[0][2],
+                           attention=comfy_attention)
     if patch is None:
         return model
     return add_identities(model, patch, keys, (math.inf, 0.0))

@@ -87,7 +87,7 @@ TINY_SD15_FULL_LAYOUT = dict(TINY_SD15_UNET, num_res_blocks=[2, 2, 2, 2], channe
 TINY_SDXL_FULL_LAYOUT = dict(TINY_SD15_UNET, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
                              transformer_depth=[0, 0, 2, 2, 10, 10],
                              transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10],
-                             transformer_depth_middle=10, context_dim=2048, adm_in_channels=2816,
+                             transformer_depth_middle=10, context_dim=2048, num_classes="sequential", adm_in_channels=2816,
                              use_linear_in_transformer=True, num_head_channels=32)
 
 
