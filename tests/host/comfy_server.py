@@ -86,13 +86,20 @@ class ComfyServer:
     def run_prompt(self, prompt: dict, timeout: float = 300.0) -> dict:
         """Queue an API-format prompt, wait for it, return its history entry."""
         prompt_id = self.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})["prompt_id"]
+        entry = self.finished(prompt_id, timeout)
+        if entry is None:
+            raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log()[-4000:]}")
+        return entry
+
+    def finished(self, prompt_id: str, timeout: float) -> dict | None:
+        """The prompt's history entry once it has finished; None if it has not within ``timeout``."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             history = self.get(f"/history/{prompt_id}")
             if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
                 return history[prompt_id]
-            time.sleep(0.3)
-        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        return None
 
     def stop(self) -> None:
         self.proc.terminate()

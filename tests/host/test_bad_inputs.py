@@ -412,14 +412,10 @@ def post_prompt(server, prompt: dict) -> tuple[int, dict]:
 
 def wait_for(server, prompt_id: str, timeout: float = 300.0) -> dict | None:
     """The prompt's history entry once it has finished; None (after interrupting it) past ``timeout``."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        history = server.get(f"/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            return history[prompt_id]
-        time.sleep(0.2)
-    interrupt(server)
-    return None
+    entry = server.finished(prompt_id, timeout)
+    if entry is None:
+        interrupt(server)
+    return entry
 
 
 def interrupt(server) -> None:
