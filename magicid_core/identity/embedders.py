@@ -7,7 +7,8 @@ declares its match threshold on cosine similarity (both from ``embedding_models`
 - ``ArcFaceEmbedder``: insightface's ArcFace through onnxruntime (antelopev2 / buffalo_l),
   when the model files are present.
 - ``DlibEmbedder``: dlib's ResNet face descriptor with the weights shipped in the
-  ``face_recognition_models`` package: works offline with no downloads.
+  ``face_recognition_models`` package: works offline with no downloads. The network runs
+  through numpy (``dlib_resnet``), dlib aligns the face.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..image_io import to_rgb_uint8
 from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
 from ..insightface.arcface import l2_normalise
 from ..optional import require
+from .dlib_resnet import CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet
 from .embedding_models import ARCFACE, DLIB
 
 BACKENDS = ("auto", "arcface", "dlib")
@@ -58,7 +60,11 @@ class ArcFaceEmbedder:
 
 
 class DlibEmbedder:
-    """dlib's ResNet descriptor, aligned by dlib's 5-point shape predictor run on the face box."""
+    """dlib's ResNet descriptor, aligned by dlib's 5-point shape predictor run on the face box.
+
+    dlib cuts the aligned 150x150 chip (as its ``compute_face_descriptor`` does) and ``DlibResNet``
+    runs the network from the same file, several times quicker than dlib-bin's own loop.
+    """
 
     model_name = DLIB.family
     threshold = DLIB.threshold
@@ -73,8 +79,8 @@ class DlibEmbedder:
             raise ValueError(f"dlib identity model files missing in {folder}: {', '.join(missing)}")
         try:
             self.shape_predictor = dlib.shape_predictor(str(paths[0]))
-            self.recognizer = dlib.face_recognition_model_v1(str(paths[1]))
-        except RuntimeError as e:
+            self.network = DlibResNet(paths[1])
+        except (RuntimeError, DlibModelFileError) as e:
             raise ValueError(f"dlib model files in {folder} could not be loaded ({e}); reinstall "
                              "face_recognition_models") from e
         self._dlib = dlib
@@ -89,17 +95,22 @@ class DlibEmbedder:
         return self.shape_predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
 
     def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        image = to_rgb_uint8(image)
-        descriptor = self.recognizer.compute_face_descriptor(image, self._shape(image, box), 0)
-        return l2_normalise(np.asarray(descriptor, np.float32))
+        return self.embed_many(image, [box])[0]
 
     def embed_many(self, image: np.ndarray, boxes) -> list[np.ndarray]:
-        """The faces of one image through the network as one batch (~20 % quicker than one by one)."""
+        """The faces of one image through the network as one batch."""
+        return [l2_normalise(d) for d in self.raw_descriptors(image, boxes)]
+
+    def raw_descriptors(self, image: np.ndarray, boxes) -> np.ndarray:
+        """(faces, 128): dlib's descriptors before normalisation, as ``compute_face_descriptor`` gives them."""
         image = to_rgb_uint8(image)
         shapes = self._dlib.full_object_detections()
         for box in boxes:
             shapes.append(self._shape(image, box))
-        return [l2_normalise(np.asarray(d, np.float32)) for d in self.recognizer.compute_face_descriptor(image, shapes, 0)]
+        if not len(shapes):
+            return np.zeros((0, 128), np.float32)
+        chips = np.stack(self._dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING))
+        return self.network.descriptors(chips)
 
 
 @functools.lru_cache(maxsize=8)
