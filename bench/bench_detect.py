@@ -7,7 +7,8 @@ detections that are no face), median wall ms, CPU ms, and the ratio to the media
 
 Part 2, the whole analysis (detection, landmarks, keypoints, masks, skeletons, embeddings) of the
 1280x886 six-person photo: the mediapipe path (tiled BlazeFace + 478-point mesh + Pose) against the
-path without mediapipe (dlib HOG + dlib 68 points + head-only skeletons), both with dlib embeddings.
+path without mediapipe (dlib HOG + dlib 68 points + head-only skeletons), both with dlib embeddings;
+then the six faces' embeddings alone, dlib-bin's own network against ours (numpy, same file).
 
     python bench/bench_detect.py [--repeats 5]
 """
@@ -30,7 +31,9 @@ import magicid_core.analyze as analyze  # noqa: E402
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
 from magicid_core.faces.detection import make_detector  # noqa: E402
 from magicid_core.faces.geometry import DEFAULT_MIN_FACE  # noqa: E402
+from magicid_core.faces.dlib_stack import model_path  # noqa: E402
 from magicid_core.faces.records import Face  # noqa: E402
+from magicid_core.identity.embedders import make_embedder  # noqa: E402
 from magicid_core.insightface import InsightFaceModelError, find_pack  # noqa: E402
 from magicid_core.optional import mediapipe_available  # noqa: E402
 from tests.support.face_scenes import group6, match, scene, sizes_scene  # noqa: E402
@@ -128,6 +131,25 @@ def part2(repeats: int) -> None:
         ratio = f"{ms / base:6.2f}" if base else "     -"
         print(f"{name:<58} {len(faces.faces):>5} {ms:8.0f} {cpu:8.0f} {ratio}")
     analyze.mediapipe_available = mediapipe_available
+    embeddings_alone(image, repeats)
+
+
+def embeddings_alone(image: np.ndarray, repeats: int) -> None:
+    """The six faces' descriptors: dlib-bin's own network against ours (numpy) on the same chips."""
+    import dlib
+    embedder = make_embedder("dlib")
+    boxes = [face.box for face in analyze_image(image, AnalysisSettings(
+        backend="dlib_hog", landmark_backend="dlib_68", embeddings=False)).faces]
+    shapes = dlib.full_object_detections()
+    for box in boxes:
+        shapes.append(embedder.shape5(image, box))
+    dlibs_own = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    base_ms, base_cpu, theirs = timed(lambda: np.array(dlibs_own.compute_face_descriptor(image, shapes, 0)), repeats)
+    ms, cpu, ours = timed(lambda: embedder.raw_descriptors(image, boxes), repeats)
+    print(f"\n   the {len(boxes)} faces' descriptors alone (5-point shape, chip and network)")
+    print(f"{'dlib-bin compute_face_descriptor':<58} {len(boxes):>5} {base_ms:8.0f} {base_cpu:8.0f} {1:6.2f}  (x dlib)")
+    print(f"{'numpy network (identity.dlib_resnet), same file':<58} {len(boxes):>5} {ms:8.0f} {cpu:8.0f} "
+          f"{ms / base_ms:6.2f}  max |difference| {np.abs(ours - theirs).max():.1e}")
 
 
 def main():

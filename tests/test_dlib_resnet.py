@@ -28,7 +28,7 @@ def _dlib_descriptors(embedder, image, boxes) -> np.ndarray:
     shapes = dlib.full_object_detections()
     image = np.ascontiguousarray(image)     # dlib reads only contiguous arrays
     for box in boxes:
-        shapes.append(embedder._shape(image, box))
+        shapes.append(embedder.shape5(image, box))
     return np.array(reference.compute_face_descriptor(image, shapes, 0), np.float32)
 
 

@@ -90,7 +90,8 @@ class DlibEmbedder:
         """Reference faces with dlib's HOG detector, the boxes its shape predictor was trained on."""
         return self._hog.detect(to_rgb_uint8(image))
 
-    def _shape(self, image: np.ndarray, box: np.ndarray):
+    def shape5(self, image: np.ndarray, box: np.ndarray):
+        """dlib's 5-point shape of the face in box: what dlib aligns the chip by."""
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return self.shape_predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
 
@@ -106,7 +107,7 @@ class DlibEmbedder:
         image = to_rgb_uint8(image)
         shapes = self._dlib.full_object_detections()
         for box in boxes:
-            shapes.append(self._shape(image, box))
+            shapes.append(self.shape5(image, box))
         if not len(shapes):
             return np.zeros((0, 128), np.float32)
         chips = np.stack(self._dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING))
