@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from magicid_core.faces.dlib_stack import model_path
-from magicid_core.identity.dlib_resnet import DlibModelFileError, DlibResNet, read_layers
+from magicid_core.identity.dlib_resnet import (BATCH, CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet,
+                                               read_layers)
 from magicid_core.identity.embedders import DlibEmbedder
 from tests.support.face_scenes import group6
 from tests.support.people import astronaut, crop_scaled, grace_hopper
@@ -81,3 +82,18 @@ def test_an_other_or_damaged_file_is_refused_by_name(tmp_path):
 def test_no_faces_give_no_descriptors(embedder):
     assert embedder.raw_descriptors(astronaut(), []).shape == (0, 128)
     assert embedder.embed_many(astronaut(), []) == []
+
+
+def test_more_chips_than_one_batch_give_each_chips_own_numbers(embedder):
+    image = group6(1)[0]
+    shapes = dlib.full_object_detections()
+    for box in _faces_of(embedder, image):
+        shapes.append(embedder.shape5(image, box))
+    chips = np.stack(dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING))
+    many = np.concatenate([chips, chips[::-1]] * 2)[:BATCH + 3]
+    together = embedder.network.descriptors(many)
+    alone = np.concatenate([embedder.network.descriptors(chip[None]) for chip in many])
+    assert together.shape == (BATCH + 3, 128)
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    with pytest.raises(ValueError, match="chips must be"):
+        embedder.network.descriptors(chips[:, :100])

@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 
 CHIP_SIZE = 150        # dlib's input_rgb_image_sized<150>
 CHIP_PADDING = 0.25    # compute_face_descriptor's default padding around the aligned face
+BATCH = 16             # chips a pass, as dlib's own loop: bounds the convolution buffers (~50 MB)
 
 
 class DlibModelFileError(ValueError):
@@ -247,7 +248,14 @@ class DlibResNet:
 
     def descriptors(self, chips: np.ndarray) -> np.ndarray:
         """(n, 150, 150, 3) uint8 RGB chips, aligned as dlib.get_face_chip aligns them -> (n, 128) float32."""
-        x = (np.asarray(chips, np.float32) - self.means) / np.float32(256.0)
+        chips = np.asarray(chips)
+        if chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
+            raise ValueError(f"chips must be (n, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {chips.shape}")
+        parts = [self._forward(chips[at:at + BATCH]) for at in range(0, len(chips), BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.fc.shape[1]), np.float32)
+
+    def _forward(self, chips: np.ndarray) -> np.ndarray:
+        x = (chips.astype(np.float32) - self.means) / np.float32(256.0)
         x = _relu(self.stem(x))
         x = _pool(x, self.stem_pool)
         for first, second, shortcut_pool in self.blocks:
