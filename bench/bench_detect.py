@@ -140,9 +140,7 @@ def embeddings_alone(image: np.ndarray, repeats: int) -> None:
     embedder = make_embedder("dlib")
     boxes = [face.box for face in analyze_image(image, AnalysisSettings(
         backend="dlib_hog", landmark_backend="dlib_68", embeddings=False)).faces]
-    shapes = dlib.full_object_detections()
-    for box in boxes:
-        shapes.append(embedder.shape5(image, box))
+    shapes = embedder.shapes5(image, boxes)
     dlibs_own = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
     base_ms, base_cpu, theirs = timed(lambda: np.array(dlibs_own.compute_face_descriptor(image, shapes, 0)), repeats)
     ms, cpu, ours = timed(lambda: embedder.raw_descriptors(image, boxes), repeats)

@@ -26,10 +26,8 @@ def embedder():
 
 def _dlib_descriptors(embedder, image, boxes) -> np.ndarray:
     reference = dlib.face_recognition_model_v1(str(model_path(NETWORK)))
-    shapes = dlib.full_object_detections()
     image = np.ascontiguousarray(image)     # dlib reads only contiguous arrays
-    for box in boxes:
-        shapes.append(embedder.shape5(image, box))
+    shapes = embedder.shapes5(image, boxes)
     return np.array(reference.compute_face_descriptor(image, shapes, 0), np.float32)
 
 
@@ -86,9 +84,7 @@ def test_no_faces_give_no_descriptors(embedder):
 
 def test_more_chips_than_one_batch_give_each_chips_own_numbers(embedder):
     image = group6(1)[0]
-    shapes = dlib.full_object_detections()
-    for box in _faces_of(embedder, image):
-        shapes.append(embedder.shape5(image, box))
+    shapes = embedder.shapes5(image, _faces_of(embedder, image))
     chips = np.stack(dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING))
     many = np.concatenate([chips, chips[::-1]] * 2)[:BATCH + 3]
     together = embedder.network.descriptors(many)

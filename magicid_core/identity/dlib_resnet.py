@@ -164,15 +164,6 @@ BLOCK_DOWN = ["con", "affine", "relu", "con", "affine", "avg_pool", "add_prev", 
 HEAD = ["avg_pool", "fc"]
 
 
-def _fold(con: Layer, affine: Layer) -> tuple[np.ndarray, np.ndarray]:
-    """A convolution and the affine layer after it as one product: (rows*cols*channels, filters) and a bias."""
-    weights = con.weights * affine.scale[:, None, None, None]
-    bias = con.bias * affine.scale + affine.bias
-    filters = weights.shape[0]
-    as_matrix = weights.transpose(2, 3, 1, 0).reshape(-1, filters)   # matches the NHWC windows below
-    return np.ascontiguousarray(as_matrix, np.float32), bias.astype(np.float32)
-
-
 @dataclass
 class _Conv:
     matrix: np.ndarray
@@ -189,6 +180,14 @@ class _Conv:
         out = windows.reshape(n * rows * cols, -1) @ self.matrix
         out += self.bias
         return out.reshape(n, rows, cols, -1)
+
+    @classmethod
+    def folded(cls, con: Layer, affine: Layer) -> "_Conv":
+        """A convolution and the affine layer after it as one product: (rows*cols*channels, filters) + bias."""
+        weights = con.weights * affine.scale[:, None, None, None]
+        bias = con.bias * affine.scale + affine.bias
+        matrix = weights.transpose(2, 3, 1, 0).reshape(-1, weights.shape[0])   # matches the NHWC windows
+        return cls(np.ascontiguousarray(matrix, np.float32), bias.astype(np.float32), con.size, con.stride, con.pad)
 
 
 def _windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
@@ -226,7 +225,7 @@ class DlibResNet:
                                      f"(layers found: {' '.join(kinds[:8])} ...)")
         stem = layers[:len(STEM)]
         self.means = stem[0].bias
-        self.stem = self._conv(stem[1], stem[2])
+        self.stem = _Conv.folded(stem[1], stem[2])
         self.stem_pool = stem[4]
         self.blocks = []        # (first conv, second conv, shortcut pool or None)
         at, body_end = len(STEM), len(layers) - len(HEAD)
@@ -237,14 +236,9 @@ class DlibResNet:
                                          f"{' '.join(kinds[at:at + len(BLOCK_DOWN)])}")
             block = layers[at:at + len(shape)]
             pool = block[5] if shape is BLOCK_DOWN else None
-            self.blocks.append((self._conv(block[0], block[1]), self._conv(block[3], block[4]), pool))
+            self.blocks.append((_Conv.folded(block[0], block[1]), _Conv.folded(block[3], block[4]), pool))
             at += len(shape)
         self.fc = np.ascontiguousarray(layers[-1].weights, np.float32)
-
-    @staticmethod
-    def _conv(con: Layer, affine: Layer) -> _Conv:
-        matrix, bias = _fold(con, affine)
-        return _Conv(matrix, bias, con.size, con.stride, con.pad)
 
     def descriptors(self, chips: np.ndarray) -> np.ndarray:
         """(n, 150, 150, 3) uint8 RGB chips, aligned as dlib.get_face_chip aligns them -> (n, 128) float32."""

@@ -95,6 +95,13 @@ class DlibEmbedder:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         return self.shape_predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
 
+    def shapes5(self, image: np.ndarray, boxes):
+        """The faces' 5-point shapes as dlib's ``full_object_detections``, what its chip functions take."""
+        shapes = self._dlib.full_object_detections()
+        for box in boxes:
+            shapes.append(self.shape5(image, box))
+        return shapes
+
     def embed(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         return self.embed_many(image, [box])[0]
 
@@ -105,9 +112,7 @@ class DlibEmbedder:
     def raw_descriptors(self, image: np.ndarray, boxes) -> np.ndarray:
         """(faces, 128): dlib's descriptors before normalisation, as ``compute_face_descriptor`` gives them."""
         image = to_rgb_uint8(image)
-        shapes = self._dlib.full_object_detections()
-        for box in boxes:
-            shapes.append(self.shape5(image, box))
+        shapes = self.shapes5(image, boxes)
         if not len(shapes):
             return np.zeros((0, 128), np.float32)
         chips = np.stack(self._dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING))
