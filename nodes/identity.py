@@ -6,8 +6,11 @@ IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 from __future__ import annotations
 
 from ..magicid_core import validate
+from ..magicid_core.analyze import DLIB_IDENTITIES, fallback_note, log_once
 from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embedding_models,
                                                identity_from_embeddings, make_embedder)
+from ..magicid_core.identity.embedding_models import DLIB
+from ..magicid_core.insightface import find_pack_or_reason
 from .common import CATEGORY, IDENTITIES, images_to_numpy
 from .host.folders import insightface_roots
 
@@ -21,7 +24,7 @@ class IdentityFromImages:
                                                 "prominent face is used; their embeddings are averaged."}),
                 "name": ("STRING", {"default": "", "tooltip": "Who this is; empty = 'person N'."}),
                 "backend": (list(BACKENDS), {"default": "auto", "tooltip":
-                    "Identity model. arcface = insightface antelopev2/buffalo_l in ComfyUI/models/insightface "
+                    "Identity model. arcface = insightface antelopev2/buffalo_l in ComfyUI/models/insightface/models/<pack> "
                     "(needs onnxruntime); dlib = offline, shipped weights; auto = arcface when its files exist. "
                     "Use the same backend as FaceDetectMasks."}),
             },
@@ -45,9 +48,16 @@ class IdentityFromImages:
             raise ValueError(f"an identity named {name!r} is already in the list; give each person their own name")
         references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
-        identity = build_identity(name, references, make_embedder(backend, insightface_roots()),
+        roots = insightface_roots()
+        identity = build_identity(name, references, make_embedder(backend, roots),
                                   on_image=lambda i: progress.update(1))
-        return _appended(before, identity)
+        notes = [f"{identity.name}: {identity.embedding_model} embedding from {identity.reference_count} "
+                 "reference image(s)"]
+        if backend == "auto" and identity.embedding_model == DLIB.family:   # say why, on the node and in the log
+            notes.append(fallback_note([DLIB_IDENTITIES], find_pack_or_reason(roots)[1]))
+            log_once(notes[-1])
+        # ui: the report web/magicid.js shows under the node
+        return {"ui": {"magicid_notes": notes}, "result": _appended(before, identity)}
 
 
 def _appended(before: list, identity) -> tuple[list]:

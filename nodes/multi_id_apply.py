@@ -11,12 +11,13 @@ import torch
 
 from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
+from ..magicid_core.identity.embedders import check_dlib_identities
 from ..magicid_core.diffusion.placement import multi_id_patch
 
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
 from .host.sampling import sigma_window
-from .host.folders import adapter_choices, adapter_path
+from .host.folders import adapter_choices, adapter_path, insightface_roots
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
 ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.identity.adapters.IdentityAdapter
@@ -95,6 +96,7 @@ class MultiIDApply:
                                     "identities: give one per identity, or leave it empty")
         face_indices = validate.number_list("face_indices", face_indices, int, -1, example="'2, 0, -1'")
         image = faces[image_index]
+        check_dlib_identities(adapter, identities, insightface_roots())
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
         sigma_range = sigma_window(model, start_percent, end_percent)

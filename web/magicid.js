@@ -1,5 +1,6 @@
-// MagicID front-end extension: face indices over FaceDetectMasks' preview, and a face map
-// on MultiIDApply / IDRestore that shows and sets which identity goes to which face.
+// MagicID front-end extension: face indices over FaceDetectMasks' preview, a face map
+// on MultiIDApply / IDRestore that shows and sets which identity goes to which face, and the
+// notes a node reports (e.g. that `auto` found no insightface pack) under the node.
 // The logic lives in ./lib (pure, tested with `node --test tests/js/`); this file only
 // wires it to ComfyUI's app and canvas.
 import { app } from "../../scripts/app.js";
@@ -7,6 +8,7 @@ import { faceLabels, facesFromOutput, previewCell } from "./lib/face_overlay.js"
 import {
   assignmentChips, chipRects, cycleIdentity, hitChip, identityCount, parseIndices, toggleFace,
 } from "./lib/face_indices.js";
+import { notesFromOutput, wrapNotes } from "./lib/node_notes.js";
 
 const FACE_NODE = "FaceDetectMasks";
 // Which nodes get the face map, what its chips stand for, and the text widget it edits.
@@ -16,6 +18,8 @@ const MAP_NODES = {
 };
 const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
 const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
+const NOTE_NODES = new Set([FACE_NODE, "IdentityFromImages"]); // nodes whose UI output has magicid_notes
+const NOTE = { font: 12, line: 15, pad: 6 };
 
 // Where the front end drew the node's images: one selected image (at most at 1:1 scale) in
 // the preview widget's area, or a grid of cells it records in node.imageRects.
@@ -51,6 +55,25 @@ function drawFaceLabels(node, ctx) {
       node.magicidLabels.push(label);
     }
   });
+  ctx.restore();
+}
+
+// The node's last notes, in a dark box just under the node (drawn over the canvas, not resizing it).
+function drawNotes(node, ctx) {
+  if (!node.magicidNotes?.length || node.flags?.collapsed) return;
+  ctx.save();
+  ctx.font = `${NOTE.font}px sans-serif`;
+  const width = node.size[0];
+  const lines = wrapNotes(node.magicidNotes, width - 2 * NOTE.pad, (t) => ctx.measureText(t).width);
+  const top = node.size[1] + NOTE.pad;
+  ctx.fillStyle = "rgba(0, 0, 0, 0.8)";
+  ctx.beginPath();
+  ctx.roundRect(0, top, width, lines.length * NOTE.line + 2 * NOTE.pad, 5);
+  ctx.fill();
+  ctx.fillStyle = "#ffd84d";
+  ctx.textAlign = "left";
+  ctx.textBaseline = "top";
+  lines.forEach((line, i) => ctx.fillText(line, NOTE.pad, top + NOTE.pad + i * NOTE.line));
   ctx.restore();
 }
 
@@ -178,6 +201,19 @@ app.registerExtension({
       nodeType.prototype.onDrawForeground = function (ctx) {
         onDrawForeground?.apply(this, arguments);
         drawFaceLabels(this, ctx);
+      };
+    }
+    if (NOTE_NODES.has(nodeData.name)) {
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (output) {
+        onExecuted?.apply(this, arguments);
+        this.magicidNotes = notesFromOutput(output);
+        this.setDirtyCanvas(true, true);
+      };
+      const onDrawForeground = nodeType.prototype.onDrawForeground;
+      nodeType.prototype.onDrawForeground = function (ctx) {
+        onDrawForeground?.apply(this, arguments);
+        drawNotes(this, ctx);
       };
     }
     const map = MAP_NODES[nodeData.name];

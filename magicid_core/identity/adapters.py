@@ -35,8 +35,9 @@ from torch import nn
 from .embedding_models import ARCFACE, DLIB
 
 ARCFACE_DIM = ARCFACE.dim
-INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antelopev2 or buffalo_l models into "
-                    "ComfyUI/models/insightface (they run on onnxruntime; no insightface package needed), "
+INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antelopev2 or buffalo_l pack into "
+                    "ComfyUI/models/insightface/models/ (e.g. models/insightface/models/antelopev2/glintr100.onnx; "
+                    "they run on onnxruntime, no insightface package needed), "
                     "then build the identities again")
 _IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
 _FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}

@@ -22,7 +22,8 @@ import numpy as np
 from ..faces.dlib_stack import DlibHogDetector, face_recognition_models_dir
 from ..faces.records import Detection, Identity
 from ..image_io import to_rgb_uint8
-from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
+from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack,
+                           find_pack_or_reason)
 from ..insightface.arcface import l2_normalise
 from ..optional import require
 from .dlib_resnet import CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet
@@ -144,6 +145,23 @@ def make_embedder(backend: str = "auto", models_roots=None):
         except InsightFaceModelError:
             backend = "dlib"
     return _cached_embedder(backend, roots if backend == "arcface" else None)
+
+
+def check_dlib_identities(adapter, identities, models_roots=None) -> None:
+    """An adapter that reads ArcFace vectors (IP-Adapter FaceID, InstantID) given dlib identities: a ValueError
+    saying where dlib identities come from and, when no insightface pack is there, where it looked."""
+    names = [repr(i.name) for i in identities if i.embedding_model == DLIB.family]
+    if not names or adapter.embedding_dim == DLIB.dim:
+        return
+    pack, no_pack = find_pack_or_reason(models_roots)
+    if pack is not None:
+        why = (f"An insightface pack is there now ({pack.folder}): build the identities again with "
+               "IdentityFromImages (backend auto or arcface).")
+    else:
+        why = (f"IdentityFromImages makes dlib identities when its backend is dlib, or on auto when no insightface "
+               f"pack is found, and none was: {no_pack}. Then build the identities again.")
+    raise ValueError(f"identities {', '.join(names)} came from dlib ({DLIB.family}, {DLIB.dim}-d), but "
+                     f"{adapter.describe()} reads {adapter.embedding_dim}-d ArcFace embeddings. {why}")
 
 
 def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -> Identity:
