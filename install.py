@@ -89,9 +89,10 @@ def pip_command() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be installed, install nothing")
+    parser.add_argument("-q", "--quiet", action="store_true", help="pass -q to pip")
     args = parser.parse_args(argv)
     pip = pip_command()
-    requirements = ["-r", str(HERE / "requirements.txt")]
+    requirements = ["-q"] * args.quiet + ["-r", str(HERE / "requirements.txt")]
     if args.dry_run:
         print("MagicID install: would run", " ".join(pip + ["install"] + requirements))
     else:
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     for note in notes:
         print("MagicID install:", note)
     if install and not args.dry_run:
-        subprocess.check_call(pip + ["install"] + install)
+        subprocess.check_call(pip + ["install"] + ["-q"] * args.quiet + install)
     elif install:
         print("MagicID install: would run", " ".join(pip + ["install"] + install))
     return 0

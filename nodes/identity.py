@@ -51,10 +51,10 @@ class IdentityFromImages:
         roots = insightface_roots()
         identity = build_identity(name, references, make_embedder(backend, roots),
                                   on_image=lambda i: progress.update(1))
-        notes = [f"{identity.name}: {identity.embedding_model} embedding from {identity.reference_count} "
-                 "reference image(s)"]
-        if backend == "auto" and identity.embedding_model == DLIB.family:   # say why, on the node and in the log
-            notes.append(fallback_note([DLIB_IDENTITIES], find_pack_or_reason(roots)[1]))
+        notes = []
+        no_pack = find_pack_or_reason(roots)[1] if backend == "auto" else ""
+        if no_pack and identity.embedding_model == DLIB.family:   # say why, on the node and in the log
+            notes.append(fallback_note([DLIB_IDENTITIES], no_pack))
             log_once(notes[-1])
         # ui: the report web/magicid.js shows under the node
         return {"ui": {"magicid_notes": notes}, "result": _appended(before, identity)}
