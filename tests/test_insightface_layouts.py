@@ -4,6 +4,8 @@ Where insightface is installed, its own ``storage.ensure_available`` places the 
 (tests/support/insightface_layouts.py), so these tests cannot share the finder's assumptions.
 """
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -59,14 +61,21 @@ def test_auto_analysis_uses_the_pack_insightface_placed(tmp_path):
     assert not any(n.startswith(FALLBACK_NOTE_START) for n in faces.notes)
 
 
-def test_a_pack_put_in_place_later_is_used_at_once(tmp_path):
-    """The detector cache is keyed by the pack found now: no restart of ComfyUI is needed."""
+def test_a_pack_put_in_place_or_swapped_later_is_used_at_once(tmp_path):
+    """The model caches are keyed by the pack found now: no restart of ComfyUI is needed."""
     settings = AnalysisSettings(insightface_roots=(str(tmp_path),), skeletons=False)
     before = analyze_image(_portrait(), settings)
     assert any(n.startswith(FALLBACK_NOTE_START) for n in before.notes)
-    place_like_insightface(tmp_path, "buffalo_l", **ONE_FACE_DETECTOR)
+    folder = place_like_insightface(tmp_path, "buffalo_l", **ONE_FACE_DETECTOR)
     after = analyze_image(_portrait(), settings)
     assert after.faces and {f.detector for f in after.faces} == {"insightface"} and not after.notes
+    assert {f.embedding_model for f in after.faces} == {"arcface:buffalo_l"}
+    shutil.rmtree(folder)
+    place_like_insightface(tmp_path, "antelopev2", **ONE_FACE_DETECTOR)
+    swapped = analyze_image(_portrait(), settings)
+    assert swapped.faces and {f.embedding_model for f in swapped.faces} == {"arcface:antelopev2"}
+    shutil.rmtree(tmp_path / "models")
+    assert make_embedder("auto", tmp_path).model_name == "dlib_resnet_v1"
 
 
 def test_without_a_pack_auto_says_it_used_dlib_where_it_looked_and_what_it_expects(tmp_path):

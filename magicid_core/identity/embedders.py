@@ -121,30 +121,32 @@ class DlibEmbedder:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_embedder(backend: str, roots: tuple[str, ...] | None):
+def _cached_embedder(backend: str, pack_folder: str | None = None, pack: str | None = None):
+    """One embedder per model: dlib's, or ArcFace from the pack in ``pack_folder`` (keyed by the pack found
+    at each call, so a pack put in place, or swapped, while ComfyUI runs is used at once)."""
     if backend == "dlib":
         return DlibEmbedder()
-    return ArcFaceEmbedder(list(roots) if roots is not None else None)
+    return ArcFaceEmbedder(pack_folder, pack)
 
 
 def make_embedder(backend: str = "auto", models_roots=None):
     """An embedder by name; ``auto`` = ArcFace when an insightface pack is found, else dlib.
 
     ``models_roots``: the insightface models folder(s); None = ``$MAGICID_INSIGHTFACE_DIR``.
-    Models are loaded once per (backend, folders) and reused.
+    Models are loaded once per model (dlib, or the pack's folder) and reused.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if isinstance(models_roots, (str, os.PathLike)):
         models_roots = [models_roots]
-    roots = None if models_roots is None else tuple(str(p) for p in models_roots)
+    if backend == "dlib":
+        return _cached_embedder("dlib")
+    pack, no_pack = find_pack_or_reason(models_roots)
+    if pack is not None:
+        return _cached_embedder("arcface", str(pack.folder), pack.name)
     if backend == "auto":
-        try:
-            find_pack(roots)
-            backend = "arcface"
-        except InsightFaceModelError:
-            backend = "dlib"
-    return _cached_embedder(backend, roots if backend == "arcface" else None)
+        return _cached_embedder("dlib")
+    raise InsightFaceModelError(no_pack)
 
 
 def check_dlib_identities(adapter, identities, models_roots=None) -> None:

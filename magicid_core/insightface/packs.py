@@ -104,6 +104,14 @@ def find_pack(models_roots=None, pack: str | None = None) -> InsightFacePack:
         f"Expected: {_expected_text(packs)}")
 
 
+def find_pack_or_reason(models_roots=None) -> tuple[InsightFacePack | None, str]:
+    """(the pack ``auto`` uses, "") or (None, why there is none: the folders searched, the files expected)."""
+    try:
+        return find_pack(models_roots), ""
+    except InsightFaceModelError as e:
+        return None, str(e)
+
+
 # GPU execution providers used when the installed ONNX Runtime build offers one (onnxruntime-gpu: CUDA;
 # onnxruntime-rocm: ROCm; onnxruntime-directml: DirectML), best first; the CPU always comes after it.
 GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider")
@@ -129,14 +137,6 @@ def _session(onnxruntime, path: Path, providers: list[str]):
     return onnxruntime.InferenceSession(str(path), options, providers=providers)
 
 
-def find_pack_or_reason(models_roots=None) -> tuple[InsightFacePack | None, str]:
-    """(the pack ``auto`` uses, "") or (None, why there is none: the folders searched, the files expected)."""
-    try:
-        return find_pack(models_roots), ""
-    except InsightFaceModelError as e:
-        return None, str(e)
-
-
 def load_session(path: Path):
     """An onnxruntime session for one model file, on the GPU when the installed build has one
     (``session_providers``), else the CPU; unreadable or corrupt -> error naming the file."""
@@ -150,14 +150,20 @@ def load_session(path: Path):
     try:
         try:
             return _session(onnxruntime, path, providers)
-        except Exception:  # a GPU build without its libraries (CUDA, cuDNN): the CPU still runs the model
+        except Exception as gpu_error:  # a GPU build without its libraries (CUDA, cuDNN): the CPU may still run it
             if providers == [CPU_PROVIDER]:
                 raise
-            log.warning("MagicID: %s could not start %s for %s; running it on the CPU",
-                        "onnxruntime", providers[0], path.name)
-            return _session(onnxruntime, path, [CPU_PROVIDER])
+            session = _session(onnxruntime, path, [CPU_PROVIDER])   # a corrupt file fails here too: named below
+            log.warning("MagicID: onnxruntime could not start %s for %s (%s); it runs on the CPU",
+                        providers[0], path.name, _first_line(gpu_error))
+            return session
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, NoSuchFile)
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InsightFaceModelError(
-            f"insightface model file {path} could not be loaded ({first_line[:200]}); it is probably "
+            f"insightface model file {path} could not be loaded ({_first_line(e)}); it is probably "
             "incomplete or corrupt: download it again") from e
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an onnxruntime error (they run to pages), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
