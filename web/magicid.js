@@ -65,6 +65,7 @@ function drawNotes(node, ctx) {
   ctx.font = `${NOTE.font}px sans-serif`;
   const width = node.size[0];
   const lines = wrapNotes(node.magicidNotes, width - 2 * NOTE.pad, (t) => ctx.measureText(t).width);
+  node.magicidNoteLines = lines; // what was drawn (read by tests/host/web/check_extension.mjs)
   const top = node.size[1] + NOTE.pad;
   ctx.fillStyle = "rgba(0, 0, 0, 0.8)";
   ctx.beginPath();
