@@ -105,6 +105,15 @@ def _pip_list(python: Path) -> dict[str, str]:
     return {install._canonical(r["name"]): r["version"] for r in rows}
 
 
+def _install_after(tmp_path: Path, python: str, *first: str) -> tuple[Path, dict[str, str]]:
+    """A clean venv, the user's packages ``first``, then install.py: (the venv's python, its pip list)."""
+    venv = _venv(tmp_path / "venv", python)
+    if first:
+        _pip_install(venv, *first)
+    print(_run(venv, "install.py"))
+    return venv, _pip_list(venv)
+
+
 def _runtimes(listed: dict[str, str]) -> list[str]:
     return sorted(n for n in listed if n.startswith("onnxruntime") or n.startswith("ort-nightly"))
 
@@ -112,9 +121,7 @@ def _runtimes(listed: dict[str, str]) -> list[str]:
 @network
 @pytest.mark.parametrize("python", PYTHONS)
 def test_clean_venv_gets_the_cpu_runtime_and_dlib_bin(tmp_path, python):
-    venv = _venv(tmp_path / "venv", python)
-    print(_run(venv, "install.py"))
-    listed = _pip_list(venv)
+    venv, listed = _install_after(tmp_path, python)
     assert _runtimes(listed) == ["onnxruntime"] and "dlib-bin" in listed and "dlib" not in listed
     providers = _run(venv, "-c", "import dlib, onnxruntime; print(onnxruntime.get_available_providers())")
     assert "CPUExecutionProvider" in providers
@@ -123,10 +130,7 @@ def test_clean_venv_gets_the_cpu_runtime_and_dlib_bin(tmp_path, python):
 @network
 @pytest.mark.parametrize("python", PYTHONS)
 def test_onnxruntime_gpu_is_kept(tmp_path, python):
-    venv = _venv(tmp_path / "venv", python)
-    _pip_install(venv, "onnxruntime-gpu")
-    print(_run(venv, "install.py"))
-    listed = _pip_list(venv)
+    venv, listed = _install_after(tmp_path, python, "onnxruntime-gpu")
     assert _runtimes(listed) == ["onnxruntime-gpu"]
     providers = _run(venv, "-c", "import onnxruntime; print(onnxruntime.get_available_providers())")
     assert "CUDAExecutionProvider" in providers   # the GPU build's module, not the CPU build's
@@ -135,9 +139,6 @@ def test_onnxruntime_gpu_is_kept(tmp_path, python):
 @network
 @pytest.mark.parametrize("python", PYTHONS)
 def test_compiled_dlib_is_kept(tmp_path, python):
-    venv = _venv(tmp_path / "venv", python)
-    _pip_install(venv, "dlib")
-    print(_run(venv, "install.py"))
-    listed = _pip_list(venv)
+    venv, listed = _install_after(tmp_path, python, "dlib")
     assert "dlib" in listed and "dlib-bin" not in listed
     _run(venv, "-c", "import dlib; dlib.get_frontal_face_detector()")

@@ -188,43 +188,34 @@ function safeText(value) {
   }
 }
 
+// Runs fn(node, ...arguments) after the node type's own method (and any other extension's).
+function after(nodeType, method, fn) {
+  const original = nodeType.prototype[method];
+  nodeType.prototype[method] = function (...args) {
+    const result = original?.apply(this, args);
+    fn(this, ...args);
+    return result;
+  };
+}
+
 app.registerExtension({
   name: "MagicID.faces",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === FACE_NODE) {
-      const onExecuted = nodeType.prototype.onExecuted;
-      nodeType.prototype.onExecuted = function (output) {
-        onExecuted?.apply(this, arguments);
-        this.magicidFaces = facesFromOutput(output);
-        this.setDirtyCanvas(true, true);
-      };
-      const onDrawForeground = nodeType.prototype.onDrawForeground;
-      nodeType.prototype.onDrawForeground = function (ctx) {
-        onDrawForeground?.apply(this, arguments);
-        drawFaceLabels(this, ctx);
-      };
+      after(nodeType, "onExecuted", (node, output) => {
+        node.magicidFaces = facesFromOutput(output);
+        node.setDirtyCanvas(true, true);
+      });
+      after(nodeType, "onDrawForeground", drawFaceLabels);
     }
     if (NOTE_NODES.has(nodeData.name)) {
-      const onExecuted = nodeType.prototype.onExecuted;
-      nodeType.prototype.onExecuted = function (output) {
-        onExecuted?.apply(this, arguments);
-        this.magicidNotes = notesFromOutput(output);
-        this.setDirtyCanvas(true, true);
-      };
-      const onDrawForeground = nodeType.prototype.onDrawForeground;
-      nodeType.prototype.onDrawForeground = function (ctx) {
-        onDrawForeground?.apply(this, arguments);
-        drawNotes(this, ctx);
-      };
+      after(nodeType, "onExecuted", (node, output) => {
+        node.magicidNotes = notesFromOutput(output);
+        node.setDirtyCanvas(true, true);
+      });
+      after(nodeType, "onDrawForeground", drawNotes);
     }
     const map = MAP_NODES[nodeData.name];
-    if (map) {
-      const onNodeCreated = nodeType.prototype.onNodeCreated;
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onNodeCreated?.apply(this, arguments);
-        addFaceMap(this, map);
-        return result;
-      };
-    }
+    if (map) after(nodeType, "onNodeCreated", (node) => addFaceMap(node, map));
   },
 });
