@@ -92,6 +92,17 @@ def test_without_a_pack_auto_says_it_used_dlib_where_it_looked_and_what_it_expec
     assert quiet.notes == []
 
 
+def test_the_preview_label_sits_on_a_dark_strip_at_the_bottom():
+    from magicid_core.faces.preview import draw_label
+
+    picture = np.full((200, 300, 3), 200, np.uint8)
+    labelled = draw_label(picture, "no insightface pack found: auto used dlib / mediapipe (see the note and the log)")
+    changed = np.nonzero((labelled != picture).any(axis=(1, 2)))[0]
+    assert changed.min() > 150 and changed.max() == 199            # only a strip along the bottom edge
+    strip = labelled[changed.min():]
+    assert (strip == 50).any() and (strip[..., 0] > 200).any()     # darkened, with light text on it
+
+
 def test_an_arcface_adapter_given_dlib_identities_says_why_they_are_dlib(tmp_path):
     adapter = parse_adapter(faceid_state_dict(), name="ip-adapter-faceid_sd15.bin")
     dlib_ids = [Identity("Ann", np.ones(128, np.float32) / np.sqrt(128), "dlib_resnet_v1")]

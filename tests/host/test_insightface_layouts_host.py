@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -129,3 +130,8 @@ def test_without_a_pack_the_fallback_is_shown_on_both_nodes_and_logged(server):
             assert str(folder) in note, (node, folder)
         assert all(f in note for f in ("scrfd_10g_bnkps.onnx", "glintr100.onnx", "det_10g.onnx", "w600k_r50.onnx"))
     assert FALLBACK in server.log()
+    # FaceDetectMasks' preview carries the short label on a dark strip along its bottom edge
+    shown = outputs["2"]["images"][0]
+    preview = np.asarray(Image.open(base / "temp" / shown["subfolder"] / shown["filename"]).convert("RGB"), np.float32)
+    picture = np.asarray(Image.open(base / "input" / "no_pack.png").convert("RGB"), np.float32)
+    assert preview[-6:].mean() < 0.5 * picture[-6:].mean()
