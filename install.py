@@ -33,7 +33,7 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def providers_of(module: str) -> list[str]:
+def distributions_of(module: str) -> list[str]:
     """Installed distributions that put ``module/`` (or ``module*.so`` / ``.pyd``) into site-packages,
     e.g. "onnxruntime-gpu" for onnxruntime; sorted, each named once."""
     found = set()
@@ -97,8 +97,8 @@ def main(argv=None) -> int:
         print("MagicID install: would run", " ".join(pip + ["install"] + requirements))
     else:
         subprocess.check_call(pip + ["install"] + requirements)
-    install, notes = plan(providers_of("onnxruntime"), importable("onnxruntime"),
-                          providers_of("dlib"), importable("dlib"))
+    install, notes = plan(distributions_of("onnxruntime"), importable("onnxruntime"),
+                          distributions_of("dlib"), importable("dlib"))
     for note in notes:
         print("MagicID install:", note)
     if install and not args.dry_run:

@@ -35,10 +35,10 @@ def test_finds_the_distributions_that_install_a_module_folder():
     import onnxruntime  # noqa: F401  (the core suite's environment has a build of it, and dlib)
     import dlib  # noqa: F401
 
-    runtimes = install.providers_of("onnxruntime")
+    runtimes = install.distributions_of("onnxruntime")
     assert runtimes and all(name.startswith("onnxruntime") for name in runtimes)
-    assert set(install.providers_of("dlib")) & {"dlib", "dlib-bin"}
-    assert install.providers_of("no_such_module_here") == []
+    assert set(install.distributions_of("dlib")) & {"dlib", "dlib-bin"}
+    assert install.distributions_of("no_such_module_here") == []
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
