@@ -9,6 +9,7 @@ from ..magicid_core import validate
 from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embedding_models,
                                                identity_from_embeddings, make_embedder)
 from .common import CATEGORY, IDENTITIES, images_to_numpy
+from .host.clip_vision import ComfyFaceCLIPEncoder
 from .host.folders import insightface_roots
 
 
@@ -27,6 +28,10 @@ class IdentityFromImages:
             },
             "optional": {
                 "identities": (IDENTITIES, {"tooltip": "Identities built so far; this one is appended."}),
+                "clip_vision": ("CLIP_VISION", {"tooltip":
+                    "For IP-Adapter FaceID Plus / Plus v2 adapters: CLIPVisionLoader with "
+                    "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors. Each reference face's aligned crop is "
+                    "encoded as IPAdapter_plus does; not needed for FaceID, portrait or InstantID."}),
             },
         }
 
@@ -34,9 +39,10 @@ class IdentityFromImages:
     RETURN_NAMES = ("identities",)
     FUNCTION = "build"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = "Build one person's identity (a face embedding) from reference images, for MultiIDApply and IDRestore."
+    DESCRIPTION = ("Build one person's identity (a face embedding, and with clip_vision the face's CLIP features "
+                   "for FaceID Plus) from reference images, for MultiIDApply and IDRestore.")
 
-    def build(self, images, name, backend, identities=None):
+    def build(self, images, name, backend, identities=None, clip_vision=None):
         import comfy.utils
 
         before = list(identities or [])
@@ -45,8 +51,9 @@ class IdentityFromImages:
             raise ValueError(f"an identity named {name!r} is already in the list; give each person their own name")
         references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
+        encoder = None if clip_vision is None else ComfyFaceCLIPEncoder(clip_vision)
         identity = build_identity(name, references, make_embedder(backend, insightface_roots()),
-                                  on_image=lambda i: progress.update(1))
+                                  on_image=lambda i: progress.update(1), clip_encoder=encoder)
         return _appended(before, identity)
 
 
