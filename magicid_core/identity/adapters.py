@@ -116,20 +116,23 @@ class IdentityAdapter:
         Plus v2 adds ``faceidv2_weight`` x the perceiver's output to the MLP tokens.
         """
         e = torch.from_numpy(self.check_embeddings(embeddings))
-        dtype = next(self.projection.parameters()).dtype
-        if self.reads_clip and clip is None:
+        no_identity = negative_embeddings(e, negative_noise)
+        if not self.reads_clip:
+            return self._project(e), self._project(no_identity)
+        if clip is None:
             raise ValueError(f"{self.describe()} needs the faces' CLIP vision features")
-        extra = [torch.as_tensor(np.asarray(c, np.float32)) for c in clip] if self.reads_clip else [None, None]
-        plus = {"scale": float(faceidv2_weight), "shortcut": self.kind == "faceid_plusv2"} if self.reads_clip else {}
+        features, no_features = (torch.as_tensor(np.asarray(c, np.float32)) for c in clip)
+        plus = {"scale": float(faceidv2_weight), "shortcut": self.kind == "faceid_plusv2"}
+        return self._project(e, features, **plus), self._project(no_identity, no_features, **plus)
 
-        def project(rows, features):  # one identity at a time, as the reference packs project one face per
-            # application: a product over several rows may round differently from a single row's
-            if features is None:
-                return torch.cat([self.projection(row[None].to(dtype)) for row in rows]).float()
-            return torch.cat([self.projection(row[None].to(dtype), f[None].to(dtype), **plus)
-                              for row, f in zip(rows, features)]).float()
-
-        return project(e, extra[0]), project(negative_embeddings(e, negative_noise), extra[1])
+    def _project(self, rows: torch.Tensor, features: torch.Tensor | None = None, **plus) -> torch.Tensor:
+        """(N, T, C) tokens, one identity at a time, as the reference packs project one face per
+        application: a product over several rows may round differently from a single row's."""
+        dtype = next(self.projection.parameters()).dtype
+        if features is None:
+            return torch.cat([self.projection(row[None].to(dtype)) for row in rows]).float()
+        return torch.cat([self.projection(row[None].to(dtype), f[None].to(dtype), **plus)
+                          for row, f in zip(rows, features)]).float()
 
     def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
         """Raise if the layers (width, context width), in diffusers order, are not the adapter's."""
