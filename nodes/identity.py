@@ -12,6 +12,7 @@ from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embeddi
 from ..magicid_core.identity.embedding_models import DLIB
 from ..magicid_core.insightface import find_pack_or_reason
 from .common import CATEGORY, IDENTITIES, images_to_numpy
+from .host.clip_vision import ComfyFaceCLIPEncoder
 from .host.folders import insightface_roots
 
 
@@ -30,6 +31,10 @@ class IdentityFromImages:
             },
             "optional": {
                 "identities": (IDENTITIES, {"tooltip": "Identities built so far; this one is appended."}),
+                "clip_vision": ("CLIP_VISION", {"tooltip":
+                    "For IP-Adapter FaceID Plus / Plus v2 adapters: CLIPVisionLoader with "
+                    "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors. Each reference face's aligned crop is "
+                    "encoded as IPAdapter_plus does; not needed for FaceID, portrait or InstantID."}),
             },
         }
 
@@ -37,9 +42,10 @@ class IdentityFromImages:
     RETURN_NAMES = ("identities",)
     FUNCTION = "build"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = "Build one person's identity (a face embedding) from reference images, for MultiIDApply and IDRestore."
+    DESCRIPTION = ("Build one person's identity (a face embedding, and with clip_vision the face's CLIP features "
+                   "for FaceID Plus) from reference images, for MultiIDApply and IDRestore.")
 
-    def build(self, images, name, backend, identities=None):
+    def build(self, images, name, backend, identities=None, clip_vision=None):
         import comfy.utils
 
         before = list(identities or [])
@@ -49,8 +55,9 @@ class IdentityFromImages:
         references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
         roots = insightface_roots()
+        encoder = None if clip_vision is None else ComfyFaceCLIPEncoder(clip_vision)
         identity = build_identity(name, references, make_embedder(backend, roots),
-                                  on_image=lambda i: progress.update(1))
+                                  on_image=lambda i: progress.update(1), clip_encoder=encoder)
         notes = []
         no_pack = find_pack_or_reason(roots)[1] if backend == "auto" else ""
         if no_pack and identity.embedding_model == DLIB.family:   # say why, on the node and in the log

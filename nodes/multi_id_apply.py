@@ -7,6 +7,8 @@ docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..magicid_core import validate
@@ -27,17 +29,22 @@ class MagicIDAdapterLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"adapter_file": (adapter_choices(), {
-            "tooltip": "IP-Adapter FaceID (models/ipadapter: ip-adapter-faceid_sd15.bin, "
-                       "ip-adapter-faceid_sdxl.bin, FaceID portrait) or InstantID (models/instantid: ip-adapter.bin)"})}}
+            "tooltip": "IP-Adapter FaceID, FaceID Plus or Plus v2, SD1.5 or SDXL, .bin or .safetensors "
+                       "(models/ipadapter: ip-adapter-faceid_sd15.bin, ip-adapter-faceid-plusv2_sdxl.bin, "
+                       "FaceID portrait, ...) or InstantID (models/instantid: ip-adapter.bin). Plus and Plus v2 "
+                       "also need the identities' CLIP vision features (IdentityFromImages' clip_vision)."})}}
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("adapter",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = "Loads a face identity adapter for MultiIDApply."
+    DESCRIPTION = ("Loads a face identity adapter for MultiIDApply (FaceID, FaceID Plus / Plus v2, InstantID); "
+                   "the log says which kind it found.")
 
     def load(self, adapter_file):
-        return (load_adapter_file(adapter_path(adapter_file)),)
+        adapter = load_adapter_file(adapter_path(adapter_file))
+        logging.info("MagicID: loaded %s", adapter.describe())
+        return (adapter,)
 
 
 class MultiIDApply:
@@ -68,6 +75,9 @@ class MultiIDApply:
                 "person_prompts": (PERSON_PROMPTS, {"tooltip":
                     "Each person's own words (chained PersonPrompt nodes): inside that person's face they are "
                     "attended next to the main prompt, elsewhere they do nothing. Positive side only."}),
+                "weight_faceidv2": ("FLOAT", {"default": 1.0, "min": -1.0, "max": 5.0, "step": 0.05, "tooltip":
+                    "FaceID Plus v2 only (IPAdapterFaceID's weight_faceidv2): how much of the CLIP-refined "
+                    "tokens is added to the ArcFace tokens. Other adapters ignore it."}),
             },
         }
 
@@ -82,12 +92,13 @@ class MultiIDApply:
                    "cross-attention (MGMICA). Generate at the size (or aspect) of the FACES image.")
 
     def apply(self, model, adapter, identities, faces, weight, start_percent, end_percent,
-              face_indices="", identity_weights="", image_index=0, person_prompts=None):
+              face_indices="", identity_weights="", image_index=0, person_prompts=None, weight_faceidv2=1.0):
         if len(faces) == 0 or image_index >= len(faces):
             raise validate.BadInput(f"image_index {image_index} does not exist: faces holds {len(faces)} image(s)")
         weight = validate.number("weight", weight, 0.0, 3.0)
         start_percent = validate.number("start_percent", start_percent, 0.0, 1.0)
         end_percent = validate.number("end_percent", end_percent, 0.0, 1.0)
+        weight_faceidv2 = validate.number("weight_faceidv2", weight_faceidv2, -1.0, 5.0)
         validate.ordered("start_percent", start_percent, "end_percent", end_percent, strict=True,
                          consequence="the identities would never act")
         multipliers = validate.number_list("identity_weights", identity_weights, float, 0.0, 3.0, example="'1, 0.8'")
@@ -105,7 +116,7 @@ class MultiIDApply:
             face_indices=face_indices,
             weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
             sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
-            context_dim=layers[0][2], attention=comfy_attention)
+            context_dim=layers[0][2], attention=comfy_attention, faceidv2_weight=weight_faceidv2)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))

@@ -28,6 +28,7 @@ from ..insightface.arcface import l2_normalise
 from ..optional import require
 from .dlib_resnet import CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet
 from .embedding_models import ARCFACE, DLIB
+from .face_clip import face_clip_embedding, face_crops
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
@@ -166,7 +167,7 @@ def check_dlib_identities(adapter, identities, models_roots=None) -> None:
                      f"{adapter.describe()} reads {adapter.embedding_dim}-d ArcFace embeddings. {why}")
 
 
-def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -> Identity:
+def build_identity(name: str, images, embedder, hint: str = "", on_image=None, clip_encoder=None) -> Identity:
     """An Identity from one or several reference images of one person.
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
@@ -174,14 +175,16 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
     An embedder that also has ``embed_raw(image, box, keypoints)`` (the model's vector before
     normalisation; ArcFace has it) gives the Identity its ``embedding_norm``, the mean raw norm.
     ``on_image(i)`` is called after each image (progress reporting).
+    ``clip_encoder`` (face_clip.FaceCLIPEncoder): also encode each reference face's aligned crop with
+    CLIP vision, what FaceID Plus / Plus v2 adapters read (the Identity's ``face_clip``).
     """
     images = list(images)
     if not images:
         raise ValueError(f"identity {name!r}: no reference images given")
-    vectors, raw_norms = [], []
+    vectors, raw_norms, crops = [], [], []
     embed_raw = getattr(embedder, "embed_raw", None)   # backends with a raw vector keep its norm
-    for i, image in enumerate(images):
-        image = to_rgb_uint8(image)
+    for i, given in enumerate(images):
+        image = to_rgb_uint8(given)
         face = most_prominent(embedder.find_faces(image))
         if face is None:
             raise ValueError(f"identity {name!r}: no face found in reference image {i + 1} of {len(images)} "
@@ -192,11 +195,14 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
             raw = embed_raw(image, face.box, face.keypoints)
             raw_norms.append(float(np.linalg.norm(raw)))
             vectors.append(l2_normalise(raw))
+        if clip_encoder is not None:   # from the given pixels, as IPAdapter_plus converts them
+            crops.append(face_crops(given, face.keypoints))
         if on_image is not None:
             on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
                     embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint,
-                    embedding_norm=float(np.mean(raw_norms)) if raw_norms else None)
+                    embedding_norm=float(np.mean(raw_norms)) if raw_norms else None,
+                    face_clip=face_clip_embedding(crops, clip_encoder) if crops else None)
 
 
 # Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).
