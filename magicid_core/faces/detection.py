@@ -4,7 +4,7 @@ Backends:
 - ``mediapipe``: mediapipe's full-range BlazeFace run on overlapping square tiles at
   several scales, merged by non-maximum suppression. On the whole frame the model sees a
   192x192 copy, so a 40 px face in a 1200 px group photo shrinks to 6 px and is lost;
-  each tile instead brings faces of one size band to 1/12..1/3 of the model's input.
+  each tile instead brings faces of one size band to 1/9..1/4 of the model's input.
 - ``dlib_hog`` / ``dlib_cnn``: dlib's HOG and CNN (MMOD) detectors on the image enlarged for
   min_face (``faces.dlib_stack``); installs on every Python.
 - ``insightface``: SCRFD from an insightface model pack (``magicid_core.insightface``), when
@@ -49,8 +49,13 @@ class Tile:
 
 
 MODEL_INPUT = 192     # the full-range BlazeFace input side
-TILE_PER_FACE = 12    # a tile is 12x the smallest face it must find (measured: found down to side/14)
-LEVEL_RATIO = 3       # each level's tiles are 3x the previous level's
+# A tile is 9x the smallest face it must find. Measured on real faces (insightface's t1.jpg, the
+# cameraman, the sample's portraits) placed at the middle and near the corners of a tile: every
+# one is found at side/7, most at side/9, some only half the time at side/12 (the old setting,
+# which lost one of t1.jpg's six faces at 427x295). side/9 with the 2x levels below finds every
+# whole face of tests/support/small_faces.py from 32 px up in about twice the model runs.
+TILE_PER_FACE = 9
+LEVEL_RATIO = 2       # each level's tiles are 2x the previous level's (3x needs more overlap: more tiles)
 HOLD_MARGIN = 1.25    # a level holds whole faces up to 1.25x the next level's smallest
 NEAR_WHOLE = 0.8      # tiles at least this fraction of the image side are left to the whole-frame pass
 
@@ -62,28 +67,29 @@ def _axis_starts(length: int, side: int, stride: int) -> list[int]:
     return [round(i * (length - side) / (n - 1)) for i in range(n)]
 
 
-def tile_plan(height: int, width: int, min_face: float) -> list[Tile]:
+def tile_plan(height: int, width: int, min_face: float, tile_per_face: float = TILE_PER_FACE,
+              level_ratio: float = LEVEL_RATIO) -> list[Tile]:
     """Square tiles, finest level first, ending with the whole frame (letterboxed).
 
-    Level k has side T_k = 12 * min_face * 3^k and finds faces from T_k / 12 up; faces from
-    T_{k+1} / 12 up are also the next level's job, so the stride T_k - 1.25 T_{k+1} / 12
+    Level k has side T_k = 9 * min_face * 2^k and finds faces from T_k / 9 up; faces from
+    T_{k+1} / 9 up are also the next level's job, so the stride T_k - 1.25 T_{k+1} / 9
     only has to leave every face below that size whole in at least one tile.
     """
     big = max(height, width)
-    sides = [max(int(round(TILE_PER_FACE * min_face)), MODEL_INPUT)]
-    while sides[-1] * LEVEL_RATIO < big:
-        sides.append(sides[-1] * LEVEL_RATIO)
+    sides = [max(int(round(tile_per_face * min_face)), MODEL_INPUT)]
+    while sides[-1] * level_ratio < big:
+        sides.append(int(round(sides[-1] * level_ratio)))
     # A level this close to the whole frame adds nothing, unless the whole frame cannot find a
-    # min_face face (it finds faces from big / 12 up): then the finest level stays, even if its
-    # tiles nearly cover the image (a 427 px image with 32 px faces needs its 384 px tiles).
+    # min_face face (it finds faces from big / 9 up): then the finest level stays, even if its
+    # tiles nearly cover the image (a 320 px image with 32 px faces needs its 288 px tiles).
     finest = sides[0]
     sides = [t for t in sides if t < NEAR_WHOLE * big]
-    if not sides and big > TILE_PER_FACE * min_face:
+    if not sides and big > tile_per_face * min_face:
         sides = [finest]
     tiles: list[Tile] = []
     for k, side in enumerate(sides):
         next_side = sides[k + 1] if k + 1 < len(sides) else big
-        stride = max(side - int(HOLD_MARGIN * next_side / TILE_PER_FACE), side // 4)
+        stride = max(side - int(HOLD_MARGIN * next_side / tile_per_face), side // 4)
         tiles += [Tile(x0, y0, side) for y0 in _axis_starts(height, side, stride)
                   for x0 in _axis_starts(width, side, stride)]
     tiles.append(Tile(0, 0, big, interior=False))
@@ -121,17 +127,19 @@ class TiledMediapipeDetector:
     name = "mediapipe"
 
     def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, min_score: float = 0.5,
-                 tiled: bool = True):
+                 tiled: bool = True, tile_per_face: float = TILE_PER_FACE, level_ratio: float = LEVEL_RATIO):
         self.min_face = float(min_face)
         self.max_faces = int(max_faces)
         self.min_score = float(min_score)
         self.tiled = tiled
+        self.tile_per_face, self.level_ratio = float(tile_per_face), float(level_ratio)   # see tile_plan
         require_mediapipe("the mediapipe face detector")   # fail here, where "auto" can move on
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
     def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
         h, w = image_rgb.shape[:2]
-        tiles = tile_plan(h, w, self.min_face) if self.tiled else [Tile(0, 0, max(h, w), interior=False)]
+        tiles = (tile_plan(h, w, self.min_face, self.tile_per_face, self.level_ratio) if self.tiled
+                 else [Tile(0, 0, max(h, w), interior=False)])
         found: list[Detection] = []
         done = 0
         with _MEDIAPIPE_LOCK:
