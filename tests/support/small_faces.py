@@ -73,8 +73,13 @@ def _scaled(oval, kx: float, ky: float) -> tuple[float, float, float, float]:
     return (cx + 0.5) * kx - 0.5, (cy + 0.5) * ky - 0.5, w * kx, h * ky
 
 
+@functools.cache   # callers must not modify the array
+def _sample() -> np.ndarray:
+    return build()
+
+
 def sample_shrunk(factor: float) -> Case:
-    image = shrink(build(), factor)
+    image = shrink(_sample(), factor)
     kx, ky = image.shape[1] / CANVAS_W, image.shape[0] / CANVAS_H
     faces = tuple(TrueFace(_scaled((x, y, 0.0, FACE_HEIGHT * s), kx, ky), "frontal")
                   for _, _, s, _, _, x, y in PEOPLE)
