@@ -44,14 +44,8 @@ from magicid_core.identity.embedders import make_embedder  # noqa: E402
 from magicid_core.insightface import InsightFaceModelError, find_pack  # noqa: E402
 from magicid_core.optional import mediapipe_available  # noqa: E402
 from tests.support.face_scenes import group6, match, scene, sizes_scene  # noqa: E402
-from tests.support.small_faces import BANDS, KINDS, Case, TrueFace, band_of, found_faces, small_face_cases  # noqa: E402
-
-# The detector settings before the small-face work (issue 23): mediapipe tiles 12x the smallest face
-# in levels 3x apart; HOG at dlib's own threshold, doubtful finds checked on a 2x crop at 64 px.
-BEFORE = {
-    "mediapipe": dict(tile_per_face=12, level_ratio=3),
-    "dlib_hog": dict(threshold=0.0, verify_face_px=64, verify_crop=2.0),
-}
+from tests.support.small_faces import (  # noqa: E402
+    BANDS, BEFORE, KINDS, Case, TrueFace, band_of, found_faces, small_face_cases)
 
 T1_PEOPLE = [("hopper", 104, 180, 330, False), ("astronaut", 96, 400, 290, True), ("hopper", 116, 640, 340, True),
              ("astronaut", 120, 870, 300, False), ("hopper", 92, 1090, 360, False), ("astronaut", 110, 450, 640, False)]

@@ -15,15 +15,13 @@ from magicid_core.analyze import AnalysisSettings, analyze_image
 from magicid_core.faces.detection import TiledMediapipeDetector
 from magicid_core.faces.dlib_stack import DlibCnnDetector, DlibHogDetector
 from tests.support.no_mediapipe import needs_mediapipe
-from tests.support.small_faces import band_of, found_faces, small_face_cases
+from tests.support.small_faces import BEFORE, band_of, found_faces, small_face_cases
 
-OLD_TILES = dict(tile_per_face=12, level_ratio=3)
-OLD_HOG = dict(threshold=0.0, verify_face_px=64, verify_crop=2.0)
 DETECTORS = {   # name -> a detector at min_face 32 (made when first used)
     "mediapipe": lambda: TiledMediapipeDetector(min_face=32),
-    "mediapipe, old tiles": lambda: TiledMediapipeDetector(min_face=32, **OLD_TILES),
+    "mediapipe, old tiles": lambda: TiledMediapipeDetector(min_face=32, **BEFORE["mediapipe"]),
     "dlib_hog": lambda: DlibHogDetector(min_face=32),
-    "dlib_hog, old settings": lambda: DlibHogDetector(min_face=32, **OLD_HOG),
+    "dlib_hog, old settings": lambda: DlibHogDetector(min_face=32, **BEFORE["dlib_hog"]),
     "dlib_cnn": lambda: DlibCnnDetector(min_face=32),
 }
 

@@ -84,8 +84,7 @@ def tile_plan(height: int, width: int, min_face: float, tile_per_face=TILE_PER_F
             tiles += plan
     if not tiles:
         tiles = _plan(height, width, min_face, choices[-1], level_ratio)
-    whole = [t for t in tiles if not t.interior]
-    return sorted((t for t in tiles if t.interior), key=lambda t: t.side) + whole[:1]
+    return sorted(tiles, key=lambda t: (not t.interior, t.side))   # the plans share one whole-frame tile
 
 
 def _plan(height: int, width: int, min_face: float, tile_per_face: float, level_ratio: float) -> list[Tile]:
