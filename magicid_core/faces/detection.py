@@ -55,7 +55,7 @@ MODEL_INPUT = 192     # the full-range BlazeFace input side
 # (the old setting, which lost one of t1.jpg's six faces at 427x295) many are found at only some
 # places. Whether a small face is found depends on where it falls on the model's grid, so a picture
 # gets as many of the 7x, 8x and 9x plans (each its own scales and places) as fit in MAX_RUNS model
-# runs, finest first: a 640x400 picture all three (31 runs), a 1200x600 one the 8x plan (30), a
+# runs, finest first: a 640x400 picture all three (29 runs), a 1200x600 one the 8x plan (30), a
 # 1280x886 one the 9x plan (31; it had 16 with the old 12x tiles in 3x levels).
 TILE_PER_FACE = (7, 8, 9)   # tried finest first
 MAX_RUNS = 32
