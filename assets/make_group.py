@@ -85,13 +85,18 @@ def cutout(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paste_person(canvas: np.ndarray, name: str, face_height: float, fx: float, fy: float, mirrored: bool = False,
-                 gain=(1.0, 1.0, 1.0), desaturate: float = 0.0) -> tuple[float, float, float, float]:
+                 gain=(1.0, 1.0, 1.0), desaturate: float = 0.0, contrast: float = 1.0,
+                 tilt: float = 0.0) -> tuple[float, float, float, float]:
     """Paste a person into the float canvas with the face oval centred at (fx, fy) and
-    face_height px high; returns that oval (centre x, y, width, height) in canvas px."""
+    face_height px high; returns that oval (centre x, y, width, height) in canvas px.
+    contrast < 1 pulls the person's tones towards mid-grey; tilt turns the head and shoulders
+    by that many degrees (counter-clockwise) about the face centre."""
     img, alpha = cutout(name)
     cx, cy, ow, oh = SOURCES[name]["oval"]
     img = img.astype(np.float32) * np.array(gain, np.float32)
     img = np.clip(img * (1 - desaturate) + img.mean(axis=2, keepdims=True) * desaturate, 0, 255)
+    if contrast != 1.0:
+        img = 128.0 + (img - 128.0) * contrast
     if mirrored:
         img, alpha, cx = img[:, ::-1], alpha[:, ::-1], img.shape[1] - 1 - cx
     # Scale with area averaging (warpAffine alone would alias when shrinking), then shift so
@@ -103,6 +108,8 @@ def paste_person(canvas: np.ndarray, name: str, face_height: float, fx: float, f
     img = cv2.resize(np.ascontiguousarray(img), dsize, interpolation=interp)
     alpha = cv2.resize(np.ascontiguousarray(alpha), dsize, interpolation=interp)
     m = np.array([[1, 0, fx - ((cx + 0.5) * kx - 0.5)], [0, 1, fy - ((cy + 0.5) * ky - 0.5)]], np.float32)
+    if tilt:
+        m = (cv2.getRotationMatrix2D((fx, fy), tilt, 1.0) @ np.vstack([m, [0, 0, 1]])).astype(np.float32)
     size = (canvas.shape[1], canvas.shape[0])
     warped = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR)
     a = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR)[..., None]

@@ -123,12 +123,20 @@ def test_command_line_writes_preview_masks_and_json(tmp_path, capsys):
 
 @needs_mediapipe
 def test_a_detection_without_a_mesh_and_with_a_low_score_is_dropped():
-    # mediapipe's tiles also fire (score ~0.64) on the astronaut's helmet ring, where no mesh fits
+    # mediapipe's 12x tiles in 3x levels (the plan before tests/support/small_faces.py) also fire
+    # (score ~0.64) on the astronaut's helmet ring, where no mesh fits
     from skimage.data import astronaut
 
+    from magicid_core.faces.detection import TiledMediapipeDetector
+    from tests.support.small_faces import BEFORE
+
+    detector = TiledMediapipeDetector(min_face=32, **BEFORE["mediapipe"])
     settings = AnalysisSettings(skeletons=False, embeddings=False)
-    found = analyze_image(astronaut(), settings)
+    found = analyze_image(astronaut(), settings, detector=detector)
     assert len(found.faces) == 1 and found.faces[0].landmarks is not None
     assert found.faces[0].box[1] < 100   # the real face, at the top of the picture
-    unchecked = analyze_image(astronaut(), AnalysisSettings(skeletons=False, embeddings=False, mesh=False))
+    unchecked = analyze_image(astronaut(), AnalysisSettings(skeletons=False, embeddings=False, mesh=False),
+                              detector=detector)
     assert len(unchecked.faces) == 2      # without the mesh's second opinion both detections stay
+    today = analyze_image(astronaut(), AnalysisSettings(skeletons=False, embeddings=False, mesh=False))
+    assert len(today.faces) == 1          # today's tiles find the face alone

@@ -70,9 +70,9 @@ def test_grayscale_and_rgba_references_work(dlib_embedder):
     gray = cameraman()[:, :, 0]
     rgba = np.concatenate([grace_hopper(), np.full(grace_hopper().shape[:2] + (1,), 255, np.uint8)], axis=2)
     assert build_identity("g", [rgba], dlib_embedder).embedding @ _embedding(dlib_embedder, grace_hopper()) > 0.999
-    # the cameraman's three-quarter face is too hard for HOG: the error says so rather than guessing
-    with pytest.raises(ValueError, match="no face found in reference image 1 of 1"):
-        build_identity("c", [gray], dlib_embedder)
+    # the cameraman's three-quarter face, on one gray channel (HOG finds it since its doubtful finds
+    # below dlib's own threshold are checked by the CNN, see docs/detection.md)
+    assert build_identity("c", [gray], dlib_embedder).embedding @ _embedding(dlib_embedder, cameraman()) > 0.999
 
 
 def test_unknown_backend_and_models_are_rejected(tmp_path):

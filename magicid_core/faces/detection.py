@@ -4,7 +4,7 @@ Backends:
 - ``mediapipe``: mediapipe's full-range BlazeFace run on overlapping square tiles at
   several scales, merged by non-maximum suppression. On the whole frame the model sees a
   192x192 copy, so a 40 px face in a 1200 px group photo shrinks to 6 px and is lost;
-  each tile instead brings faces of one size band to 1/12..1/3 of the model's input.
+  each tile instead brings faces of one size band to 1/9..1/4 (small pictures: 1/7..) of the model's input.
 - ``dlib_hog`` / ``dlib_cnn``: dlib's HOG and CNN (MMOD) detectors on the image enlarged for
   min_face (``faces.dlib_stack``); installs on every Python.
 - ``insightface``: SCRFD from an insightface model pack (``magicid_core.insightface``), when
@@ -49,8 +49,17 @@ class Tile:
 
 
 MODEL_INPUT = 192     # the full-range BlazeFace input side
-TILE_PER_FACE = 12    # a tile is 12x the smallest face it must find (measured: found down to side/14)
-LEVEL_RATIO = 3       # each level's tiles are 3x the previous level's
+# A tile is 7 to 9x the smallest face it must find. Measured on real faces (insightface's t1.jpg,
+# the cameraman, the sample's portraits) placed at 25 places of a tile: at side/7 nearly every face
+# is found at every place; at side/9 most are, but a face low in the tile can be lost; at side/12
+# (the old setting, which lost one of t1.jpg's six faces at 427x295) many are found at only some
+# places. Whether a small face is found depends on where it falls on the model's grid, so a picture
+# gets as many of the 7x, 8x and 9x plans (each its own scales and places) as fit in MAX_RUNS model
+# runs, finest first: a 640x400 picture all three (29 runs), a 1200x600 one the 8x plan (30), a
+# 1280x886 one the 9x plan (31; it had 16 with the old 12x tiles in 3x levels).
+TILE_PER_FACE = (7, 8, 9)   # tried finest first
+MAX_RUNS = 32
+LEVEL_RATIO = 2       # each level's tiles are 2x the previous level's (3x needs more overlap: more tiles)
 HOLD_MARGIN = 1.25    # a level holds whole faces up to 1.25x the next level's smallest
 NEAR_WHOLE = 0.8      # tiles at least this fraction of the image side are left to the whole-frame pass
 
@@ -62,28 +71,42 @@ def _axis_starts(length: int, side: int, stride: int) -> list[int]:
     return [round(i * (length - side) / (n - 1)) for i in range(n)]
 
 
-def tile_plan(height: int, width: int, min_face: float) -> list[Tile]:
-    """Square tiles, finest level first, ending with the whole frame (letterboxed).
+def tile_plan(height: int, width: int, min_face: float, tile_per_face=TILE_PER_FACE,
+              level_ratio: float = LEVEL_RATIO, max_runs: int = MAX_RUNS) -> list[Tile]:
+    """Square tiles, finest first, ending with the whole frame (letterboxed): the plans of
+    ``tile_per_face`` (a number, or several tried finest first) that fit together in max_runs
+    tiles, or the last plan alone when none fits."""
+    choices = [tile_per_face] if isinstance(tile_per_face, (int, float)) else list(tile_per_face)
+    tiles: list[Tile] = []
+    for per_face in choices:
+        plan = [t for t in _plan(height, width, min_face, per_face, level_ratio) if t not in tiles]
+        if len(tiles) + len(plan) <= max_runs:
+            tiles += plan
+    if not tiles:
+        tiles = _plan(height, width, min_face, choices[-1], level_ratio)
+    return sorted(tiles, key=lambda t: (not t.interior, t.side))   # the plans share one whole-frame tile
 
-    Level k has side T_k = 12 * min_face * 3^k and finds faces from T_k / 12 up; faces from
-    T_{k+1} / 12 up are also the next level's job, so the stride T_k - 1.25 T_{k+1} / 12
-    only has to leave every face below that size whole in at least one tile.
+
+def _plan(height: int, width: int, min_face: float, tile_per_face: float, level_ratio: float) -> list[Tile]:
+    """Level k has side T_k = p * min_face * r^k (p = tile_per_face, r = level_ratio) and finds faces
+    from T_k / p up; faces from T_{k+1} / p up are also the next level's job, so the stride
+    T_k - 1.25 T_{k+1} / p only has to leave every face below that size whole in at least one tile.
     """
     big = max(height, width)
-    sides = [max(int(round(TILE_PER_FACE * min_face)), MODEL_INPUT)]
-    while sides[-1] * LEVEL_RATIO < big:
-        sides.append(sides[-1] * LEVEL_RATIO)
+    sides = [max(int(round(tile_per_face * min_face)), MODEL_INPUT)]
+    while sides[-1] * level_ratio < big:
+        sides.append(int(round(sides[-1] * level_ratio)))
     # A level this close to the whole frame adds nothing, unless the whole frame cannot find a
-    # min_face face (it finds faces from big / 12 up): then the finest level stays, even if its
-    # tiles nearly cover the image (a 427 px image with 32 px faces needs its 384 px tiles).
+    # min_face face (it finds faces from big / p up): then the finest level stays, even if its
+    # tiles nearly cover the image (a 320 px image with 32 px faces needs its 288 px tiles at 9x).
     finest = sides[0]
     sides = [t for t in sides if t < NEAR_WHOLE * big]
-    if not sides and big > TILE_PER_FACE * min_face:
+    if not sides and big > tile_per_face * min_face:
         sides = [finest]
     tiles: list[Tile] = []
     for k, side in enumerate(sides):
         next_side = sides[k + 1] if k + 1 < len(sides) else big
-        stride = max(side - int(HOLD_MARGIN * next_side / TILE_PER_FACE), side // 4)
+        stride = max(side - int(HOLD_MARGIN * next_side / tile_per_face), side // 4)
         tiles += [Tile(x0, y0, side) for y0 in _axis_starts(height, side, stride)
                   for x0 in _axis_starts(width, side, stride)]
     tiles.append(Tile(0, 0, big, interior=False))
@@ -121,17 +144,19 @@ class TiledMediapipeDetector:
     name = "mediapipe"
 
     def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, min_score: float = 0.5,
-                 tiled: bool = True):
+                 tiled: bool = True, tile_per_face=TILE_PER_FACE, level_ratio: float = LEVEL_RATIO):
         self.min_face = float(min_face)
         self.max_faces = int(max_faces)
         self.min_score = float(min_score)
         self.tiled = tiled
+        self.tile_per_face, self.level_ratio = tile_per_face, float(level_ratio)   # see tile_plan
         require_mediapipe("the mediapipe face detector")   # fail here, where "auto" can move on
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
     def detect(self, image_rgb: np.ndarray, progress: Progress | None = None) -> list[Detection]:
         h, w = image_rgb.shape[:2]
-        tiles = tile_plan(h, w, self.min_face) if self.tiled else [Tile(0, 0, max(h, w), interior=False)]
+        tiles = (tile_plan(h, w, self.min_face, self.tile_per_face, self.level_ratio) if self.tiled
+                 else [Tile(0, 0, max(h, w), interior=False)])
         found: list[Detection] = []
         done = 0
         with _MEDIAPIPE_LOCK:

@@ -130,24 +130,32 @@ def _finish(dets: list[Detection], min_face: float, max_faces: int) -> list[Dete
 # HOG's SVM margin does not separate faces from face-like things (a round mission patch scores
 # 0.24, a real face in profile 0.12), so a detection below VERIFY_BELOW must also be found by the
 # CNN on a small crop around it: measured on the test scenes, the CNN gives every real face
-# ~1.0 there and every such look-alike nothing, at ~0.1 s per crop instead of seconds for the image.
+# ~1.0 there and every such look-alike nothing, at ~0.08 s per crop instead of seconds for the image.
 VERIFY_BELOW = 0.6
 VERIFY_BELOW_SCORE = 1 / (1 + math.exp(-2 * VERIFY_BELOW))   # the same margin as a detection score
-VERIFY_FACE_PX = 64   # the crop is enlarged or shrunk so the box is this big (CNN window: 40 px)
-VERIFY_CROP = 2.0     # crop side / box side
+# Measured on the 21 doubtful finds of the small-face set, t1.jpg and the sample (11 faces, 10
+# look-alikes): a 1.5x crop with the box at 80 px confirms all 11 faces and none of the others;
+# the earlier 2x crop at 64 px lost three small turned or tilted faces, and cost more.
+VERIFY_FACE_PX = 80   # the crop is enlarged or shrunk so the box is this big (CNN window: 40 px)
+VERIFY_CROP = 1.5     # crop side / box side
+# HOG's own threshold (margin 0) drops small turned or low-contrast faces that score a little below
+# it (the cameraman at 34..46 px: -0.22..0.02) and that the CNN confirms; below -0.25 come mostly
+# look-alikes, each costing a CNN crop.
+HOG_THRESHOLD = -0.25
 
 
-def cnn_confirms(image: np.ndarray, box: np.ndarray) -> bool:
-    """True when dlib's CNN finds a face in a small crop around ``box``."""
+def cnn_confirms(image: np.ndarray, box: np.ndarray, face_px: float = VERIFY_FACE_PX,
+                 crop_per_box: float = VERIFY_CROP) -> bool:
+    """True when dlib's CNN finds a face in a crop of crop_per_box x ``box`` with the box at face_px."""
     x0, y0, x1, y1 = (float(v) for v in box)
     side = max(x1 - x0, y1 - y0, 1.0)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     h, w = image.shape[:2]
-    half = VERIFY_CROP * side / 2
+    half = crop_per_box * side / 2
     crop = image[int(max(0, cy - half)):int(min(h, cy + half)), int(max(0, cx - half)):int(min(w, cx + half))]
     if crop.size == 0:
         return False
-    crop = resized(crop, VERIFY_FACE_PX / side)
+    crop = resized(crop, face_px / side)
     with _LOCK:
         return len(cnn_detector()(np.ascontiguousarray(crop), 0)) > 0
 
@@ -199,11 +207,14 @@ class DlibHogDetector:
 
     name = "dlib_hog"
 
-    def __init__(self, min_face: float = 32.0, max_faces: int = 0, threshold: float = 0.0, verify: bool = True):
+    def __init__(self, min_face: float = 32.0, max_faces: int = 0, threshold: float | None = None,
+                 verify: bool = True, verify_face_px: float = VERIFY_FACE_PX, verify_crop: float = VERIFY_CROP):
         self.min_face = float(min_face)
         self.max_faces = int(max_faces)
-        self.threshold = float(threshold)   # SVM margin; 0 is dlib's own
+        # SVM margin; 0 is dlib's own. None: HOG_THRESHOLD when doubtful finds are verified, else 0.
+        self.threshold = float((HOG_THRESHOLD if verify else 0.0) if threshold is None else threshold)
         self.verify = verify
+        self.verify_face_px, self.verify_crop = float(verify_face_px), float(verify_crop)   # see cnn_confirms
         self.scale = upscale_for(self.min_face, HOG_FACE_PX)
         hog_pool(), shape_predictor(SHAPE5_FILE)   # load now: a missing file is an error here, not later
         if verify:
@@ -227,7 +238,8 @@ class DlibHogDetector:
                           for scan in found for box, margin in scan])
         dets = []
         for det in candidates:
-            if self.verify and det.score < VERIFY_BELOW_SCORE and not cnn_confirms(image_rgb, det.box):
+            if self.verify and det.score < VERIFY_BELOW_SCORE and not cnn_confirms(
+                    image_rgb, det.box, self.verify_face_px, self.verify_crop):
                 continue
             det.keypoints = keypoints_from_shape5(shape_points(image_rgb, det.box, SHAPE5_FILE))
             dets.append(det)
