@@ -117,7 +117,7 @@ def test_a_missing_frame_keeps_head_only_skeletons_with_a_note(sample):
 @pytest.mark.parametrize("frame, message", [
     ("not a dict", "frame 0 is a str"),
     ({"people": ["x"]}, "frame 0, person 0 is a str"),
-    ({"people": [{"pose_keypoints_2d": [1.0, 2.0]}]}, "has 2 values, expected 54"),
+    ({"people": [{"pose_keypoints_2d": [1.0, 2.0]}]}, "has 2 numbers .* give 54"),
 ])
 def test_malformed_entries_are_errors_naming_frame_and_person(frame, message):
     with pytest.raises(ValueError, match=message):

@@ -54,7 +54,7 @@ def test_segs_have_impacts_shape(faces, photo):
 def test_masks_are_whole_and_exclusive_at_crop_size(faces):
     """Even with crop_factor 1 (the bare box), the feathered mask reaching past the box is kept."""
     (height, width), segs = faces_to_segs(faces, crop_factor=1.0)
-    pasted = np.stack([seg_mask(seg, height, width) for seg in segs])
+    pasted = np.stack([seg_mask(seg.cropped_mask, seg.crop_region, height, width) for seg in segs])
     np.testing.assert_array_equal(pasted, faces.masks())
     assert ((pasted > 0).sum(axis=0) <= 1).all(), "two SEGS masks share a pixel"
     box_only = impact_crop_region(faces.faces[0].box, width, height, 1.0)
