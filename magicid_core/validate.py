@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 
+LATENT_LIMIT = 1e4   # VAE latents are tens at most (SD, SDXL, Flux); noise latents are a few sigmas
+
+
 class BadInput(ValueError):
     """An input the node cannot use; the message names it, shows the value and says what to do."""
 
@@ -176,6 +179,10 @@ def latent(name: str, value) -> torch.Tensor:
     if samples.shape[0] == 0 or min(samples.shape[2:]) == 0:
         raise BadInput(f"{name} is empty (shape {tuple(samples.shape)}): encode at least one picture")
     finite(name, samples, "latent values", "re-encode the picture, or fix the node that made this latent")
+    largest = float(samples.abs().max())
+    if largest > LATENT_LIMIT:   # x1e30 latents made the model return NaN, which was then blamed on the model
+        raise BadInput(f"{name} reaches {largest:.3g}, far beyond any VAE's latents (at most about {LATENT_LIMIT:g}): "
+                       "re-encode the picture, or fix the node that made this latent")
     return samples
 
 
@@ -271,7 +278,8 @@ def vectors(name: str, value, width: int, wrong_width=lambda got: "") -> np.ndar
         array = array[:, 0]
     array = array.reshape(1, -1) if array.ndim == 1 else array
     if array.ndim != 2:
-        raise BadInput(f"{name} has shape {tuple(array.shape)}: give one vector or rows of {width} numbers")
+        raise BadInput(f"{name} has shape {tuple(array.shape)}: give one vector or rows of {width} numbers"
+                       f"{wrong_width(array.shape[-1]) if array.ndim else ''}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise BadInput(f"{name} is empty (shape {tuple(array.shape)}): give at least one vector of {width} numbers")
     if array.shape[1] != width:

@@ -42,7 +42,8 @@ def test_raw_rows_are_normalised_and_averaged_like_references():
 @pytest.mark.parametrize("shape, message", [
     ((1, 768), "CLIP ViT-L image embedding"),
     ((1, 257, 1280), "CLIP ViT-bigG image embedding"),
-    ((3, 128), r"\(N, 512\) vectors"),
+    ((3, 128), r"has 128 numbers per vector but 512 are needed by arcface:antelopev2: 128 numbers make a "
+               r"dlib_resnet_v1 embedding, so set embedding_model to dlib_resnet_v1"),
 ])
 def test_other_tensors_are_refused_by_name(shape, message):
     with pytest.raises(ValueError, match=message):
