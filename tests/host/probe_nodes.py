@@ -65,15 +65,15 @@ def _damaged_mask(mask, how: str):
 
 
 def _damaged_segs(segs, edits):
-    """A real SEGS with edits: {"whole": v} (the SEGS replaced), {"shape": [h, w]}, {"items": v}, or
+    """A real SEGS with edits: {"whole": v} (the SEGS replaced), {"size": [h, w]}, {"items": v}, or
     {"seg": i, field: value, ...} (a field of SEG i; "mask": nan / 255 / wrong_size / batched / text)."""
     shape, items = segs
     items = list(items)
     for edit in edits if isinstance(edits, list) else [edits]:
         if "whole" in edit:
             return edit["whole"]
-        if "shape" in edit:
-            shape = tuple(edit["shape"])
+        if "size" in edit:
+            shape = tuple(edit["size"])
         if "items" in edit:
             items = edit["items"]
         if "seg" in edit:

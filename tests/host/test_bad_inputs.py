@@ -471,9 +471,9 @@ DOOR_CASES = [
     # SEGSToFaces: the SEGS value itself
     ("stf segs a number", from_segs({"whole": 5}), "error", "segs"),
     ("stf segs a string", from_segs({"whole": "segs"}), "error", "segs"),
-    ("stf height nan", from_segs({"shape": [NAN, 600]}), "error", "image height"),
-    ("stf width text", from_segs({"shape": [300, "wide"]}), "error", "image width"),
-    ("stf height 0", from_segs({"shape": [0, 600]}), "error", "image height"),
+    ("stf height nan", from_segs({"size": [NAN, 600]}), "error", "image height"),
+    ("stf width text", from_segs({"size": [300, "wide"]}), "error", "image width"),
+    ("stf height 0", from_segs({"size": [0, 600]}), "error", "image height"),
     ("stf seg list a number", from_segs({"items": 3}), "error", "SEG list"),
     ("stf seg not a SEG", from_segs({"items": [[1, 2]]}), "error", "not an Impact Pack SEG"),
     # SEGSToFaces: one SEG's fields
@@ -707,6 +707,37 @@ def test_interrupt_stops_a_long_restore_within_seconds(server):
     print(f"idle {waited:.1f} s after /interrupt")
     assert not _running(server), "the server was still busy a minute after /interrupt"
     assert waited < 15, f"the server took {waited:.1f}s to stop after /interrupt"
+    entry = wait_for(server, reply["prompt_id"], timeout=30)
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds, kinds
+    assert "system" in server.get("/system_stats")
+
+
+# One model call of the tiny UNet at zoom 2048 (a 256x256 latent, 65536 tokens in its full-size
+# self-attention) takes far more than a minute on this CPU: measured one call at 512 px in 16 s and
+# at 1024 px in 261 s (load average 11); attention grows with the square of the tokens, so 2048 px
+# is about 16 times the 1024 px call. Before Cancel acted inside the call, this prompt was still
+# busy 485 s after /interrupt.
+INSIDE_ONE_CALL_WAIT = 40.0    # seconds after the prompt starts: crop, zoom and VAE encode done, first call running
+
+
+def test_interrupt_stops_a_restore_inside_one_model_call(server):
+    parts = id_restore(steps=2, refinement=0, zoom_size=2048, strength=1.0, faces_to_restore="0")
+    status, reply = post_prompt(server, build_prompt(server.object_info, parts))
+    assert status == 200, reply
+    deadline = time.time() + 120
+    while not _running(server) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _running(server), "the restore never started"
+    time.sleep(INSIDE_ONE_CALL_WAIT)
+    assert _running(server), "the zoom 2048 restore finished: no model call of over a minute to cancel"
+    interrupt(server)
+    stopped = time.time()
+    while _running(server) and time.time() - stopped < 120:
+        time.sleep(0.2)
+    waited = time.time() - stopped
+    print(f"idle {waited:.1f} s after /interrupt, inside one model call at zoom 2048")
+    assert waited < 30, f"the server took {waited:.1f}s to stop after /interrupt"
     entry = wait_for(server, reply["prompt_id"], timeout=30)
     kinds = [kind for kind, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds, kinds
