@@ -20,6 +20,7 @@ from ...magicid_core.diffusion.attention import same_aspect
 from ...magicid_core.diffusion.restore import Pipeline
 from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
+from .cancel import cancel_inside
 from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
 
 
@@ -33,10 +34,12 @@ class ComfyPipeline(Pipeline):
         self.latent_scale = vae.spacial_compression_encode()
 
     def encode(self, pixels):
-        return self.vae.encode(pixels)
+        with cancel_inside("a VAE encode"):         # a zoomed crop takes minutes to encode on a CPU
+            return self.vae.encode(pixels)
 
     def decode(self, latent):
-        return self.vae.decode(latent)[..., :3]
+        with cancel_inside("a VAE decode"):
+            return self.vae.decode(latent)[..., :3]
 
     def sigmas(self, steps):
         return schedule_sigmas(self.model, self.scheduler, steps)

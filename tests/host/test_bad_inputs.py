@@ -718,7 +718,7 @@ def test_interrupt_stops_a_long_restore_within_seconds(server):
 # at 1024 px in 261 s (load average 11); attention grows with the square of the tokens, so 2048 px
 # is about 16 times the 1024 px call. Before Cancel acted inside the call, this prompt was still
 # busy 485 s after /interrupt.
-INSIDE_ONE_CALL_WAIT = 40.0    # seconds after the prompt starts: crop, zoom and VAE encode done, first call running
+INSIDE_ONE_CALL_WAIT = 90.0    # seconds after the prompt starts: crop, zoom and VAE encode done, first call running
 
 
 def test_interrupt_stops_a_restore_inside_one_model_call(server):
@@ -737,10 +737,11 @@ def test_interrupt_stops_a_restore_inside_one_model_call(server):
         time.sleep(0.2)
     waited = time.time() - stopped
     print(f"idle {waited:.1f} s after /interrupt, inside one model call at zoom 2048")
-    assert waited < 30, f"the server took {waited:.1f}s to stop after /interrupt"
+    assert waited < 30, f"the server took {waited:.1f}s to stop after /interrupt:\n{server.log()[-3000:]}"
     entry = wait_for(server, reply["prompt_id"], timeout=30)
     kinds = [kind for kind, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds, kinds
+    assert "MagicID: Cancel stops a model call" in server.log(), "Cancel came outside a model call: wait longer"
     assert "system" in server.get("/system_stats")
 
 
