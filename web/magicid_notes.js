@@ -31,8 +31,9 @@ function drawNotes(node, ctx) {
   ctx.textBaseline = "top";
   ctx.fillStyle = "#e8c15a";
   const lines = notes.flatMap((note) => wrap(ctx, `⚠ ${note}`, node.size[0] - 8));
-  lines.slice(0, MAX_LINES).forEach((line, i) => ctx.fillText(line, 4, node.size[1] + 6 + i * LINE));
-  if (lines.length > MAX_LINES) ctx.fillText(`… ${lines.length - MAX_LINES} more lines`, 4, node.size[1] + 6 + MAX_LINES * LINE);
+  const top = node.size[1] + 6;
+  lines.slice(0, MAX_LINES).forEach((line, i) => ctx.fillText(line, 4, top + i * LINE));
+  if (lines.length > MAX_LINES) ctx.fillText(`… ${lines.length - MAX_LINES} more lines`, 4, top + MAX_LINES * LINE);
   ctx.restore();
 }
 

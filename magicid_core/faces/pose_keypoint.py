@@ -33,7 +33,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .. import validate
-
 from .records import COCO18_NAMES, Face
 
 HEAD_POINTS = (0, 14, 15, 16, 17)  # nose, eyes, ears
