@@ -12,6 +12,8 @@ is small numpy on the masks MultiIDApply keeps; it stays beside the patch protoc
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
 from .cancel import cancel_inside
 from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
+
+log = logging.getLogger(__name__)
 
 
 class ComfyPipeline(Pipeline):
@@ -45,6 +49,8 @@ class ComfyPipeline(Pipeline):
         return schedule_sigmas(self.model, self.scheduler, steps)
 
     def run(self, stage, latent, sigmas, program, jobs):
+        # one line per stage: in the console a long zoomed restore shows where it is
+        log.info("MagicID IDRestore: %s, %d face(s), latent %s", stage, len(jobs), "x".join(map(str, latent.shape)))
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
             guider = cfg_guider(without_identities(self.model), self.positive, self.negative, 1.0)
         else:
