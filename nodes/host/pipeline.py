@@ -50,7 +50,8 @@ class ComfyPipeline(Pipeline):
 
     def run(self, stage, latent, sigmas, program, jobs):
         # one line per stage: in the console a long zoomed restore shows where it is
-        log.info("MagicID IDRestore: %s, %d face(s), latent %s", stage, len(jobs), "x".join(map(str, latent.shape)))
+        log.info("MagicID IDRestore: %s, %d face(s), latent %s", stage, len(jobs),
+                 "x".join(str(n) for n in latent.shape))
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
             guider = cfg_guider(without_identities(self.model), self.positive, self.negative, 1.0)
         else:
