@@ -27,7 +27,7 @@ from .faces.geometry import ARCFACE_TEMPLATE
 from .faces.landmarks import LANDMARK_BACKENDS, make_landmarker
 from .faces.masks import MASK_MODES, face_mask_crops, head_box
 from .faces.pose import PoseEstimator, head_only_skeleton
-from .faces.pose_keypoint import apply_pose_keypoint, frames_for_batch
+from .faces.pose_keypoint import apply_pose_keypoint, batch_notes, frame_skeletons, frames_for_batch
 from .faces.records import Detection, Face, FaceSet, ImageFaces
 from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .identity.embedders import make_embedder
@@ -321,6 +321,12 @@ def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
     images = list(images)
     settings = settings or AnalysisSettings()
     frames = frames_for_batch(pose_keypoint, len(images))
+    if settings.skeletons:   # a damaged frame is named before the detectors run, not after
+        checked = set()
+        for i, frame in enumerate(frames):
+            if frame is not None and id(frame) not in checked:     # one frame shared by the batch: once
+                checked.add(id(frame))
+                frame_skeletons(frame, *np.asarray(images[i]).shape[:2], index=i)
     out = []
     for i, image in enumerate(images):
         inside = None if progress is None else (lambda _done, _total, i=i: progress(i, len(images)))
@@ -328,6 +334,8 @@ def analyze_batch(images: Iterable, settings: AnalysisSettings | None = None,
                                  pose_given=pose_keypoint is not None, progress=inside))
         if progress is not None:
             progress(i + 1, len(images))
+    if out:   # what the batch did not use of pose_keypoint is said with the first image's notes
+        out[0].notes[:0] = batch_notes(pose_keypoint, len(images), settings.skeletons)
     faces = FaceSet(out)
     for note in faces.notes:
         log_once(note)

@@ -23,6 +23,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import validate
 from .analyze import AnalysisSettings, analyze_boxes
 from .faces.records import ImageFaces
 
@@ -75,8 +76,7 @@ def faces_to_segs(faces: ImageFaces, image: np.ndarray | None = None, crop_facto
     mask gets its box), the face box as bbox, the detector's score as confidence, and, when
     ``image`` (H, W, 3) float 0..1 is given, the region's pixels as cropped_image.
     """
-    if crop_factor < 1:
-        raise ValueError(f"crop_factor {crop_factor} is below 1: the crop region must hold the face box")
+    crop_factor = validate.number("crop_factor", crop_factor, 1.0)   # below 1 the crop would cut the face box
     if image is not None and tuple(image.shape[:2]) != (faces.height, faces.width):
         raise ValueError(f"the image is {image.shape[1]}x{image.shape[0]} but the faces were found in a "
                          f"{faces.width}x{faces.height} image: give the image FaceDetectMasks analysed")
@@ -102,17 +102,10 @@ def box_mask(box, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def seg_mask(seg, height: int, width: int) -> np.ndarray:
-    """A SEG's mask pasted into an (H, W) float32 frame at its crop region (the first frame of a
-    mask batch); the parts of the region outside the image are left out."""
-    cropped = np.asarray(seg.cropped_mask.cpu() if hasattr(seg.cropped_mask, "cpu") else seg.cropped_mask,
-                         dtype=np.float32)
-    if cropped.ndim == 3:
-        cropped = cropped[0]
-    x1, y1, x2, y2 = (int(v) for v in seg.crop_region)
-    if cropped.shape != (y2 - y1, x2 - x1):
-        raise ValueError(f"a SEG's cropped_mask is {cropped.shape[1]}x{cropped.shape[0]} but its crop_region "
-                         f"{[x1, y1, x2, y2]} is {x2 - x1}x{y2 - y1}: the SEGS are damaged")
+def seg_mask(cropped: np.ndarray, region, height: int, width: int) -> np.ndarray:
+    """A SEG's checked crop-size mask pasted into an (H, W) float32 frame at its crop region; the
+    parts of the region outside the image are left out."""
+    x1, y1, x2, y2 = region
     frame = np.zeros((height, width), np.float32)
     fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
     if fx2 > fx1 and fy2 > fy1:
@@ -120,19 +113,34 @@ def seg_mask(seg, height: int, width: int) -> np.ndarray:
     return frame
 
 
-def read_segs(segs) -> tuple[int, int, list[SEG]]:
-    """Check a SEGS value's shape and return height, width and its SEG list."""
+def read_segs(segs, name: str = "segs") -> tuple[int, int, list[SEG]]:
+    """Check a SEGS value's shape and image size, and return height, width and its SEG list."""
     try:
         (height, width), items = segs
-        height, width = int(height), int(width)
     except (TypeError, ValueError):
-        raise ValueError("SEGS must be ((height, width), [SEG, ...]) as Impact Pack's detectors make it; "
-                         f"got {type(segs).__name__}") from None
+        raise validate.BadInput(f"{name}: SEGS must be ((height, width), [SEG, ...]) as Impact Pack's detectors "
+                                f"make it; got {validate.excerpt(type(segs).__name__)}") from None
+    height = validate.number(f"{name}: the image height", height, 1, integer=True)
+    width = validate.number(f"{name}: the image width", width, 1, integer=True)
+    if not isinstance(items, (list, tuple)):
+        raise validate.BadInput(f"{name}: the SEG list is a {type(items).__name__}: SEGS must be "
+                                "((height, width), [SEG, ...]) as Impact Pack's detectors make it")
     for i, seg in enumerate(items):
         missing = [f for f in ("cropped_mask", "confidence", "crop_region", "bbox", "label") if not hasattr(seg, f)]
         if missing:
-            raise ValueError(f"SEG {i} has no {', '.join(missing)}: it is not an Impact Pack SEG")
+            raise validate.BadInput(f"{name}: SEG {i} has no {', '.join(missing)}: it is not an Impact Pack SEG")
     return height, width, list(items)
+
+
+def checked_seg(seg, height: int, width: int, where: str):
+    """One SEG's (box cut to the image, confidence, crop-size mask, crop region), each checked by name.
+    The box may come back empty (x1 == x2): it lies outside the image."""
+    bbox = validate.box(f"{where}'s bbox", seg.bbox, width, height)
+    score = validate.fraction(f"{where}'s confidence", seg.confidence)
+    region = [int(v) for v in validate.box(f"{where}'s crop_region", seg.crop_region)]
+    mask = validate.crop_mask(f"{where}'s cropped_mask", seg.cropped_mask, region[3] - region[1],
+                              region[2] - region[0])
+    return bbox, score, mask, region
 
 
 def segs_to_faces(image: np.ndarray, segs, settings: AnalysisSettings | None = None,
@@ -142,13 +150,28 @@ def segs_to_faces(image: np.ndarray, segs, settings: AnalysisSettings | None = N
 
     ``keep_masks``: each face keeps its SEG's mask, pasted at its crop region (so FACES ->
     SEGS -> FACES gives the same mask pixels); off: our exclusive masks from the mesh.
+    A box reaching out of the image is cut to it; a SEG whose box lies wholly outside is left
+    out. Both are said in the faces' notes (the node shows them).
     """
     height, width, items = read_segs(segs)
     if tuple(image.shape[:2]) != (height, width):
-        raise ValueError(f"the SEGS were made on a {width}x{height} image but the image is "
-                         f"{image.shape[1]}x{image.shape[0]}: give the image the detector saw")
-    boxes = [np.asarray(seg.bbox, np.float32).reshape(4) for seg in items]
-    scores = [float(np.asarray(seg.confidence).reshape(-1)[0]) for seg in items]
-    masks = [seg_mask(seg, height, width) for seg in items] if keep_masks else None
-    labels = sorted({str(seg.label) for seg in items})
-    return analyze_boxes(image, boxes, scores, settings, masks, source="segs:" + ",".join(labels))
+        raise validate.BadInput(f"segs: the SEGS were made on a {width}x{height} image but the image is "
+                                f"{image.shape[1]}x{image.shape[0]}: give the image the detector saw")
+    boxes, scores, masks, notes = [], [], [], []
+    for i, seg in enumerate(items):
+        box, score, mask, region = checked_seg(seg, height, width, f"segs: SEG {i}")
+        given = validate.excerpt(np.asarray(seg.bbox, np.float64).round(1).tolist())
+        if box[2] <= box[0] or box[3] <= box[1]:
+            notes.append(f"SEG {i}'s box {given} lies outside the {width}x{height} image (or has no area): left "
+                         "out, so the faces after it are numbered one lower")
+            continue
+        if not np.allclose(box, np.asarray(seg.bbox, np.float64)):
+            notes.append(f"SEG {i}'s box {given} reaches out of the {width}x{height} image: cut to it")
+        boxes.append(box)
+        scores.append(score)
+        masks.append(seg_mask(mask, region, height, width))
+    labels = sorted({str(seg.label)[:40] for seg in items})
+    faces = analyze_boxes(image, boxes, scores, settings, masks if keep_masks else None,
+                          source="segs:" + ",".join(labels))
+    faces.notes[:0] = notes
+    return faces

@@ -6,8 +6,12 @@ import logging
 
 import torch
 
+from ..magicid_core import validate
 from ..magicid_core.diffusion.placement import PersonPrompt as PersonWords
 from .common import CATEGORY, PERSON_PROMPTS
+
+WEIGHT_LIMIT = 10.0   # largest "(words:weight)": the words' embedding is scaled by it (1e30 made every latent NaN)
+TOKEN_LIMIT = 1e5     # encoded text stays far below this (CLIP hidden states are tens, at most hundreds)
 
 
 class PersonPrompt:
@@ -42,11 +46,25 @@ class PersonPrompt:
     def attach(self, clip, text, weight, face, person_prompts=None):
         before = list(person_prompts or [])
         words = text.strip()
+        weight = validate.number("weight", weight, 0.0, 3.0)
         if words:
+            tokenized = clip.tokenize(text)
+            validate.prompt_weights("text", text, _token_weights(tokenized), WEIGHT_LIMIT)
             # what CLIPTextEncode computes for the same text: (1, tokens, width) -> (tokens, width)
-            tokens = clip.encode_from_tokens(clip.tokenize(text))[0].detach().float().cpu()
+            tokens = clip.encode_from_tokens(tokenized)[0].detach().float().cpu()
+            validate.bounded("text", tokens, TOKEN_LIMIT, "the CLIP gave values no prompt gives: check the "
+                             "checkpoint's CLIP (or a CLIP LoRA), then the prompt's weights")
         else:
             logging.info("PersonPrompt %d: empty text, this person gets no words of their own", len(before) + 1)
             tokens = torch.zeros((0, 0))
         face_index = None if face < 0 else int(face)
         return (before + [PersonWords(tokens, float(weight), face_index, label=words[:40])],)
+
+
+def _token_weights(tokenized):
+    """Every weight ComfyUI's tokenizer gave: {encoder: [[(token, weight[, word id]), ...], ...]}."""
+    for sequences in (tokenized.values() if isinstance(tokenized, dict) else []):
+        for sequence in sequences if isinstance(sequences, list) else []:
+            for token in sequence:
+                if isinstance(token, tuple) and len(token) >= 2 and isinstance(token[1], (int, float)):
+                    yield token[1]

@@ -6,6 +6,7 @@ these nodes work whether or not it is installed (SEGS only has a use when it is)
 
 from __future__ import annotations
 
+from ..magicid_core import validate
 from ..magicid_core.analyze import AnalysisSettings, log_once
 from ..magicid_core.faces.records import FaceSet
 from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
@@ -20,10 +21,10 @@ KEEP = "keep SEGS masks"
 
 
 def _one_image(image, node: str):
-    arrays = images_to_numpy(image)
+    arrays = images_to_numpy(validate.image("image", image))
     if len(arrays) != 1:
-        raise ValueError(f"{node}: SEGS describe one image, but the IMAGE batch holds {len(arrays)}; "
-                         "split the batch first (e.g. ImageFromBatch)")
+        raise validate.BadInput(f"image: {node}'s SEGS describe one image, but the IMAGE batch holds "
+                                f"{len(arrays)}; split the batch first (e.g. ImageFromBatch)")
     return arrays[0]
 
 
@@ -91,4 +92,5 @@ class SEGSToFaces:
         faces = segs_to_faces(_one_image(image, "SEGSToFaces"), segs, settings, keep_masks=keep)
         for note in faces.notes:   # e.g. that auto found no insightface pack: the log says it once
             log_once(note)
-        return (FaceSet([faces]),)
+        # the notes (SEGs cut to the image or left out, auto's dlib fallback) show on the node too
+        return {"ui": {"magicid_notes": list(faces.notes)}, "result": (FaceSet([faces]),)}

@@ -42,7 +42,8 @@ def test_raw_rows_are_normalised_and_averaged_like_references():
 @pytest.mark.parametrize("shape, message", [
     ((1, 768), "CLIP ViT-L image embedding"),
     ((1, 257, 1280), "CLIP ViT-bigG image embedding"),
-    ((3, 128), r"\(N, 512\) vectors"),
+    ((3, 128), r"has 128 numbers per vector but 512 are needed by arcface:antelopev2: 128 numbers make a "
+               r"dlib_resnet_v1 embedding, so set embedding_model to dlib_resnet_v1"),
 ])
 def test_other_tensors_are_refused_by_name(shape, message):
     with pytest.raises(ValueError, match=message):
@@ -58,3 +59,27 @@ def test_non_finite_embedding_is_refused():
 
 def test_models_offered_are_the_ones_faces_name():
     assert embedding_models() == ["arcface:antelopev2", "arcface:buffalo_l", DLIB_MODEL_NAME]
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 0.5, 23.0])
+def test_any_finite_non_zero_vector_gives_its_direction(scale):
+    vector = np.random.default_rng(3).standard_normal(512)
+    vector /= np.linalg.norm(vector)
+    identity = identity_from_embeddings("x", (vector * scale).astype(np.float32), "arcface:buffalo_l")
+    np.testing.assert_allclose(identity.embedding, vector, atol=1e-6)
+    # a length no recogniser makes is not kept as the raw norm (InstantID would scale by it)
+    assert identity.embedding_norm == (pytest.approx(23.0, rel=1e-5) if scale == 23.0 else None)
+
+
+@pytest.mark.parametrize("value, model, message", [
+    (np.zeros(512, np.float32), "arcface:antelopev2", r"^embedding: vector 0 of 1 is all zeros, which has no direction"),
+    (np.zeros((0, 512), np.float32), "arcface:antelopev2", r"^embedding is empty \(shape \(0, 512\)\)"),
+    (np.ones((1, 512), np.float32), DLIB_MODEL_NAME, r"^embedding has 512 numbers per vector but 128 are needed by "
+     r"dlib_resnet_v1: 512 numbers make a arcface embedding, so set embedding_model to arcface:antelopev2 or "
+     r"arcface:buffalo_l"),
+    (np.full((1, 512), np.inf, np.float32), "arcface:buffalo_l", r"^embedding: 512 of its 512 values are NaN or "
+     r"infinite"),
+])
+def test_what_is_wrong_with_an_embedding_is_said(value, model, message):
+    with pytest.raises(ValueError, match=message):
+        identity_from_embeddings("x", value, model)

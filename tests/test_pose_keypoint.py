@@ -12,7 +12,7 @@ import pytest
 from assets.make_group import FACE_HEIGHT, PEOPLE
 from tests.support.face_scenes import group6
 from magicid_core.analyze import AnalysisSettings, analyze_batch, analyze_image
-from magicid_core.faces.pose_keypoint import apply_pose_keypoint, frame_skeletons, frames_for_batch
+from magicid_core.faces.pose_keypoint import apply_pose_keypoint, batch_notes, frame_skeletons, frames_for_batch
 
 SETTINGS = AnalysisSettings(backend="dlib_hog", landmark_backend="dlib_68", embeddings=False)
 
@@ -117,7 +117,7 @@ def test_a_missing_frame_keeps_head_only_skeletons_with_a_note(sample):
 @pytest.mark.parametrize("frame, message", [
     ("not a dict", "frame 0 is a str"),
     ({"people": ["x"]}, "frame 0, person 0 is a str"),
-    ({"people": [{"pose_keypoints_2d": [1.0, 2.0]}]}, "has 2 values, expected 54"),
+    ({"people": [{"pose_keypoints_2d": [1.0, 2.0]}]}, "has 2 numbers .* give 54"),
 ])
 def test_malformed_entries_are_errors_naming_frame_and_person(frame, message):
     with pytest.raises(ValueError, match=message):
@@ -135,3 +135,55 @@ def test_a_person_without_a_head_matches_no_face(sample):
         f.skeleton = np.zeros((18, 3), np.float32)
     apply_pose_keypoint(faces, {"people": [headless], "canvas_width": 1200, "canvas_height": 600}, 600, 1200)
     _assert_matched(faces, 0)
+
+
+GOOD = {"people": [person(300, 200, 100)], "canvas_width": 1200, "canvas_height": 600}
+
+
+def _with_point(index, value):
+    people = [person(300, 200, 100)]
+    people[0]["pose_keypoints_2d"][index] = value
+    return {**GOOD, "people": people}
+
+
+@pytest.mark.parametrize("frame, message", [
+    ({**GOOD, "people": 3}, r"frame 0: people is a int, expected a list"),
+    ({**GOOD, "canvas_width": "wide"}, r"frame 0: canvas_width is 'wide', not a number"),
+    ({**GOOD, "canvas_height": float("nan")}, r"frame 0: canvas_height is nan: give a finite number"),
+    ({**GOOD, "canvas_width": -5}, r"frame 0: canvas_width is -5, outside its range"),
+    (_with_point(0, float("nan")), r"person 0: pose_keypoints_2d holds NaN or infinite values"),
+    (_with_point(2, float("inf")), r"person 0: pose_keypoints_2d holds NaN or infinite values"),
+    (_with_point(0, 1e30), r"person 0: point 0 \(nose\) is at \(1e\+30, 205\), far outside the 1200x600 canvas"),
+    (_with_point(4, -5000), r"point 1 \(neck\) is at \(300, -5000\), far outside"),
+    ({"people": [{"pose_keypoints_2d": "points"}]}, r"pose_keypoints_2d is 'points', not 18 OpenPose body points"),
+])
+def test_damaged_numbers_are_named_by_frame_person_and_point(frame, message):
+    with pytest.raises(ValueError, match=message):
+        frame_skeletons(frame, 600, 1200)
+
+
+def test_points_a_little_outside_the_canvas_and_string_sizes_are_fine():
+    skeletons, _ = frame_skeletons({**_with_point(0, -100.0), "canvas_width": "1200"}, 600, 1200)
+    assert skeletons[0][0, 0] == -100.0
+
+
+def test_a_pose_keypoint_that_is_no_list_is_named():
+    with pytest.raises(ValueError, match=r"^pose_keypoint is a int, not a POSE_KEYPOINT"):
+        frames_for_batch(5, 1)
+
+
+def test_what_goes_unused_is_said():
+    assert batch_notes(None, 2, True) == []
+    assert batch_notes([GOOD], 1, False) == ["pose_keypoint is connected but skeletons is off: its poses were not "
+                                             "used (turn skeletons on)"]
+    assert batch_notes([GOOD] * 3, 1, True) == ["pose_keypoint has 3 frames for 1 image(s): frames 1..2 were not used"]
+    assert batch_notes([GOOD] * 2, 2, True) == [] and batch_notes([GOOD], 4, True) == []
+
+
+def test_a_damaged_frame_stops_the_batch_before_detection(sample):
+    image, _ = sample
+    with pytest.raises(ValueError, match="far outside"):
+        analyze_batch([image], SETTINGS, pose_keypoint=[_with_point(0, 1e30)])
+    faces = analyze_batch([image], AnalysisSettings(**{**SETTINGS.__dict__, "skeletons": False}),
+                          pose_keypoint=[_with_point(0, 1e30)])     # not used, so not checked: said instead
+    assert any("skeletons is off" in n for n in faces.notes)

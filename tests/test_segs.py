@@ -54,7 +54,7 @@ def test_segs_have_impacts_shape(faces, photo):
 def test_masks_are_whole_and_exclusive_at_crop_size(faces):
     """Even with crop_factor 1 (the bare box), the feathered mask reaching past the box is kept."""
     (height, width), segs = faces_to_segs(faces, crop_factor=1.0)
-    pasted = np.stack([seg_mask(seg, height, width) for seg in segs])
+    pasted = np.stack([seg_mask(seg.cropped_mask, seg.crop_region, height, width) for seg in segs])
     np.testing.assert_array_equal(pasted, faces.masks())
     assert ((pasted > 0).sum(axis=0) <= 1).all(), "two SEGS masks share a pixel"
     box_only = impact_crop_region(faces.faces[0].box, width, height, 1.0)
@@ -117,3 +117,60 @@ def test_wrong_image_size_is_named(faces, photo):
     segs = faces_to_segs(faces)
     with pytest.raises(ValueError, match="give the image the detector saw"):
         segs_to_faces(photo[:100], segs, SETTINGS)
+
+
+def _one_changed(segs, index=0, **fields):
+    (height, width), items = segs
+    items = list(items)
+    items[index] = items[index]._replace(**fields)
+    return (height, width), items
+
+
+@pytest.mark.parametrize("bad, message", [
+    ((("tall", 600), []), r"^segs: the image height is 'tall', not a number"),
+    (((float("nan"), 600), []), r"^segs: the image height is nan: give a finite number"),   # not "not a tuple"
+    (((300, 0), []), r"^segs: the image width is 0, outside its range"),
+    (((300, 600), 3), r"^segs: the SEG list is a int"),
+])
+def test_a_damaged_segs_size_is_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        read_segs(bad)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bbox": [1, 2, 3]}, r"^segs: SEG 1's bbox has 3 numbers"),
+    ({"bbox": [10, np.nan, 50, 60]}, r"^segs: SEG 1's bbox holds NaN or infinite values"),
+    ({"bbox": [80, 40, 40, 90]}, r"^segs: SEG 1's bbox \[80.0, 40.0, 40.0, 90.0\] is inverted"),
+    ({"confidence": np.zeros(0, np.float32)}, r"^segs: SEG 1's confidence is empty"),
+    ({"confidence": np.array([np.nan])}, r"^segs: SEG 1's confidence holds NaN"),
+    ({"crop_region": [0, 0, np.nan, 10]}, r"^segs: SEG 1's crop_region holds NaN"),
+    ({"crop_region": [0, 0, 5, 5]}, r"^segs: SEG 1's cropped_mask is \(\d+, \d+\) but its crop region is 5x5"),
+    ({"cropped_mask": None}, r"^segs: SEG 1's cropped_mask is None, not a mask"),
+])
+def test_a_damaged_seg_is_named_by_its_place_and_field(faces, photo, fields, message):
+    with pytest.raises(ValueError, match=message):
+        segs_to_faces(photo, _one_changed(faces_to_segs(faces), 1, **fields), SETTINGS)
+
+
+def test_a_nan_or_0_to_255_mask_is_refused(faces, photo):
+    segs = faces_to_segs(faces)
+    mask = segs[1][0].cropped_mask.copy()
+    for damaged, message in [(np.where(mask > 0, np.nan, mask), "NaN"), (mask * 255, "divide it by 255")]:
+        with pytest.raises(ValueError, match=r"^segs: SEG 0's cropped_mask.*" + message):
+            segs_to_faces(photo, _one_changed(segs, 0, cropped_mask=damaged), SETTINGS)
+
+
+def test_boxes_outside_the_image_are_cut_or_left_out_with_a_note(faces, photo):
+    segs = faces_to_segs(faces)
+    height, width = segs[0]
+    x1, y1, x2, y2 = (float(v) for v in segs[1][0].bbox)
+    outside = _one_changed(segs, 1, bbox=[width + 10, 5, width + 50, 40])
+    reaching = _one_changed(segs, 0, bbox=[-20, y1, x2, y2])
+    left_out = segs_to_faces(photo, outside, SETTINGS)
+    assert len(left_out.faces) == len(faces.faces) - 1
+    assert any("SEG 1's box" in n and "lies outside" in n and "numbered one lower" in n for n in left_out.notes)
+    cut = segs_to_faces(photo, reaching, SETTINGS)
+    assert len(cut.faces) == len(faces.faces) and cut.faces[0].box[0] == 0
+    assert any("SEG 0's box" in n and "cut to it" in n for n in cut.notes)
+    whole = segs_to_faces(photo, segs, SETTINGS)
+    assert not any("SEG" in n for n in whole.notes)

@@ -2,6 +2,7 @@
 that names the input, quotes the value and says what to give instead."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -117,3 +118,106 @@ def test_aspect_ratios_must_agree():
     v.same_aspect("person_mask", (443, 640), "skeleton_map", (886, 1280))
     with pytest.raises(v.BadInput, match=r"^person_mask is 640x640 but skeleton_map is 1280x886: .* stretched"):
         v.same_aspect("person_mask", (640, 640), "skeleton_map", (886, 1280))
+
+
+# --- what users type, quoted short ---------------------------------------------------------------
+
+def test_a_long_input_is_quoted_as_an_excerpt_and_read_quickly():
+    text = "0, " * 130000 + "first"       # about 400 kB
+    started = time.perf_counter()
+    with pytest.raises(v.BadInput) as refused:
+        v.number_list("face_indices", text, int, -1)
+    seconds = time.perf_counter() - started
+    message = str(refused.value)
+    assert message.startswith("face_indices: item 130001 'first' of '0, 0, ") and "(390005 characters)" in message
+    assert len(message) < 300
+    print(f"refused in {seconds:.2f} s")     # the log only; it took 89 s when every token quoted the whole text
+    assert v.excerpt("short") == "'short'" and v.excerpt(list(range(3))) == "[0, 1, 2]"
+    with pytest.raises(v.BadInput, match=r"^zoom_size is 'bbbb.*\.\.\. \(5000 characters\), not a number"):
+        v.number("zoom_size", "b" * 5000)
+
+
+# --- values from other packs -------------------------------------------------------------------
+
+def test_numbers_need_the_count_and_finite_values():
+    np.testing.assert_array_equal(v.numbers("bbox", torch.tensor([1, 2, 3, 4])), [1, 2, 3, 4])
+    for value, message in [(None, r"^bbox is missing"), ("box", r"^bbox is 'box', not x1"),
+                           ([1, 2, 3], r"^bbox has 3 numbers \(\[1.0, 2.0, 3.0\]\): give 4"),
+                           ([1, math.nan, 3, 4], r"^bbox holds NaN or infinite values"),
+                           ([[1, 2], [3]], r"^bbox is \[\[1, 2\], \[3\]\], not x1")]:
+        with pytest.raises(v.BadInput, match=message):
+            v.numbers("bbox", value, 4, "x1, y1, x2, y2")
+
+
+def test_boxes_are_ordered_and_cut_to_the_image():
+    np.testing.assert_array_equal(v.box("bbox", [-5, 10, 700, 20], 600, 300), [0, 10, 600, 20])
+    np.testing.assert_array_equal(v.box("bbox", [900, 500, 950, 560], 600, 300), [600, 300, 600, 300])
+    np.testing.assert_array_equal(v.box("crop_region", [-5, -5, 10, 10]), [-5, -5, 10, 10])   # no size: kept
+    with pytest.raises(v.BadInput, match=r"^SEG 0's bbox \[80.0, 40.0, 40.0, 90.0\] is inverted"):
+        v.box("SEG 0's bbox", [80, 40, 40, 90], 600, 300)
+
+
+def test_a_confidence_is_one_number_in_0_to_1():
+    assert v.fraction("confidence", np.array([0.75], np.float32)) == 0.75
+    assert v.fraction("confidence", 1.0 + 1e-7) == 1.0
+    for value, message in [([], r"^confidence is empty"), ([math.nan], "NaN"), (5, r"^confidence is 5, outside 0..1"),
+                           ("high", r"^confidence is 'high', not")]:
+        with pytest.raises(v.BadInput, match=message):
+            v.fraction("confidence", value)
+
+
+def test_a_crop_mask_matches_its_region_and_holds_0_to_1():
+    mask = np.full((4, 6), 0.5, np.float32)
+    np.testing.assert_array_equal(v.crop_mask("mask", torch.from_numpy(mask)[None], 4, 6), mask)
+    bad = mask.copy()
+    bad[1, 1] = math.nan
+    for value, message in [(mask[1:], r"^mask is \(3, 6\) but its crop region is 6x4"),
+                           (bad, r"^mask: 1 of its 24 mask values are NaN"),
+                           (mask * 255, r"^mask has values from 127.5 to 127.5: a mask holds 0..1"),
+                           ("a mask", r"^mask is 'a mask', not a mask")]:
+        with pytest.raises(v.BadInput, match=message):
+            v.crop_mask("mask", value, 4, 6)
+
+
+def test_vectors_say_what_is_wrong():
+    rows = v.vectors("embedding", torch.ones(2, 1, 8), 8)
+    assert rows.shape == (2, 8) and rows.dtype == np.float64
+    assert v.vectors("embedding", np.ones(8) * 1e30, 8).shape == (1, 8)
+    hint = lambda got: f" (got {got})"                        # noqa: E731
+    for value, message in [(np.zeros((0, 8)), r"^embedding is empty \(shape \(0, 8\)\)"),
+                           (np.ones((1, 5)), r"^embedding has 5 numbers per vector but 8 are needed \(got 5\)"),
+                           (np.ones((1, 3, 7)), r"^embedding has shape \(1, 3, 7\): .* \(got 7\)"),
+                           (np.r_[np.ones(4), [math.inf], np.ones(3)], r"^embedding: 1 of its 8 values are NaN"),
+                           (np.zeros(8), r"^embedding: vector 0 of 1 is all zeros"),
+                           ("vector", r"^embedding is 'vector', not an array of numbers")]:
+        with pytest.raises(v.BadInput, match=message):
+            v.vectors("embedding", value, 8, hint)
+
+
+def test_encoded_tokens_are_finite_and_bounded():
+    v.bounded("text", torch.full((3, 4), 99.0), 100, "check the CLIP")
+    with pytest.raises(v.BadInput, match=r"^text reaches 1e\+29, far beyond the usual size \(at most 100\): check"):
+        v.bounded("text", torch.full((3, 4), 1e29), 100, "check the CLIP")
+    with pytest.raises(v.BadInput, match=r"^text: 12 of its 12 values are NaN"):
+        v.bounded("text", torch.full((3, 4), math.nan), 100, "check the CLIP")
+
+
+@pytest.mark.parametrize("text, weights, quoted", [
+    ("a man, (red scarf:1e30), smiling", [1.0, 1e30], r"'\(red scarf:1e30\)' asks for the weight 1e\+30"),
+    ("(red scarf:nan)", [math.nan], r"'\(red scarf:nan\)' asks for the weight nan"),
+    ("(hat:-12)", [-12.0], r"'\(hat:-12\)' asks for the weight -12"),
+    ("(" * 30 + "hat" + ")" * 30, [1.1 ** 30], r"'\(\(\(\(.*\.\.\. \(63 characters\) asks for the weight 17.4494"),
+])
+def test_absurd_prompt_weights_are_refused_with_their_words(text, weights, quoted):
+    with pytest.raises(v.BadInput, match=r"^text: " + quoted + r": give weights from -10 to 10"):
+        v.prompt_weights("text", text, weights, 10.0)
+
+
+def test_usual_prompt_weights_pass():
+    v.prompt_weights("text", "(red scarf:1.5), ((hat)), (a: b)", [1.5, 1.21, 1.0, 1.1], 10.0)
+
+
+def test_a_latent_far_beyond_any_vae_is_named():
+    with pytest.raises(v.BadInput, match=r"^latent_image reaches 1e\+30, far beyond any VAE's latents"):
+        v.latent("latent_image", {"samples": torch.full((1, 4, 8, 8), 1e30)})
+    v.latent("latent_image", {"samples": torch.full((1, 4, 8, 8), 80.0)})

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import validate
 from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
 from ..identity.face_clip import clip_inputs
 from ..identity.matching import assign_identities
@@ -89,7 +90,8 @@ def _checked_indices(face_indices, n_id, n_faces) -> list[int]:
         raise ValueError(f"face_indices lists {len(indices)} faces for {n_id} identities")
     bad = [i for i in indices if not -1 <= i < n_faces]
     if bad:
-        raise ValueError(f"face_indices {bad} do not exist: the image has faces 0..{n_faces - 1} (-1 = none)")
+        raise ValueError(f"face_indices {validate.excerpt(bad)} do not exist: the image has faces "
+                         f"0..{n_faces - 1} (-1 = none)")
     placed = [i for i in indices if i >= 0]
     if len(set(placed)) != len(placed):
         twice = sorted({i for i in placed if placed.count(i) > 1})

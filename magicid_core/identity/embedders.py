@@ -14,11 +14,13 @@ declares its match threshold on cosine similarity (both from ``embedding_models`
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .. import validate
 from ..faces.dlib_stack import DlibHogDetector, face_recognition_models_dir
 from ..faces.records import Detection, Identity
 from ..image_io import to_rgb_uint8
@@ -28,7 +30,10 @@ from ..insightface.arcface import l2_normalise
 from ..optional import require
 from .dlib_resnet import CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet
 from .embedding_models import ARCFACE, DLIB
+from .embedding_models import embedding_model as embedding_model_row
 from .face_clip import face_clip_embedding, face_crops
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
@@ -207,6 +212,7 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
 
 # Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).
 CLIP_WIDTHS = {768: "CLIP ViT-L", 1024: "CLIP ViT-H", 1280: "CLIP ViT-bigG"}
+RAW_NORMS = (1.0, 1000.0)   # raw recogniser lengths lie well inside (dlib about 1.4, ArcFace about 15 to 35)
 
 
 def embedding_models() -> list[str]:
@@ -221,25 +227,35 @@ def identity_from_embeddings(name: str, vectors, embedding_model: str) -> Identi
     ``normed_embedding`` or raw ``embedding``, one row per reference face).
 
     One normalised row comes through unchanged; several are averaged and renormalised, as
-    ``build_identity`` does. Vectors of another width than the model's are refused by name.
+    ``build_identity`` does. Any finite non-zero row is taken, whatever its length (only its
+    direction is used); its length is kept as the raw norm (InstantID reads raw vectors) only
+    where a recogniser could have made it (RAW_NORMS). An empty array, a zero row, NaN, or rows
+    of another width than the model's are refused by name.
     """
     width = DLIB.dim if embedding_model == DLIB.family else ARCFACE.dim
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim == 3 and array.shape[1] == 1:  # (N, 1, D): a batch of single-token embeds
-        array = array[:, 0]
-    array = array.reshape(1, -1) if array.ndim == 1 else array
-    if array.ndim != 2 or array.shape[1] != width:
-        shape = tuple(array.shape)
-        clip = CLIP_WIDTHS.get(shape[-1]) if array.ndim >= 2 else None
-        what = f"a {clip} image embedding (IPAdapterEncoder), not a face identity" if clip else "not that"
-        raise ValueError(f"identity {name!r}: {embedding_model} embeddings are (N, {width}) vectors; this tensor "
-                         f"is {shape}, {what}. Give insightface's face embedding (normed_embedding or embedding)")
-    if not np.isfinite(array).all():
-        raise ValueError(f"identity {name!r}: the embedding holds NaN or infinite values")
-    norms = np.linalg.norm(array, axis=1)
+    array = validate.vectors("embedding", vectors, width, lambda got: _width_hint(got, embedding_model))
+    norms = np.linalg.norm(array, axis=1)          # float64: rows x1e30 or x1e-30 neither overflow nor vanish
     normalised = bool(np.all(np.abs(norms - 1.0) < 1e-6))
-    rows = [row if abs(float(n) - 1.0) < 1e-6 else l2_normalise(row) for row, n in zip(array, norms)]
+    rows = [row if abs(float(n) - 1.0) < 1e-6 else row / n for row, n in zip(array, norms)]
     mean = rows[0] if len(rows) == 1 else l2_normalise(np.mean(rows, axis=0))
+    raw_norm = None if normalised else float(np.mean(norms))
+    if raw_norm is not None and not RAW_NORMS[0] <= raw_norm <= RAW_NORMS[1]:
+        log.info("identity %r: the embedding's length %.3g is no recogniser's; only its direction is used", name,
+                 raw_norm)
+        raw_norm = None
     # raw rows keep their mean length, as build_identity records it (InstantID reads raw vectors)
     return Identity(name=name, embedding=np.asarray(mean, np.float32), embedding_model=embedding_model,
-                    reference_count=len(rows), embedding_norm=None if normalised else float(np.mean(norms)))
+                    reference_count=len(rows), embedding_norm=raw_norm)
+
+
+def _width_hint(got: int, model_name: str) -> str:
+    """What to do with a vector of ``got`` numbers given as ``model_name``: name the model it fits."""
+    clip = CLIP_WIDTHS.get(got)
+    if clip:
+        return (f": this is a {clip} image embedding (IPAdapterEncoder), not a face identity; give insightface's "
+                "face embedding (normed_embedding or embedding)")
+    fits = [m for m in embedding_models() if embedding_model_row(m).dim == got]
+    if fits:
+        return (f" by {model_name}: {got} numbers make a {embedding_model_row(fits[0]).family} embedding, so "
+                f"set embedding_model to {' or '.join(fits)}")
+    return ": give insightface's face embedding (normed_embedding or embedding) or dlib's descriptor"

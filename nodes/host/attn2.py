@@ -197,6 +197,9 @@ def add_identities(model, attention, layers: list[tuple], sigma_range: tuple[flo
         if not is_dispatcher(existing):
             existing = MagicIDAttn2(base=existing)
         clone.set_model_attn2_replace(existing._copy().add(entry, **window), *key)
+    from .cancel import add_cancel_wrapper     # here: this file also loads alone (a second import)
+
+    add_cancel_wrapper(clone)     # a stock KSampler on this MODEL stops inside a model call too
     return clone
 
 

@@ -12,6 +12,8 @@ is small numpy on the masks MultiIDApply keeps; it stays beside the patch protoc
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import torch
@@ -20,7 +22,10 @@ from ...magicid_core.diffusion.attention import same_aspect
 from ...magicid_core.diffusion.restore import Pipeline
 from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
+from .cancel import cancel_inside
 from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
+
+log = logging.getLogger(__name__)
 
 
 class ComfyPipeline(Pipeline):
@@ -33,15 +38,20 @@ class ComfyPipeline(Pipeline):
         self.latent_scale = vae.spacial_compression_encode()
 
     def encode(self, pixels):
-        return self.vae.encode(pixels)
+        with cancel_inside("a VAE encode"):         # a zoomed crop takes minutes to encode on a CPU
+            return self.vae.encode(pixels)
 
     def decode(self, latent):
-        return self.vae.decode(latent)[..., :3]
+        with cancel_inside("a VAE decode"):
+            return self.vae.decode(latent)[..., :3]
 
     def sigmas(self, steps):
         return schedule_sigmas(self.model, self.scheduler, steps)
 
     def run(self, stage, latent, sigmas, program, jobs):
+        # one line per stage: in the console a long zoomed restore shows where it is
+        log.info("MagicID IDRestore: %s, %d face(s), latent %s", stage, len(jobs),
+                 "x".join(str(n) for n in latent.shape))
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
             guider = cfg_guider(without_identities(self.model), self.positive, self.negative, 1.0)
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ...magicid_core.diffusion.inversion import invert, measured_error
+from .cancel import cancellable
 
 
 def schedule_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
@@ -41,9 +42,10 @@ def model_latent(model, samples: torch.Tensor) -> torch.Tensor:
 
 
 def cfg_guider(model, positive, negative, cfg: float):
+    """ComfyUI's CFGGuider on ``model``, whose model calls stop within a second of Cancel (cancel.py)."""
     import comfy.samplers
 
-    guider = comfy.samplers.CFGGuider(model)
+    guider = comfy.samplers.CFGGuider(cancellable(model))
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     return guider

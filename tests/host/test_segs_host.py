@@ -59,8 +59,10 @@ def impact(comfy_nodes):
 
 
 def call(mappings, node_type, **inputs):
+    """A node's outputs, as ComfyUI takes them (the "result" of a node that also returns "ui")."""
     cls = mappings[node_type]
-    return getattr(cls(), cls.FUNCTION)(**inputs)
+    out = getattr(cls(), cls.FUNCTION)(**inputs)
+    return out["result"] if isinstance(out, dict) else out
 
 
 @pytest.fixture(scope="module")
