@@ -7,9 +7,12 @@ image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells i
 
 with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
 M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: each
-identity attends to its tokens alone, through the host's attention (one call per identity, as a
-lone IP-Adapter computes it), and adds the result on the cells it owns. The patch reads
-as: gather tokens -> attend per identity -> mask -> add.
+identity's cells, gathered, attend to its tokens alone through the host's attention (one call per
+identity over its own cells, as a lone IP-Adapter computes each of them), and the results are
+added on those cells. Six identities thus cost about what one does. A row of attention does not
+depend on the other rows, so this agrees with a lone IP-Adapter over the whole layer within
+float32 rounding (the pack's parity rule: 1e-5 of the largest latent), not necessarily to the
+bit. The patch reads as: gather tokens -> attend per identity on its cells -> add.
 
 Each person may also carry their own words (PersonText): CLIP tokens of the model's context
 width, projected by the layer's own to_k / to_v. In the cells person i owns, the text attention
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -155,28 +158,23 @@ class MultiIDAttention:
             yield self._text_residual(q, k, v, extra_options)
 
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows).
+        """gather tokens -> attend per identity on its cells: the identities' residual on owned cells (rows).
 
-        Each identity attends to its own tokens through the host's attention over all cells, as a lone
-        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), and keeps
-        the cells it owns: each cell gets exactly what the reference gives its owner alone (attention
-        over a subset of the cells may round differently). The identity tokens are few (4 or 16), so
-        this costs little beside the text attention.
+        Each identity's cells attend to its own tokens through the host's attention, as a lone
+        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), but only
+        the cells it owns are computed (see attend_per_owner).
         """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
-        rows, owner, _, _ = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        n_tokens, heads = self.tokens.cond.shape[1], extra_options["n_heads"]
-        added = q.new_zeros(len(q), len(rows), values.shape[-1])
-        for j in torch.unique(owner).tolist():
-            cells = torch.nonzero(owner == j)[:, 0]
-            own = slice(j * n_tokens, (j + 1) * n_tokens)
-            attended = self.attention(q, keys[:, own], values[:, own], heads, extra_options)
-            added[:, cells] = attended[:, rows[cells]] * float(self.weights[j])
-        return rows, added
+        owned = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        added = attend_per_owner(q, owned, keys, values, self.tokens.cond.shape[1], self.weights,
+                                 lambda q_j, k_j, v_j: self.attention(q_j, k_j, v_j, extra_options["n_heads"],
+                                                                      extra_options))
+        return owned.rows, added
 
     def _text_residual(self, q, k, v, extra_options):
         """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
-        rows, _, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        owned = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        rows, allowed, scale = owned.rows, owned.allowed, owned.weight
         cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
         added = q.new_zeros(len(q), len(rows), q.shape[-1])
         if len(cond) == 0 or len(rows) == 0:
@@ -238,18 +236,13 @@ class MultiIDAttention:
         weights = torch.where(self.text.speakers(), self.text.weights, torch.zeros_like(self.text.weights))
         return self._cells("text", size, q, weights, self.text.owner)
 
-    def _cells(self, what, size, q, weights, token_owner):
-        """Owned cells of people with a non-zero weight: (rows, owner (M,), allowed (M, T), owner's
-        weight (M,)), cached per layer size. Identities and words share one owner map."""
+    def _cells(self, what, size, q, weights, token_owner) -> "OwnedPositions":
+        """Owned cells of people with a non-zero weight (see OwnedPositions), cached per layer size.
+        Identities and words share one owner map."""
         cache_key = (what, size, q.device, q.dtype)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
-            acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
-            rows = torch.nonzero(acting[owner])[:, 0]
-            owner = owner[rows]
-            allowed = owner[:, None] == token_owner[None, :]
-            self._owners[cache_key] = (rows.to(q.device), owner, allowed.to(q.device),
-                                       weights[owner].to(q.device, q.dtype))
+            self._owners[cache_key] = OwnedPositions.of(owner, weights, token_owner).to(q.device, q.dtype)
         return self._owners[cache_key]
 
     # -- derived patches -------------------------------------------------------------------
@@ -282,6 +275,47 @@ class MultiIDAttention:
         """The same patch wrapping other attn2 patches (by block key)."""
         return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
                                 (self.sigma_start, self.sigma_end), self.attention, previous, self.text)
+
+
+class OwnedPositions(NamedTuple):
+    """Which positions of a layer's query sequence (UNet cells, DiT image tokens: only their
+    index matters) belong to a person with a non-zero weight, and what each may see."""
+
+    rows: torch.Tensor        # (M,) owned positions in the flattened sequence
+    owner: torch.Tensor       # (M,) the person owning each (a mask index)
+    allowed: torch.Tensor     # (M, T) bool: the person tokens each position may see
+    weight: torch.Tensor      # (M,) the owner's weight
+    groups: list              # [(person j, (M_j,) indices into rows of j's positions)]
+
+    @classmethod
+    def of(cls, owner_of_position: torch.Tensor, weights: torch.Tensor, token_owner: torch.Tensor) -> "OwnedPositions":
+        """From the owner of every position (-1: nobody), the people's weights and each token's owner."""
+        acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
+        rows = torch.nonzero(acting[owner_of_position])[:, 0]
+        owner = owner_of_position[rows]
+        groups = [(j, torch.nonzero(owner == j)[:, 0]) for j in torch.unique(owner).tolist()]
+        return cls(rows, owner, owner[:, None] == token_owner[None, :], weights[owner], groups)
+
+    def to(self, device, dtype) -> "OwnedPositions":
+        return OwnedPositions(self.rows.to(device), self.owner, self.allowed.to(device),
+                              self.weight.to(device, dtype), [(j, i.to(device)) for j, i in self.groups])
+
+
+def attend_per_owner(q: torch.Tensor, owned: OwnedPositions, keys: torch.Tensor, values: torch.Tensor,
+                     tokens_per_person: int, weights: torch.Tensor, attention) -> torch.Tensor:
+    """sum_j w_j M_j Attn(q, K_j, V_j) at the owned positions only: (B, M, width), rows as owned.rows.
+
+    Person j's positions are gathered and attend to j's tokens (keys[:, j*T:(j+1)*T]) in one call of
+    ``attention(q_j, k_j, v_j)``: the cost is one attention over the owned positions, however many
+    people there are. Nothing here knows the layer's layout (cells of a UNet, tokens of a DiT).
+    """
+    added = q.new_zeros(len(q), len(owned.rows), values.shape[-1])
+    for j, members in owned.groups:
+        positions = owned.rows[members]
+        q_j = q if len(positions) == q.shape[1] else q[:, positions]     # one person owning all: no copy
+        own = slice(j * tokens_per_person, (j + 1) * tokens_per_person)
+        added[:, members] = attention(q_j, keys[:, own], values[:, own]) * float(weights[j])
+    return added
 
 
 def block_key(extra_options: dict) -> LayerKey:
