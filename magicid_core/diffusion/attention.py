@@ -35,7 +35,7 @@ are in the glossary of docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -78,6 +78,7 @@ class PersonText:
     owner: torch.Tensor           # (T,) int64: the person (mask index) each token belongs to
     weights: torch.Tensor         # (P,) per person; 0 for a person without words
     project: Callable
+    _placed: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see on()
 
     def subset(self, keep: list[int]) -> "PersonText":
         """Only the people in ``keep`` (renumbered 0..len(keep)-1)."""
@@ -86,6 +87,17 @@ class PersonText:
         kept = new_index[self.owner] >= 0
         return replace(self, tokens=self.tokens[kept], owner=new_index[self.owner][kept],
                        weights=self.weights[keep])
+
+    def on(self, device, dtype) -> torch.Tensor:
+        """(1, T, C) tokens on the layer's device and dtype, kept (one tensor per place, so a
+        projection may cache what it computed from it)."""
+        if (device, dtype) not in self._placed:
+            self._placed[(device, dtype)] = self.tokens[None].to(device, dtype)
+        return self._placed[(device, dtype)]
+
+    def tokens_of(self, person: int, device) -> torch.Tensor:
+        """Indices of ``person``'s tokens."""
+        return torch.nonzero(self.owner == person)[:, 0].to(device)
 
     def speakers(self) -> torch.Tensor:
         """(P,) bool: people with words and a non-zero weight."""
@@ -166,31 +178,37 @@ class MultiIDAttention:
         """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
         owned = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        added = attend_per_owner(q, owned, keys, values, self.tokens.cond.shape[1], self.weights,
-                                 lambda q_j, k_j, v_j: self.attention(q_j, k_j, v_j, extra_options["n_heads"],
-                                                                      extra_options))
-        return owned.rows, added
+        n_tokens, heads = self.tokens.cond.shape[1], extra_options["n_heads"]
+
+        def attend(j, q_j):
+            own = slice(j * n_tokens, (j + 1) * n_tokens)
+            return self.attention(q_j, keys[:, own], values[:, own], heads, extra_options) * float(self.weights[j])
+        return owned.rows, attend_per_owner(q, owned, attend)
 
     def _text_residual(self, q, k, v, extra_options):
-        """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
+        """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows.
+
+        Person i's cells attend over the global prompt and i's words only (gathered per person, as
+        the identities are): the same numbers as one attention over everyone's words with the others
+        masked out, at a fraction of the keys.
+        """
         owned = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        rows, allowed, scale = owned.rows, owned.allowed, owned.weight
         cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
-        added = q.new_zeros(len(q), len(rows), q.shape[-1])
-        if len(cond) == 0 or len(rows) == 0:
-            return rows, added
-        words = self.text.tokens[None].to(q.device, q.dtype)
-        k_words, v_words = self.text.project(block_key(extra_options), words)        # (1, T, width)
-        q_cells, k_cond, v_cond = q[cond][:, rows], k[cond], v[cond]
-        heads = extra_options["n_heads"]
-        sees_global = allowed.new_ones(len(rows), k.shape[1])
-        joint = multi_head_attention(
-            q_cells, torch.cat([k_cond, k_words.expand(len(cond), -1, -1).to(k.dtype)], 1),
-            torch.cat([v_cond, v_words.expand(len(cond), -1, -1).to(v.dtype)], 1), heads,
-            attn_mask=torch.cat([sees_global, allowed], 1))
-        alone = multi_head_attention(q_cells, k_cond, v_cond, heads)
-        added[cond] = (joint - alone) * scale[:, None]
-        return rows, added
+        added = q.new_zeros(len(q), len(owned.rows), q.shape[-1])
+        if len(cond) == 0 or len(owned.rows) == 0:
+            return owned.rows, added
+        k_words, v_words = self.text.project(block_key(extra_options), self.text.on(q.device, q.dtype))  # (1, T, width)
+        q_cond, k_cond, v_cond = q[cond], k[cond], v[cond]
+        heads, batch = extra_options["n_heads"], len(cond)
+
+        def attend(j, q_j):
+            mine = self.text.tokens_of(j, q.device)
+            joint = multi_head_attention(q_j, torch.cat([k_cond, k_words[:, mine].to(k.dtype).expand(batch, -1, -1)], 1),
+                                         torch.cat([v_cond, v_words[:, mine].to(v.dtype).expand(batch, -1, -1)], 1), heads)
+            alone = multi_head_attention(q_j, k_cond, v_cond, heads)
+            return (joint - alone) * float(self.text.weights[j])
+        added[cond] = attend_per_owner(q_cond, owned, attend)
+        return owned.rows, added
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):
@@ -226,23 +244,21 @@ class MultiIDAttention:
         is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
 
-    def _ownership(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with an identity, their owner, which identity tokens each may see, and the weight."""
-        token_owner = torch.arange(len(self.masks)).repeat_interleave(self.tokens.cond.shape[1])
-        return self._cells("identity", size, q, self.weights, token_owner)
+    def _ownership(self, size: tuple[int, int], q: torch.Tensor) -> "OwnedPositions":
+        """Cells of the people with a non-zero identity weight, grouped by owner."""
+        return self._cells("identity", size, q, self.weights)
 
-    def _text_cells(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with words, their owner, which word tokens each may see, and the person's text weight."""
-        weights = torch.where(self.text.speakers(), self.text.weights, torch.zeros_like(self.text.weights))
-        return self._cells("text", size, q, weights, self.text.owner)
+    def _text_cells(self, size: tuple[int, int], q: torch.Tensor) -> "OwnedPositions":
+        """Cells of the people with words and a non-zero text weight, grouped by owner."""
+        return self._cells("text", size, q, self.text.speakers())
 
-    def _cells(self, what, size, q, weights, token_owner) -> "OwnedPositions":
-        """Owned cells of people with a non-zero weight (see OwnedPositions), cached per layer size.
+    def _cells(self, what, size, q, acting) -> "OwnedPositions":
+        """Owned cells of the acting people (see OwnedPositions), cached per layer size.
         Identities and words share one owner map."""
-        cache_key = (what, size, q.device, q.dtype)
+        cache_key = (what, size, q.device)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
-            self._owners[cache_key] = OwnedPositions.of(owner, weights, token_owner).to(q.device, q.dtype)
+            self._owners[cache_key] = OwnedPositions.of(owner, acting != 0).to(q.device)
         return self._owners[cache_key]
 
     # -- derived patches -------------------------------------------------------------------
@@ -279,42 +295,35 @@ class MultiIDAttention:
 
 class OwnedPositions(NamedTuple):
     """Which positions of a layer's query sequence (UNet cells, DiT image tokens: only their
-    index matters) belong to a person with a non-zero weight, and what each may see."""
+    index matters) belong to an acting person, grouped by person."""
 
-    rows: torch.Tensor        # (M,) owned positions in the flattened sequence
-    owner: torch.Tensor       # (M,) the person owning each (a mask index)
-    allowed: torch.Tensor     # (M, T) bool: the person tokens each position may see
-    weight: torch.Tensor      # (M,) the owner's weight
+    rows: torch.Tensor        # (M,) owned positions in the flattened sequence, ascending
     groups: list              # [(person j, (M_j,) indices into rows of j's positions)]
 
     @classmethod
-    def of(cls, owner_of_position: torch.Tensor, weights: torch.Tensor, token_owner: torch.Tensor) -> "OwnedPositions":
-        """From the owner of every position (-1: nobody), the people's weights and each token's owner."""
-        acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
+    def of(cls, owner_of_position: torch.Tensor, acting: torch.Tensor) -> "OwnedPositions":
+        """From the owner of every position (-1: nobody) and which people act ((P,) bool)."""
+        acting = torch.cat([acting.bool(), torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
         rows = torch.nonzero(acting[owner_of_position])[:, 0]
         owner = owner_of_position[rows]
-        groups = [(j, torch.nonzero(owner == j)[:, 0]) for j in torch.unique(owner).tolist()]
-        return cls(rows, owner, owner[:, None] == token_owner[None, :], weights[owner], groups)
+        return cls(rows, [(j, torch.nonzero(owner == j)[:, 0]) for j in torch.unique(owner).tolist()])
 
-    def to(self, device, dtype) -> "OwnedPositions":
-        return OwnedPositions(self.rows.to(device), self.owner, self.allowed.to(device),
-                              self.weight.to(device, dtype), [(j, i.to(device)) for j, i in self.groups])
+    def to(self, device) -> "OwnedPositions":
+        return OwnedPositions(self.rows.to(device), [(j, i.to(device)) for j, i in self.groups])
 
 
-def attend_per_owner(q: torch.Tensor, owned: OwnedPositions, keys: torch.Tensor, values: torch.Tensor,
-                     tokens_per_person: int, weights: torch.Tensor, attention) -> torch.Tensor:
-    """sum_j w_j M_j Attn(q, K_j, V_j) at the owned positions only: (B, M, width), rows as owned.rows.
+def attend_per_owner(q: torch.Tensor, owned: OwnedPositions, attend) -> torch.Tensor:
+    """What each person adds at the positions they own: (B, M, width), rows as owned.rows.
 
-    Person j's positions are gathered and attend to j's tokens (keys[:, j*T:(j+1)*T]) in one call of
-    ``attention(q_j, k_j, v_j)``: the cost is one attention over the owned positions, however many
-    people there are. Nothing here knows the layer's layout (cells of a UNet, tokens of a DiT).
+    Person j's positions are gathered and ``attend(j, q_j)`` computes j's contribution there (its
+    own keys and values, its weight): the cost is one attention over the owned positions, however
+    many people there are. Nothing here knows the layer's layout (cells of a UNet, tokens of a DiT).
     """
-    added = q.new_zeros(len(q), len(owned.rows), values.shape[-1])
+    added = q.new_zeros(len(q), len(owned.rows), q.shape[-1])
     for j, members in owned.groups:
         positions = owned.rows[members]
         q_j = q if len(positions) == q.shape[1] else q[:, positions]     # one person owning all: no copy
-        own = slice(j * tokens_per_person, (j + 1) * tokens_per_person)
-        added[:, members] = attention(q_j, keys[:, own], values[:, own]) * float(weights[j])
+        added[:, members] = attend(j, q_j)
     return added
 
 
