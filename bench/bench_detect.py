@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 import magicid_core.analyze as analyze  # noqa: E402
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
@@ -152,6 +153,7 @@ def embeddings_alone(image: np.ndarray, repeats: int) -> None:
 
 def main():
     p = argparse.ArgumentParser()
+    cpu_bench(p, "face analysis runs on mediapipe, dlib and onnxruntime's CPU provider")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     print(f"median of {args.repeats} runs after a warm-up; load average {os.getloadavg()[0]:.1f} on "

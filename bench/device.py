@@ -44,3 +44,14 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"wall seconds on {torch.cuda.get_device_name(device)}"
     return "CPU seconds of this process"
+
+
+def cpu_bench(parser: argparse.ArgumentParser, why: str) -> torch.device:
+    """For a bench whose work has no CUDA path in the pack (``why``): takes --device like every bench,
+    and says so instead of printing CPU figures as GPU ones."""
+    add_device_argument(parser)
+    known, _ = parser.parse_known_args()
+    device = resolve_device(known.device)
+    if device.type != "cpu":
+        raise SystemExit(f"--device {known.device}: {why}; this bench measures the CPU only")
+    return device
