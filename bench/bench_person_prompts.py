@@ -1,7 +1,7 @@
 """What identities and a prompt per person cost in a whole UNet step, side by side in one run, in a real ComfyUI:
 
     COMFYUI_DIR=/path/to/ComfyUI python bench/bench_person_prompts.py [--family sd15|sdxl] [--size S]
-        [--people 4|6] [--repeat 2] [--no-masked] [--device cpu|cuda]
+        [--people 4|6] [--repeat 2] [--runs plain,words,people,masked] [--device cpu|cuda]
 
 One KSampler step (CFG on: cond + uncond) of a full-width UNet (ComfyUI's SD15 or SDXL class at the
 real layout and widths, seeded random weights: nothing is downloaded) at size x size, the people in
@@ -10,10 +10,11 @@ a group (FaceID for SD1.5, InstantID's 16 tokens for SDXL):
 2. MultiIDApply with a PersonPrompt each (words only, identity weight 0);
 3. MultiIDApply with an identity and a PersonPrompt each;
 4. the global prompt plus one ConditioningSetMask conditioning per person (strength 1, area
-   "default"), ComfyUI's own way to give each face its prompt (--no-masked leaves it out: it
+   "default"), ComfyUI's own way to give each face its prompt (--runs picks the runs: this one
    doubles the step, which is long for SDXL at 1024 on a CPU).
-Times (bench/device.py) are the best of --repeat runs, interleaved; the ratios to the plain step
-are what to read. The SDXL UNet at full width holds about 10 GB of float32 weights.
+Each run is warmed up by one step (model loading, and each patch's per-layer caches, built once per
+sampling run); times (bench/device.py) are the best of --repeat runs, interleaved; the ratios to
+the plain step are what to read. The SDXL UNet at full width holds about 10 GB of float32 weights.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="picture side in pixels (default 512 for sd15, 1024 for sdxl)")
     parser.add_argument("--people", type=int, choices=sorted(PEOPLE), default=4)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--no-masked", action="store_true", help="leave out the ConditioningSetMask run")
+    parser.add_argument("--runs", default="plain,words,people,masked",
+                        help="which runs, comma-separated: plain, words (prompts only), people (identities and "
+                             "prompts), masked (ConditioningSetMask); the masked run doubles the step")
     add_device_argument(parser)
     opts = parser.parse_args()
     device = resolve_device(opts.device)
@@ -145,16 +148,17 @@ def main() -> None:
         return classes["MultiIDApply"]().apply(model, adapter, identities, faces, weight, 0.0, 1.0,
                                                face_indices=", ".join(map(str, range(n))), person_prompts=prompts)[0]
 
-    runs = {
-        "plain (global prompt only)": (model, positive),
-        f"{n} person prompts (MultiIDApply, words only)": (with_people(0.0), positive),
-        f"{n} identities + {n} person prompts": (with_people(1.0), positive),
-    }
-    if not opts.no_masked:
+    runs = {"plain": ("plain (global prompt only)", model, positive)}
+    wanted = set(opts.runs.split(",")) | {"plain"}
+    if "words" in wanted:
+        runs["words"] = (f"{n} person prompts (MultiIDApply, words only)", with_people(0.0), positive)
+    if "people" in wanted:
+        runs["people"] = (f"{n} identities + {n} person prompts", with_people(1.0), positive)
+    if "masked" in wanted:
         masked = list(positive)
         for w, m in zip(people_words, masks):
             masked += nodes.ConditioningSetMask().append(w, torch.from_numpy(m)[None], "default", 1.0)[0]
-        runs[f"{n} ConditioningSetMask prompts"] = (model, masked)
+        runs["masked"] = (f"{n} ConditioningSetMask prompts", model, masked)
     (latent,) = nodes.EmptyLatentImage().generate(size, size, 1)
     now = clock(device)
 
@@ -163,18 +167,19 @@ def main() -> None:
         nodes.common_ksampler(m, 3, 1, 5.0, "euler", "normal", pos, negative, latent)
         return now() - start
 
-    step(model, positive)                                          # warm-up: loading, allocations
+    for _, m, pos in runs.values():          # warm-up: loading, allocations, each patch's per-layer caches
+        step(m, pos)
     times = {name: [] for name in runs}
-    for _ in range(opts.repeat):                                   # interleaved: load spikes hit all alike
-        for name, run in runs.items():
-            times[name].append(step(*run))
+    for _ in range(opts.repeat):             # interleaved: load spikes hit all alike
+        for name, (_, m, pos) in runs.items():
+            times[name].append(step(m, pos))
     best = {name: min(t) for name, t in times.items()}
-    plain = best["plain (global prompt only)"]
     print(f"one KSampler step, full-width {family.upper()} UNet, {size}x{size}, CFG on, {n} people, "
-          f"best of {opts.repeat} ({describe(device)}); load average {os.getloadavg()[0]:.2f}")
+          f"best of {opts.repeat} after a warm-up step each ({describe(device)}); load average {os.getloadavg()[0]:.2f}")
     print(f"{'':<46}{'s':>8}{'x plain':>9}   all runs")
     for name, seconds in best.items():
-        print(f"{name:<46}{seconds:>8.2f}{seconds / plain:>9.3f}   {', '.join(f'{t:.2f}' for t in times[name])}")
+        print(f"{runs[name][0]:<46}{seconds:>8.2f}{seconds / best['plain']:>9.3f}   "
+              f"{', '.join(f'{t:.2f}' for t in times[name])}")
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ class MultiIDAttention:
         sum_j w_j M_j Attn(q, K_j, V_j), and with the text keys k, v given, the people's words."""
         out = torch.zeros_like(q)
         for rows, added in self._owned_residuals(q, k, v, extra_options):
-            out = out.index_add(1, rows, added)
+            out.index_add_(1, rows, added)                    # ours: added in place, no layer-sized copies
         return out
 
     def _owned_residuals(self, q, k, v, extra_options):
