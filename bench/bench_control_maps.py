@@ -19,6 +19,7 @@ The first call of a process imports mediapipe's mesh topology; a warm-up call ta
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
 from magicid_core.faces import control_maps as cm  # noqa: E402
@@ -91,6 +93,8 @@ def measure(frame, node, with_old_dilation: bool) -> dict[str, str]:
 
 
 def main() -> None:
+    cpu_bench(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+              "face analysis and the maps run on mediapipe, dlib, numpy and opencv")
     pack = _load_pack()
     node = pack.nodes.mmf_control.MMFControlMaps()
     columns = {}

@@ -33,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 import magicid_core.analyze as analyze  # noqa: E402
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
@@ -262,6 +263,7 @@ def part3() -> None:
 
 def main():
     p = argparse.ArgumentParser()
+    cpu_bench(p, "face analysis runs on mediapipe, dlib and onnxruntime's CPU provider")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 2,3")
     args = p.parse_args()

@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 SIDE, FACE_PX = 4096, 300
 GOAL_MIB = 64
@@ -80,6 +81,7 @@ def measure(image_path: str, layout: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cpu_bench(p, "face analysis runs on mediapipe, dlib and onnxruntime's CPU provider")
     p.add_argument("--child", nargs=2, metavar=("IMAGE_NPY", "LAYOUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -21,6 +21,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 from magicid_core.analyze import AnalysisSettings, analyze_image  # noqa: E402
 from magicid_core.identity.embedding_models import threshold_for  # noqa: E402
@@ -37,6 +38,7 @@ def median_ms(image, settings, repeats):
 
 def main():
     p = argparse.ArgumentParser()
+    cpu_bench(p, "face analysis runs on mediapipe, dlib and onnxruntime's CPU provider")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     image = np.asarray(Image.open(ROOT / "assets" / "group6.jpg").convert("RGB"))

@@ -1,8 +1,8 @@
-"""MGMICA measurements, side by side in one run: `python bench/bench_mgmica.py`.
+"""MGMICA measurements, side by side in one run: `python bench/bench_mgmica.py [--device cpu|cuda]`.
 
 1. Ownership: small faces in a 1024 px picture, at every cross-attention layer size of SD1.5
    and SDXL, under bilinear mask shrinking (what peer packs do) and under our ownership rule.
-2. Cost (CPU time of this process, so other load on the machine does not skew it): one
+2. Cost (bench/device.py: CPU time of this process on the CPU, so other load skews it less): one
    MultiIDAttention patch serving 1, 2, 4, 6, 8 identities against a chain of as
    many single-identity patches (one per identity, each wrapping the previous), on real-size
    SD1.5 / SDXL attention tensors (cond + uncond batch of 2, 77 text tokens).
@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention  # noqa: E402
 from magicid_core.diffusion.ownership import bilinear_masks, ownership_masks  # noqa: E402
+from bench.device import add_device_argument, clock, describe, resolve_device  # noqa: E402
 
 SIZES = {"SD1.5": [128, 64, 32, 16], "SDXL": [64, 32]}   # cells a side at 1024 px
 KEY = ("input", 1, 0)
@@ -56,11 +57,11 @@ def ownership_report():
     print()
 
 
-def tokens(n, width, context, t, seed):
+def tokens(n, width, context, t, seed, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return IdentityTokens(torch.randn(n, t, context, generator=g), torch.randn(n, t, context, generator=g),
-                          [torch.randn(width, context, generator=g) * context ** -0.5],
-                          [torch.randn(width, context, generator=g) * context ** -0.5])
+    cond, uncond = torch.randn(n, t, context, generator=g).to(device), torch.randn(n, t, context, generator=g).to(device)
+    return IdentityTokens(cond, uncond, [(torch.randn(width, context, generator=g) * context ** -0.5).to(device)],
+                          [(torch.randn(width, context, generator=g) * context ** -0.5).to(device)])
 
 
 def group_masks(n, diameter=110):
@@ -68,42 +69,45 @@ def group_masks(n, diameter=110):
     return discs([(120 + 190 * (i % 5), 380 + 260 * (i // 5)) for i in range(n)], diameter)
 
 
-def time_calls(fns, repeats=15):
+def time_calls(fns, device=torch.device("cpu"), repeats=15):
     """Fastest of `repeats` runs of each function, runs interleaved so load spikes hit all alike."""
+    now = clock(device)
     for fn in fns:
         fn()  # warm: ownership maps and token projections are cached per layer size
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, out in zip(fns, times):
-            t0 = time.process_time()
+            t0 = now()
             fn()
-            out.append(time.process_time() - t0)
+            out.append(now() - t0)
     return [min(t) for t in times]
 
 
-def cost_report():
-    torch.set_num_threads(1)
-    print("== Cost per attention call (CPU time of this process, fastest of 15 interleaved rounds, ms; one thread). ratio = vs 1 identity of the same method")
+def cost_report(device=torch.device("cpu")):
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    print(f"== Cost per attention call ({describe(device)}, fastest of 15 interleaved rounds, ms"
+          f"{'; one thread' if device.type == 'cpu' else ''}). ratio = vs 1 identity of the same method")
     cases = [("SD1.5 128x128, width 320, FaceID 4 tokens", 128, 320, 8, 768, 4),
              ("SDXL 64x64, width 640, InstantID 16 tokens", 64, 640, 10, 2048, 16)]
     for label, cells, width, heads, context, t in cases:
         g = torch.Generator().manual_seed(0)
-        q = torch.randn(2, cells * cells, width, generator=g)
-        k, v = torch.randn(2, 77, width, generator=g), torch.randn(2, 77, width, generator=g)
+        q = torch.randn(2, cells * cells, width, generator=g).to(device)
+        k, v = torch.randn(2, 77, width, generator=g).to(device), torch.randn(2, 77, width, generator=g).to(device)
         opts = {"block": KEY[:2], "block_index": 0, "n_heads": heads, "cond_or_uncond": [1, 0],
                 "activations_shape": [2, width, cells, cells]}
         print(f"-- {label}")
         print(f"{'ids':>4s} {'one patch':>10s} {'ratio':>6s} {'chained':>10s} {'ratio':>6s} {'chained/one':>12s}")
         calls = {}
         for n in (1, 2, 4, 6, 8):
-            masks, toks = group_masks(n), tokens(n, width, context, t, seed=n)
+            masks, toks = group_masks(n), tokens(n, width, context, t, seed=n, device=device)
             one = MultiIDAttention(toks, masks, [1.0] * n, {KEY: 0})
             chain = None
             for j in range(n):  # identity j's own patch, stacked on the previous ones
                 single = MultiIDAttention(toks.subset([j]), masks[[j]], [1.0], {KEY: 0})
                 chain = single if chain is None else single.stacked_on({KEY: chain})
             calls[n] = (lambda p=one: p(q, k, v, opts), lambda p=chain: p(q, k, v, opts))
-        fastest = time_calls([fn for pair in calls.values() for fn in pair])
+        fastest = time_calls([fn for pair in calls.values() for fn in pair], device)
         (one_1, chain_1), rows = fastest[:2], zip(calls, fastest[0::2], fastest[1::2])
         for n, t_one, t_chain in rows:
             print(f"{n:>4d} {t_one * 1e3:>10.2f} {t_one / one_1:>6.2f} {t_chain * 1e3:>10.2f} "
@@ -112,5 +116,8 @@ def cost_report():
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_device_argument(parser)
+    chosen = resolve_device(parser.parse_args().device)
     ownership_report()
-    cost_report()
+    cost_report(chosen)

@@ -37,6 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 from tests.support.insightface_reference import reference_missing  # noqa: E402
 
@@ -205,6 +206,7 @@ def peer_lines(log: str | None = None) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cpu_bench(parser, "insightface and the pack run their ONNX models on onnxruntime's CPU provider")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peer-log", help="output of an earlier `pytest tests/host/test_peer_parity*.py -s` to summarise")
     args = parser.parse_args()

@@ -18,6 +18,7 @@ model's change counts) and as pasted (against the input).
 from __future__ import annotations
 
 import math
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.device import cpu_bench  # noqa: E402
 
 from tests.support.analytic_models import PatchVAE, analytic_pipeline, gaussian_denoiser, knowing_denoiser, psnr  # noqa: E402
 from magicid_core.faces import crops  # noqa: E402
@@ -130,6 +132,8 @@ def timed_pair(first, second):
 
 
 def main():
+    cpu_bench(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+              "the analytic model and PatchVAE of tests/support, and the crops (numpy, opencv), run on the CPU")
     torch.manual_seed(0)
     print(f"settings: steps {SETTINGS.steps}, strength {SETTINGS.strength}, zoom {SETTINGS.zoom_size}, "
           f"inversion refinement {SETTINGS.refinement}; analytic Gaussian-mixture model, PatchVAE\n")

@@ -9,6 +9,7 @@ face mask (at latent resolution); the ratio outside/inside says how much acts of
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -23,6 +24,11 @@ SIZE = 128
 
 
 def main() -> None:
+    sys.path.insert(0, str(PACK))
+    from bench.device import cpu_bench
+
+    cpu_bench(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+              "it measures where a ControlNet acts (not time), on the host tests' tiny CPU models")
     if not Path(COMFYUI_DIR, "main.py").is_file():
         sys.exit("set COMFYUI_DIR to a ComfyUI checkout")
     sys.path[:0] = [COMFYUI_DIR, str(PACK / "tests" / "host")]

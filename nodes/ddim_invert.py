@@ -46,7 +46,8 @@ class DDIMInvert:
                                          "exactly when it uses this same cfg."}),
             "refinement": ("INT", {"default": DEFAULT_REFINEMENT, "min": 0, "max": 100,
                                    "tooltip": "Most extra model calls per step to make the step exact "
-                                              "(stops early when it is). 0 = plain DDIM inversion."}),
+                                              "(stops early when it is, or at the floor the model's precision "
+                                              "sets: fp16/bf16 models stop after about 2). 0 = plain DDIM inversion."}),
         }}
 
     RETURN_TYPES = ("LATENT", "FLOAT", "INT")

@@ -48,7 +48,8 @@ class IDRestore:
                                     "tooltip": "Extra softening of the face mask's edge in pixels (changes stay inside the mask grown by this)."}),
                 "refinement": ("INT", {"default": DEFAULT_REFINEMENT, "min": 0, "max": 100,
                                        "tooltip": "Most refinement calls per inversion step, as in DDIMInvert; "
-                                                  "steps stop early once exact. 0 = plain inversion."}),
+                                                  "steps stop early once exact, or at the floor of the model's "
+                                                  "precision (fp16/bf16). 0 = plain inversion."}),
                 "faces_to_restore": ("STRING", {"default": "all", "tooltip":
                                      "'all', or the numbers of the faces to repair (as FaceDetectMasks shows "
                                      "them), like '0, 2'. With a MultiIDApply model, 'all' skips faces no "

@@ -7,9 +7,12 @@ image-prompt tokens add a decoupled IP-Adapter residual, confined to the cells i
 
 with K_j = tokens_j W_k^T, V_j = tokens_j W_v^T of the adapter's layer. The ownership masks
 M_j (see ownership.py) never overlap, so a cell attends to its owner's tokens only: each
-identity attends to its tokens alone, through the host's attention (one call per identity, as a
-lone IP-Adapter computes it), and adds the result on the cells it owns. The patch reads
-as: gather tokens -> attend per identity -> mask -> add.
+identity's cells, gathered, attend to its tokens alone through the host's attention (one call per
+identity over its own cells, as a lone IP-Adapter computes each of them), and the results are
+added on those cells. Six identities thus cost about what one does. A row of attention does not
+depend on the other rows, so this agrees with a lone IP-Adapter over the whole layer within
+float32 rounding (the pack's parity rule: 1e-5 of the largest latent), not necessarily to the
+bit. The patch reads as: gather tokens -> attend per identity on its cells -> add.
 
 Each person may also carry their own words (PersonText): CLIP tokens of the model's context
 width, projected by the layer's own to_k / to_v. In the cells person i owns, the text attention
@@ -32,8 +35,8 @@ are in the glossary of docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -75,6 +78,7 @@ class PersonText:
     owner: torch.Tensor           # (T,) int64: the person (mask index) each token belongs to
     weights: torch.Tensor         # (P,) per person; 0 for a person without words
     project: Callable
+    _placed: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see on()
 
     def subset(self, keep: list[int]) -> "PersonText":
         """Only the people in ``keep`` (renumbered 0..len(keep)-1)."""
@@ -83,6 +87,17 @@ class PersonText:
         kept = new_index[self.owner] >= 0
         return replace(self, tokens=self.tokens[kept], owner=new_index[self.owner][kept],
                        weights=self.weights[keep])
+
+    def on(self, device, dtype) -> torch.Tensor:
+        """(1, T, C) tokens on the layer's device and dtype, kept (one tensor per place, so a
+        projection may cache what it computed from it)."""
+        if (device, dtype) not in self._placed:
+            self._placed[(device, dtype)] = self.tokens[None].to(device, dtype)
+        return self._placed[(device, dtype)]
+
+    def tokens_of(self, person: int, device) -> torch.Tensor:
+        """Indices of ``person``'s tokens."""
+        return torch.nonzero(self.owner == person)[:, 0].to(device)
 
     def speakers(self) -> torch.Tensor:
         """(P,) bool: people with words and a non-zero weight."""
@@ -144,7 +159,7 @@ class MultiIDAttention:
         sum_j w_j M_j Attn(q, K_j, V_j), and with the text keys k, v given, the people's words."""
         out = torch.zeros_like(q)
         for rows, added in self._owned_residuals(q, k, v, extra_options):
-            out = out.index_add(1, rows, added)
+            out.index_add_(1, rows, added)                    # ours: added in place, no layer-sized copies
         return out
 
     def _owned_residuals(self, q, k, v, extra_options):
@@ -155,44 +170,45 @@ class MultiIDAttention:
             yield self._text_residual(q, k, v, extra_options)
 
     def _owned_residual(self, q: torch.Tensor, extra_options: dict):
-        """gather tokens -> attend per identity -> mask: the identities' residual on owned cells (rows).
+        """gather tokens -> attend per identity on its cells: the identities' residual on owned cells (rows).
 
-        Each identity attends to its own tokens through the host's attention over all cells, as a lone
-        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), and keeps
-        the cells it owns: each cell gets exactly what the reference gives its owner alone (attention
-        over a subset of the cells may round differently). The identity tokens are few (4 or 16), so
-        this costs little beside the text attention.
+        Each identity's cells attend to its own tokens through the host's attention, as a lone
+        IP-Adapter does (IPAdapter_plus: ``optimized_attention(q, ip_k, ip_v) * weight``), but only
+        the cells it owns are computed (see attend_per_owner).
         """
         keys, values = self._gather_tokens(self.layer_of[block_key(extra_options)], q, extra_options)
-        rows, owner, _, _ = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        owned = self._ownership(layer_size(q, extra_options, self.masks.shape[1:]), q)
         n_tokens, heads = self.tokens.cond.shape[1], extra_options["n_heads"]
-        added = q.new_zeros(len(q), len(rows), values.shape[-1])
-        for j in torch.unique(owner).tolist():
-            cells = torch.nonzero(owner == j)[:, 0]
+
+        def attend(j, q_j):
             own = slice(j * n_tokens, (j + 1) * n_tokens)
-            attended = self.attention(q, keys[:, own], values[:, own], heads, extra_options)
-            added[:, cells] = attended[:, rows[cells]] * float(self.weights[j])
-        return rows, added
+            return self.attention(q_j, keys[:, own], values[:, own], heads, extra_options) * float(self.weights[j])
+        return owned.rows, attend_per_owner(q, owned, attend)
 
     def _text_residual(self, q, k, v, extra_options):
-        """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows."""
-        rows, _, allowed, scale = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
+        """w_i (Attn over [global; person i's words] - Attn over global) on cells of speakers, cond rows.
+
+        Person i's cells attend over the global prompt and i's words only (gathered per person, as
+        the identities are): the same numbers as one attention over everyone's words with the others
+        masked out, at a fraction of the keys.
+        """
+        owned = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
         cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
-        added = q.new_zeros(len(q), len(rows), q.shape[-1])
-        if len(cond) == 0 or len(rows) == 0:
-            return rows, added
-        words = self.text.tokens[None].to(q.device, q.dtype)
-        k_words, v_words = self.text.project(block_key(extra_options), words)        # (1, T, width)
-        q_cells, k_cond, v_cond = q[cond][:, rows], k[cond], v[cond]
-        heads = extra_options["n_heads"]
-        sees_global = allowed.new_ones(len(rows), k.shape[1])
-        joint = multi_head_attention(
-            q_cells, torch.cat([k_cond, k_words.expand(len(cond), -1, -1).to(k.dtype)], 1),
-            torch.cat([v_cond, v_words.expand(len(cond), -1, -1).to(v.dtype)], 1), heads,
-            attn_mask=torch.cat([sees_global, allowed], 1))
-        alone = multi_head_attention(q_cells, k_cond, v_cond, heads)
-        added[cond] = (joint - alone) * scale[:, None]
-        return rows, added
+        added = q.new_zeros(len(q), len(owned.rows), q.shape[-1])
+        if len(cond) == 0 or len(owned.rows) == 0:
+            return owned.rows, added
+        k_words, v_words = self.text.project(block_key(extra_options), self.text.on(q.device, q.dtype))  # (1, T, width)
+        q_cond, k_cond, v_cond = q[cond], k[cond], v[cond]
+        heads, batch = extra_options["n_heads"], len(cond)
+
+        def attend(j, q_j):
+            mine = self.text.tokens_of(j, q.device)
+            joint = multi_head_attention(q_j, torch.cat([k_cond, k_words[:, mine].to(k.dtype).expand(batch, -1, -1)], 1),
+                                         torch.cat([v_cond, v_words[:, mine].to(v.dtype).expand(batch, -1, -1)], 1), heads)
+            alone = multi_head_attention(q_j, k_cond, v_cond, heads)
+            return (joint - alone) * float(self.text.weights[j])
+        added[cond] = attend_per_owner(q_cond, owned, attend)
+        return owned.rows, added
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):
@@ -228,28 +244,21 @@ class MultiIDAttention:
         is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
         return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
 
-    def _ownership(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with an identity, their owner, which identity tokens each may see, and the weight."""
-        token_owner = torch.arange(len(self.masks)).repeat_interleave(self.tokens.cond.shape[1])
-        return self._cells("identity", size, q, self.weights, token_owner)
+    def _ownership(self, size: tuple[int, int], q: torch.Tensor) -> "OwnedPositions":
+        """Cells of the people with a non-zero identity weight, grouped by owner."""
+        return self._cells("identity", size, q, self.weights)
 
-    def _text_cells(self, size: tuple[int, int], q: torch.Tensor):
-        """Cells of people with words, their owner, which word tokens each may see, and the person's text weight."""
-        weights = torch.where(self.text.speakers(), self.text.weights, torch.zeros_like(self.text.weights))
-        return self._cells("text", size, q, weights, self.text.owner)
+    def _text_cells(self, size: tuple[int, int], q: torch.Tensor) -> "OwnedPositions":
+        """Cells of the people with words and a non-zero text weight, grouped by owner."""
+        return self._cells("text", size, q, self.text.speakers())
 
-    def _cells(self, what, size, q, weights, token_owner):
-        """Owned cells of people with a non-zero weight: (rows, owner (M,), allowed (M, T), owner's
-        weight (M,)), cached per layer size. Identities and words share one owner map."""
-        cache_key = (what, size, q.device, q.dtype)
+    def _cells(self, what, size, q, acting) -> "OwnedPositions":
+        """Owned cells of the acting people (see OwnedPositions), cached per layer size.
+        Identities and words share one owner map."""
+        cache_key = (what, size, q.device)
         if cache_key not in self._owners:
             owner = torch.from_numpy(owner_map(self.masks, *size).reshape(-1))
-            acting = torch.cat([weights != 0, torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
-            rows = torch.nonzero(acting[owner])[:, 0]
-            owner = owner[rows]
-            allowed = owner[:, None] == token_owner[None, :]
-            self._owners[cache_key] = (rows.to(q.device), owner, allowed.to(q.device),
-                                       weights[owner].to(q.device, q.dtype))
+            self._owners[cache_key] = OwnedPositions.of(owner, acting != 0).to(q.device)
         return self._owners[cache_key]
 
     # -- derived patches -------------------------------------------------------------------
@@ -282,6 +291,40 @@ class MultiIDAttention:
         """The same patch wrapping other attn2 patches (by block key)."""
         return MultiIDAttention(self.tokens, self.masks, self.weights.numpy(), self.layer_of,
                                 (self.sigma_start, self.sigma_end), self.attention, previous, self.text)
+
+
+class OwnedPositions(NamedTuple):
+    """Which positions of a layer's query sequence (UNet cells, DiT image tokens: only their
+    index matters) belong to an acting person, grouped by person."""
+
+    rows: torch.Tensor        # (M,) owned positions in the flattened sequence, ascending
+    groups: list              # [(person j, (M_j,) indices into rows of j's positions)]
+
+    @classmethod
+    def of(cls, owner_of_position: torch.Tensor, acting: torch.Tensor) -> "OwnedPositions":
+        """From the owner of every position (-1: nobody) and which people act ((P,) bool)."""
+        acting = torch.cat([acting.bool(), torch.zeros(1, dtype=torch.bool)])   # index -1: nobody
+        rows = torch.nonzero(acting[owner_of_position])[:, 0]
+        owner = owner_of_position[rows]
+        return cls(rows, [(j, torch.nonzero(owner == j)[:, 0]) for j in torch.unique(owner).tolist()])
+
+    def to(self, device) -> "OwnedPositions":
+        return OwnedPositions(self.rows.to(device), [(j, i.to(device)) for j, i in self.groups])
+
+
+def attend_per_owner(q: torch.Tensor, owned: OwnedPositions, attend) -> torch.Tensor:
+    """What each person adds at the positions they own: (B, M, width), rows as owned.rows.
+
+    Person j's positions are gathered and ``attend(j, q_j)`` computes j's contribution there (its
+    own keys and values, its weight): the cost is one attention over the owned positions, however
+    many people there are. Nothing here knows the layer's layout (cells of a UNet, tokens of a DiT).
+    """
+    added = q.new_zeros(len(q), len(owned.rows), q.shape[-1])
+    for j, members in owned.groups:
+        positions = owned.rows[members]
+        q_j = q if len(positions) == q.shape[1] else q[:, positions]     # one person owning all: no copy
+        added[:, members] = attend(j, q_j)
+    return added
 
 
 def block_key(extra_options: dict) -> LayerKey:

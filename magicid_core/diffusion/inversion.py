@@ -17,7 +17,9 @@ euler_step(x_k, sigma_k, sigma_{k+1}) == x_{k+1}. Its fixed-point form
 
 starts from G(x_{k+1}), the plain DDIM inverse (noise estimated at the known latent);
 Anderson mixing (magicid_core.diffusion.anderson) then drives the residual to float precision in
-a few model calls and stops early once the step maps back within ``tol``. ``refinement``
+a few model calls and stops early once the step maps back within ``tol``, or once the residual
+reaches the floor the model's own rounding sets (``precision``: a model computing in fp16 or bf16
+returns x0 rounded to that precision, and no x maps back closer than that). ``refinement``
 is the most of those calls a step may spend (0 = plain DDIM inversion); the trajectory kept
 is what DIIR pins the background to (glossary: docs/ARCHITECTURE.md).
 """
@@ -40,6 +42,7 @@ DEFAULT_REFINEMENT = 30  # most model calls a step may spend after the plain inv
 DEFAULT_TOL = 1e-6         # per-step residual, relative to the latent's RMS (float32 rounding is ~1e-7)
 DEFAULT_ANDERSON_DEPTH = 4
 ROUNDING_FLOOR = 20        # a step residual below 20 machine epsilons is rounding, not error
+MODEL_FLOOR = 2.0          # stop within this factor of the residual the model's output rounding leaves
 STALL_CALLS = 4            # a step whose residual has not halved in this many calls has
 STALL_NEAR = 100.0         # stalled (twice as many when it is still STALL_NEAR x above target)
 
@@ -71,11 +74,16 @@ class Inversion:
 
 def euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, **cond) -> torch.Tensor:
     """One stock deterministic DDIM/Euler step, the same arithmetic as ComfyUI's sample_euler."""
+    return _euler_step(denoise, x, sigma, sigma_next, cond)[0]
+
+
+def _euler_step(denoise: Denoiser, x: torch.Tensor, sigma, sigma_next, cond: dict):
+    """euler_step, and the model's x0 it stepped with."""
     sigma = torch.as_tensor(sigma, device=x.device)
     sigma_next = torch.as_tensor(sigma_next, device=x.device)
     denoised = denoise(x, sigma * x.new_ones([x.shape[0]]), **cond)
     d = (x - denoised) / sigma                  # d = (x - x0) / sigma
-    return x + d * (sigma_next - sigma)         # x_next = x + d * (sigma_next - sigma)
+    return x + d * (sigma_next - sigma), denoised   # x_next = x + d * (sigma_next - sigma)
 
 
 @torch.no_grad()
@@ -101,13 +109,15 @@ def regenerate(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
 def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
            refinement: int = DEFAULT_REFINEMENT, tol: float = DEFAULT_TOL,
            anderson_depth: int = DEFAULT_ANDERSON_DEPTH, measure: bool = True,
-           progress: Optional[Progress] = None, **cond) -> Inversion:
+           progress: Optional[Progress] = None, precision: Optional[torch.dtype] = None, **cond) -> Inversion:
     """Invert ``x0`` (the clean latent, at sigmas[-1]) up to sigmas[0].
 
     ``refinement`` is the most model calls a step spends after its plain inverse
     (0 = plain DDIM inversion, one call per step); a step stops as soon as it maps back
-    within ``tol``. With ``refinement=0`` each step's residual is still measured with
-    one extra call unless ``measure`` is False.
+    within ``tol``, or within MODEL_FLOOR x the residual that rounding the model's output to
+    ``precision`` leaves (the dtype the model computes in, e.g. torch.float16 on a GPU;
+    None: the latent's dtype). With ``refinement=0`` each step's residual is still measured
+    with one extra call unless ``measure`` is False.
 
     ``progress(steps done, steps)`` is called after every model call, refinement calls
     included (with the count unchanged), so a caller that raises from it stops the
@@ -122,7 +132,7 @@ def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
     counted = _CountingDenoiser(denoise, None if progress is None else lambda: progress(len(trajectory) - 1, steps))
     for done, k in enumerate(reversed(range(steps)), start=1):
         x, res = invert_step(counted, trajectory[0], sigmas[k], sigmas[k + 1], refinement, tol,
-                             anderson_depth, measure, cond)
+                             anderson_depth, measure, cond, precision)
         if not torch.isfinite(x).all():
             raise ValueError(f"the model returned NaN or Inf while inverting at sigma {float(sigmas[k]):.4g}")
         trajectory.insert(0, x)
@@ -135,7 +145,8 @@ def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
 
 
 def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refinement: int,
-                tol: float, anderson_depth: int, measure: bool, cond: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                tol: float, anderson_depth: int, measure: bool, cond: dict,
+                precision: Optional[torch.dtype] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve euler_step(x, sigma, sigma_next) == x_next for x.
 
     Residual r(x) = euler_step(x) - x_next, fixed-point map G(x) = x - r(x). The start is
@@ -143,20 +154,24 @@ def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refi
     mixing on G follows, its history seeded with (x_next, -r(x_next)) so that the first
     refinement is already a secant step. Returns the best measured iterate and its residual
     RMS per batch item (NaN if unmeasured); the step has converged when that is within
-    ``tol`` of RMS(x_next).
+    ``tol`` of RMS(x_next), or at the model's floor (see _model_floor).
     """
     def residual(x):
-        return euler_step(denoise, x, sigma, sigma_next, **cond) - x_next
+        stepped, denoised = _euler_step(denoise, x, sigma, sigma_next, cond)
+        return stepped - x_next, denoised
 
-    # converged within tol of RMS(x_next), but never asked below the dtype's rounding floor
-    target = _rms(x_next).clamp_min(1e-12) * max(tol, ROUNDING_FLOOR * torch.finfo(x_next.dtype).eps)
+    r_next, denoised = residual(x_next)
+    # converged within tol of RMS(x_next), never asked below the latent dtype's rounding floor
+    # nor below what the model's own rounding leaves
+    target = torch.maximum(_rms(x_next).clamp_min(1e-12) * max(tol, ROUNDING_FLOOR * torch.finfo(x_next.dtype).eps),
+                           MODEL_FLOOR * _model_floor(denoised, sigma, sigma_next, precision or x_next.dtype))
     mixer = AndersonMixer(anderson_depth)
-    x = mixer.next(x_next, -residual(x_next))          # plain DDIM inverse: x_next - r(x_next)
+    x = mixer.next(x_next, -r_next)                    # plain DDIM inverse: x_next - r(x_next)
     calls = refinement if refinement > 0 else int(measure)
     best_x, best_res = x, torch.full_like(target, math.inf if calls else math.nan)
     history = []  # worst-item best residual after each call, to notice a stalled solve
     for i in range(calls):
-        r = residual(x)
+        r, _ = residual(x)
         res = _rms(r)
         best_x = torch.where(_expand(res < best_res, x), x, best_x)
         best_res = torch.minimum(res, best_res)
@@ -165,6 +180,16 @@ def invert_step(denoise: Denoiser, x_next: torch.Tensor, sigma, sigma_next, refi
             break
         x = mixer.next(x, -r)
     return best_x, best_res
+
+
+def _model_floor(denoised: torch.Tensor, sigma, sigma_next, precision: torch.dtype) -> torch.Tensor:
+    """(B,) RMS of the step residual that rounding the model's x0 to ``precision`` alone leaves.
+
+    The step moves x0 into x_next with the factor (sigma - sigma_next) / sigma; rounding to nearest
+    errs by up to half an ulp, uniformly: RMS u |x0| / sqrt(3) with u = eps / 2.
+    """
+    share = abs(float(sigma) - float(sigma_next)) / float(sigma)
+    return _rms(denoised) * share * (torch.finfo(precision).eps / 2) / math.sqrt(3)
 
 
 def _stalled(history: list[float]) -> bool:

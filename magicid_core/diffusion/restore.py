@@ -43,6 +43,7 @@ class Pipeline:
     """
 
     latent_scale: int = 8
+    precision: torch.dtype | None = None   # the dtype the model computes in (None: the latent's); inversion stops at its floor
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:      # (B, H, W, 3) 0..1 -> (B, C, h, w)
         raise NotImplementedError
@@ -186,7 +187,8 @@ def _restore_group(pipeline: Pipeline, group: list[FaceJob], sigmas: torch.Tenso
         return None if progress is None else (lambda done, _steps: progress((first + done) * len(group)))
 
     def do_invert(denoise, x):
-        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement, progress=stage(0))
+        inv = invert(denoise, x, sigmas.to(x.device), refinement=settings.refinement, progress=stage(0),
+                     precision=pipeline.precision)
         held["trajectory"], held["error"] = inv.trajectory, inv.reconstruction_error()
         return inv.latent
 

@@ -23,7 +23,7 @@ from ...magicid_core.diffusion.restore import Pipeline
 from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
 from .cancel import cancel_inside
-from .sampling import cfg_guider, run_in_sampler, schedule_sigmas
+from .sampling import cfg_guider, model_precision, run_in_sampler, schedule_sigmas
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class ComfyPipeline(Pipeline):
         self.positive, self.negative, self.cfg, self.scheduler = positive, negative, cfg, scheduler
         self.control_net, self.control_strength = control_net, control_strength
         self.latent_scale = vae.spacial_compression_encode()
+        self.precision = model_precision(model)
 
     def encode(self, pixels):
         with cancel_inside("a VAE encode"):         # a zoomed crop takes minutes to encode on a CPU

@@ -34,6 +34,14 @@ def is_flow(model) -> bool:
     return isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
 
 
+def model_precision(model) -> torch.dtype | None:
+    """The dtype the model computes in: its compute (manual cast) dtype when ComfyUI casts the weights
+    (fp8 or fp16 weights computed in bf16...), else its weights' dtype; None when unknown. Inversion
+    stops at the floor its rounding sets."""
+    dtype = model.get_model_object("manual_cast_dtype") or model.model_dtype()
+    return dtype if dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else None
+
+
 def model_latent(model, samples: torch.Tensor) -> torch.Tensor:
     """A LATENT's samples with the channels this model expects (ComfyUI's empty-latent fix)."""
     import comfy.sample
@@ -94,7 +102,8 @@ def invert_in_sampler(model, positive, negative, cfg: float, latent: torch.Tenso
 
     @torch.no_grad()
     def program(denoise, clean_latent, sampler_sigmas):
-        inversion = invert(denoise, clean_latent, sampler_sigmas, refinement=refinement, progress=stage(0))
+        inversion = invert(denoise, clean_latent, sampler_sigmas, refinement=refinement, progress=stage(0),
+                           precision=model_precision(model))
         found.update(inversion=inversion, error=measured_error(denoise, inversion, progress=stage(1)))
         return inversion.latent / keep
 

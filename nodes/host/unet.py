@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 LayerKey = tuple  # ("input" | "middle" | "output", block id, transformer index): ComfyUI's attn2 key
 
@@ -34,15 +35,52 @@ class UNetTextProjection:
     """Each layer's own to_k / to_v applied to a person's words (``project`` of the core's PersonText).
 
     The modules are called, not their weights copied, so whatever ComfyUI does to the prompt's
-    keys (weight casting, LoRA patches, low-VRAM loading) happens to the words too.
+    keys (weight casting, LoRA patches, low-VRAM loading) happens to the words too. The result is
+    kept per layer while the words and both weights are the same tensors, unchanged (a LoRA patched
+    in or out replaces a weight or writes into it): projecting SDXL's 2048-wide words at every
+    layer and step would cost a few percent of the step. Weights that ComfyUI patches at call time
+    (low-VRAM ``weight_function``) are projected at every call.
     """
 
     def __init__(self, model):
         self.modules = dict(attn2_modules(model))
+        self._kept: dict = {}        # layer key -> (references to the inputs, (K, V))
 
     def __call__(self, key, tokens):
         attn2 = self.modules[key]
-        return attn2.to_k(tokens), attn2.to_v(tokens)
+        inputs = (tokens, attn2.to_k.weight, attn2.to_v.weight)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == _references(inputs):
+            return kept[1]
+        projected = attn2.to_k(tokens), attn2.to_v(tokens)
+        references = _references(inputs)
+        if references is not None and not _patched_at_call(attn2.to_k) and not _patched_at_call(attn2.to_v):
+            self._kept[key] = (references, projected)
+        return projected
+
+
+def _references(tensors) -> tuple | None:
+    """(id, version) of each tensor, with a weak reference keeping the id meaningful: equal only while
+    the same tensors are alive and unwritten. None for tensors without a version counter (inference tensors)."""
+    try:
+        return tuple((_Alive(t), t._version) for t in tensors)
+    except RuntimeError:
+        return None
+
+
+class _Alive:
+    """Equal to another _Alive of the same, still living tensor."""
+
+    def __init__(self, tensor):
+        self.ref = weakref.ref(tensor)
+
+    def __eq__(self, other):
+        mine = self.ref()
+        return mine is not None and mine is other.ref()
+
+
+def _patched_at_call(module) -> bool:
+    return bool(getattr(module, "weight_function", None)) or bool(getattr(module, "bias_function", None))
 
 
 def coarsest_layer_size(model, height: int, width: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ an analytic Gaussian-mixture denoiser plugged in with ``set_model_unet_function_
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -88,6 +89,30 @@ def test_analytic_model_regenerates_within_bound(nodes_):
     # the plain inversion (refinement 0) through the same pipeline is far worse
     plain, _, _ = _invert(nodes_, model, latent, refinement=0)
     assert relative_rmse(_regenerate(nodes_, model, plain), latent["samples"]) > 100 * max(error, 1e-7)
+
+
+@pytest.mark.parametrize("precision", [torch.float16, torch.bfloat16])
+def test_half_precision_model_inverts_to_its_floor_in_few_calls(nodes_, precision):
+    """A model computing in fp16 / bf16 (ComfyUI's compute dtype; the analytic x0 rounded to it): DDIMInvert
+    reads the dtype and stops refining at the floor its rounding sets, within 2x of the error refinement
+    reaches when it is told nothing (the model taken for float32, refining until the residual stalls),
+    in at most 3.5x the calls of plain DDIM."""
+    package = nodes_.NODE_CLASS_MAPPINGS["DDIMInvert"].__module__.rsplit(".", 1)[0]
+    model_precision = sys.modules[package + ".host.sampling"].model_precision
+    mixture = _mixture()
+    told_nothing = tiny_sd15_model().clone()
+    told_nothing.set_model_unet_function_wrapper(
+        lambda apply_model, args: mixture(args["input"], args["timestep"]).to(precision).float())
+    assert model_precision(told_nothing) == torch.float32
+    rounded = told_nothing.clone()
+    rounded.set_model_compute_dtype(precision)
+    assert model_precision(rounded) == precision
+    latent = _latent(rounded, mixture)
+    ours, error, _ = _invert(nodes_, rounded, latent)
+    best, best_error, _ = _invert(nodes_, told_nothing, latent)
+    assert ours["ddim_inversion"]["model_calls"] <= 3.5 * STEPS < best["ddim_inversion"]["model_calls"]
+    assert error <= 2 * best_error
+    assert error < 0.1 * _invert(nodes_, rounded, latent, refinement=0)[1]     # and far below plain DDIM
 
 
 def test_flow_model_regenerates_within_bound(nodes_):

@@ -3,9 +3,9 @@
 The same seeded adapter file (the real key layout, ``.bin`` and ``.safetensors``), the same
 identity and the same settings go through the reference node and through ours, on a tiny UNet
 with the real SD1.5 / SDXL block layout (the references patch hard-coded block ids); the
-denoised latents of the first, a middle and the last sampling step must agree to 1e-5 when both
-sides read the same embedding. From insightface's own vector, which ours may read a few float32
-steps away (renormalised, or rebuilt as unit x kept norm), 1e-6 of the largest latent (ROUNDED_INPUT).
+denoised latents of the first, a middle and the last sampling step must agree within float32
+rounding: at most 1e-5 of the largest reference latent (the pack's parity rule, README), also where
+ours reads insightface's vector a few float32 steps away (renormalised, or rebuilt as unit x kept norm).
 
 The references run as shipped, loaded by ComfyUI's custom-node loader from MAGICID_PEERS_DIR.
 Their insightface FaceAnalysis is a stand-in returning given faces (insightface's own ``Face``
@@ -14,7 +14,7 @@ encodes the face crop with CLIP vision, which FaceID (not Plus) discards: a tiny
 ComfyUI ClipVisionModel serves.
 
 IPAdapter_plus (and InstantID) register their middle-block patch under ("middle", 1, ...), a key
-ComfyUI never calls (its middle block is ("middle", 0)): exact agreement is asserted against
+ComfyUI never calls (its middle block is ("middle", 0)): agreement (the parity rule) is asserted against
 the reference with that patch moved to the firing key, or with our middle block off; against
 the reference as shipped the difference is ours-minus-theirs at the middle block only.
 """
@@ -38,13 +38,11 @@ from tests.support.mgmica_layouts import faceid_state_dict, flatten, instantid_s
 
 PEERS_DIR = os.environ.get("MAGICID_PEERS_DIR", "")
 PEERS = {"ipadapter": "ComfyUI_IPAdapter_plus", "instantid": "ComfyUI_InstantID"}
-# Both sides read the same vector: 1e-5, absolute.
-TOLERANCE = 1e-5
-# Our side reads a vector a few float32 steps from the reference's (a hand-built identity renormalised,
-# a raw vector rebuilt as unit x kept norm): 1e-6 of the largest latent. The tiny random UNet's denoised
-# latents reach |x| ~ 40, where float32 values are 4e-6 apart, and denoised = x - sigma * eps carries an
-# input's rounding in eps times sigma (14.6 at the first step).
-ROUNDED_INPUT = 1e-6
+# Parity: agreement within float32 rounding, at most 1e-5 of the largest latent, not identical bits
+# (MGMICA computes each identity on its own cells; a reference computes it on every cell and masks).
+# The tiny random UNet's denoised latents reach |x| ~ 40, where float32 values are 4e-6 apart, and
+# denoised = x - sigma * eps carries an input's rounding in eps times sigma (14.6 at the first step).
+PARITY = 1e-5
 STEPS = 3                       # denoised compared at steps 0, 1 and 2 (first, middle, last)
 MEASURED: dict[str, float] = {}  # max differences measured (pytest -s prints them)
 
@@ -226,9 +224,9 @@ def max_diff(a, b) -> float:
     return float((a - b).abs().max())
 
 
-def check_close(label: str, a: torch.Tensor, b: torch.Tensor, rounded_input: bool = False):
-    """Assert max |a - b| <= 1e-5 (rounded_input: or 1e-6 of max |b|), print it, return it."""
-    tolerance = max(TOLERANCE, ROUNDED_INPUT * float(b.abs().max())) if rounded_input else TOLERANCE
+def check_close(label: str, a: torch.Tensor, b: torch.Tensor):
+    """Assert max |a - b| <= PARITY * max |b| (the parity rule), print it, return it."""
+    tolerance = PARITY * float(b.abs().max())
     diff = max_diff(a, b)
     MEASURED[label] = max(diff, MEASURED.get(label, 0.0))
     per_step = [max_diff(x, y) for x, y in zip(a, b)]
@@ -309,7 +307,7 @@ def test_faceid_from_insightface_vector_equals_ipadapter_plus_up_to_input_roundi
     shipped = ipadapter_faceid(host, base_model(host, family), name, raw, 0.8)
     check_close(f"IPAdapter_plus {variant} {family} from insightface's vector{f' (identity norm {scale})' if scale else ''}, "
                 "reference middle patch moved to the firing key",
-                denoised_steps(mine, family), denoised_steps(middle_moved_to_firing_key(shipped), family), rounded_input=True)
+                denoised_steps(mine, family), denoised_steps(middle_moved_to_firing_key(shipped), family))
 
 
 def test_identity_acts_and_weight_zero_is_exact(host):
@@ -353,8 +351,7 @@ def test_instantid_from_insightface_raw_vector_equals_comfyui_instantid_up_to_in
     raw = raw_embedding(seed=31, norm=24.0)
     mine = ours(host, "sdxl", name, "instantid", [our_identity(raw)], face_set(64, [full_mask()]), 0.8)
     check_close("InstantID sdxl from insightface's raw vector, InstantIDAttentionPatch as shipped",
-                denoised_steps(mine, "sdxl"), denoised_steps(instantid_attention_patch(host, name, raw), "sdxl"),
-                rounded_input=True)
+                denoised_steps(mine, "sdxl"), denoised_steps(instantid_attention_patch(host, name, raw), "sdxl"))
 
 
 def tiny_controlnet_like(model):
@@ -428,7 +425,7 @@ def quadrants(size):
 
 def test_four_identities_in_disjoint_quadrants_each_get_what_ipadapter_gives_it_alone(host):
     """Quadrant masks stay exactly 0/1 at every layer (down to 2x2 at 128 px), so IPAdapter_plus applied
-    once per identity with that identity's mask gives each cell exactly its identity's reference residual."""
+    once per identity with that identity's mask gives each cell its identity's reference residual (within the parity rule)."""
     size, name = 128, write_adapter(host, "sd15", "faceid", "bin")
     raws = [raw_embedding(seed=40 + i, norm=20.0 + i) for i in range(4)]
     weights = [0.6, 0.8, 1.0, 1.2]

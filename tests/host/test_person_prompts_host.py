@@ -223,3 +223,26 @@ def test_id_restore_refuses_prompts_for_a_batch_and_for_missing_faces(comfy_node
         node.restore(torch.from_numpy(batch), FaceSet([faces[0], faces[0]]), tiny_sd15_model(), tiny_vae(),
                      text_conditioning(1), text_conditioning(2), 2, 0.5, 3.0, "karras", 256, 0.4, 3, 0, "all",
                      person_prompts=PromptOf.make((words(4), 1.0, 0)))
+
+
+def test_words_follow_a_lora_patched_in_after_multi_id_apply(host):
+    """The words' keys and values are kept between steps (host/unet.py's UNetTextProjection); a LoRA on
+    every to_k / to_v applied after MultiIDApply still reaches them: sampling equals MultiIDApply applied
+    after the LoRA, and the model without the LoRA samples as before."""
+    model = tiny_sd15_model(seed=0)
+    adapter = adapter_for(host, model, "tiny-sd15-lora.bin")
+    prompts, faces = PromptOf.make((words(77, seed=4), 1.0, None)), whole_image_face(64)
+
+    def lora(m):
+        clone, gen = m.clone(), torch.Generator().manual_seed(9)
+        weights = {k: w for k, w in clone.model.state_dict().items() if k.endswith(("attn2.to_k.weight", "attn2.to_v.weight"))}
+        clone.add_patches({k: (torch.randn(w.shape, generator=gen) * 0.05,) for k, w in weights.items()}, 1.0)
+        return clone
+
+    patched = apply(host, model, adapter, faces, prompts)
+    before = one_step(host, patched, text_conditioning(1))          # keeps the words' keys of the plain weights
+    with_lora = one_step(host, lora(patched), text_conditioning(1))
+    reference = one_step(host, apply(host, lora(model), adapter, faces, prompts), text_conditioning(1))
+    assert torch.equal(with_lora, reference)
+    assert (with_lora - before).abs().max() > 1e-3                   # the LoRA acts
+    assert torch.equal(one_step(host, patched, text_conditioning(1)), before)

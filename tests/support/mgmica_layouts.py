@@ -85,9 +85,10 @@ def attention_inputs(cells, width, heads, context=768, batch=2, seed=1):
     g = torch.Generator().manual_seed(seed)
     hidden = torch.randn(batch, cells * cells, width, generator=g)
     text = torch.randn(batch, 77, context, generator=g)
-    to_q, to_k, to_v = (torch.nn.Linear(i, width, bias=False) for i in (width, context, context))
-    with torch.no_grad():
-        q, k, v = to_q(hidden), to_k(text), to_v(text)
+    # seeded like torch.nn.Linear's default init (uniform, bound 1/sqrt(fan_in)), not from the global RNG,
+    # so the inputs do not depend on which tests ran before
+    to_q, to_k, to_v = ((torch.rand(width, i, generator=g) * 2 - 1) * i ** -0.5 for i in (width, context, context))
+    q, k, v = hidden @ to_q.T, text @ to_k.T, text @ to_v.T
     options = {"block": KEY[:2], "block_index": 0, "n_heads": heads, "cond_or_uncond": [1, 0],
                "activations_shape": [batch, width, cells, cells], "sigmas": torch.tensor([5.0] * batch)}
     return q, k, v, options
