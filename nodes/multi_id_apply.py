@@ -7,19 +7,24 @@ docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
-from ..magicid_core.diffusion.placement import multi_id_patch
+from ..magicid_core.diffusion.placement import multi_id_patch, pulid_patch
+from ..magicid_core.identity.pulid_flux import PulidFlux, hooked_blocks, load_pulid_flux
 
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
+from .host.dit import FLUX, add_pulid_identities, flux_blocks, model_family
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
-ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.identity.adapters.IdentityAdapter
+ADAPTER = "MAGICID_ADAPTER"  # magicid_core's IdentityAdapter (SD) or PulidFlux (Flux.1)
+FLUX_TOKEN_PIXELS = 16          # a Flux token: 2x2 latent patches of 8x8 pixels
 
 
 class MagicIDAdapterLoader:
@@ -27,7 +32,8 @@ class MagicIDAdapterLoader:
     def INPUT_TYPES(cls):
         return {"required": {"adapter_file": (adapter_choices(), {
             "tooltip": "IP-Adapter FaceID (models/ipadapter: ip-adapter-faceid_sd15.bin, "
-                       "ip-adapter-faceid_sdxl.bin, FaceID portrait) or InstantID (models/instantid: ip-adapter.bin)"})}}
+                       "ip-adapter-faceid_sdxl.bin, FaceID portrait) or InstantID (models/instantid: ip-adapter.bin) "
+                       "for SD1.5 / SDXL; PuLID-Flux (models/pulid: pulid_flux_v0.9.1.safetensors) for Flux.1"})}}
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("adapter",)
@@ -36,7 +42,8 @@ class MagicIDAdapterLoader:
     DESCRIPTION = "Loads a face identity adapter for MultiIDApply."
 
     def load(self, adapter_file):
-        return (load_adapter_file(adapter_path(adapter_file)),)
+        path = adapter_path(adapter_file)
+        return (load_pulid_flux(path) if adapter_file.startswith("pulid/") else load_adapter_file(path),)
 
 
 class MultiIDApply:
@@ -95,17 +102,43 @@ class MultiIDApply:
                                     "identities: give one per identity, or leave it empty")
         face_indices = validate.number_list("face_indices", face_indices, int, -1, example="'2, 0, -1'")
         image = faces[image_index]
+        weights = [weight * m for m in (multipliers or [1.0] * len(identities))]
+        if model_family(model) == FLUX:
+            return _apply_flux(model, adapter, identities, image, face_indices, weights,
+                               sigma_window(model, start_percent, end_percent), person_prompts)
+        if isinstance(adapter, PulidFlux):
+            raise validate.BadInput(f"{adapter.name} is PuLID-Flux, made for Flux.1, but this model is an SD UNet "
+                                    f"({type(model.model).__name__}): load an IP-Adapter FaceID or InstantID file")
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
         sigma_range = sigma_window(model, start_percent, end_percent)
         patch = multi_id_patch(
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
-            face_indices=face_indices,
-            weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
-            sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
+            face_indices=face_indices, weights=weights, sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
             context_dim=layers[0][2], attention=comfy_attention)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
         return (add_identities(model, patch, [key for key, _, _ in layers], sigma_range),
                 torch.from_numpy(preview)[None])
+
+
+def _apply_flux(model, adapter, identities, image, face_indices, weights, sigma_range, person_prompts):
+    """MultiIDApply on Flux.1: PuLID-Flux's residual per identity, on the image tokens its face owns."""
+    if not isinstance(adapter, PulidFlux):
+        raise validate.BadInput(f"{getattr(adapter, 'name', 'the adapter')} is an SD adapter "
+                                f"({getattr(adapter, 'kind', type(adapter).__name__)}), but this model is Flux.1: "
+                                "load pulid_flux_v0.9.1.safetensors from models/pulid")
+    if person_prompts:
+        raise validate.BadInput("person_prompts act on SD models' cross-attention only (for now): "
+                                "leave them unconnected on Flux")
+    double, single, width = flux_blocks(model)
+    blocks = hooked_blocks(double, single)
+    adapter.check_fits(blocks, width, "Flux")
+    identities_patch = pulid_patch(adapter, list(identities), image, face_indices, weights, sigma_range)
+    if identities_patch is None:   # every identity placed on no face: the model is unchanged
+        return (model, torch.zeros((1, image.height, image.width, 3)))
+    grid = (math.ceil(image.height / FLUX_TOKEN_PIXELS), math.ceil(image.width / FLUX_TOKEN_PIXELS))
+    identities_patch.owned_tokens(*grid)   # refuses more faces than tokens at the FACES image's size
+    return (add_pulid_identities(model, identities_patch, adapter, blocks),
+            torch.from_numpy(identities_patch.preview(*grid))[None])

@@ -163,6 +163,13 @@ class PulidFlux:
         id_vector = torch.cat((arcface_raw, eva_embedding), dim=-1).to(dtype)
         return self.encoder(id_vector, [h.to(dtype) for h in eva_hidden])
 
+    def tokens_of(self, inputs) -> torch.Tensor:
+        """(1, 32, 2048) tokens of one identity (faces.records.PulidInputs of R references): the mean of
+        each reference's tokens, as ApplyPulidFlux averages its images."""
+        tokens = self.identity_tokens(torch.from_numpy(inputs.arcface_raw), torch.from_numpy(inputs.eva_embedding),
+                                      [torch.from_numpy(h) for h in inputs.eva_hidden])
+        return tokens.mean(dim=0, keepdim=True) if len(tokens) > 1 else tokens
+
     def to(self, *args, **kwargs) -> "PulidFlux":
         self.encoder.to(*args, **kwargs)
         self.cross_attentions.to(*args, **kwargs)

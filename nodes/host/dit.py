@@ -13,7 +13,8 @@ then passes ``transformer_options`` in ``extra`` instead of ``args``: both are r
 Ours. :class:`MagicIDBlock`, one per hooked block, a small dispatcher in the manner of
 lldacing's ``DitDoubleBlockReplace``: its ``base`` (what was registered at the key before, None:
 the block itself) runs first, then every entry whose sigma window holds the current sigma adds
-``callback(image_tokens, transformer_options=..., **kwargs)`` computed from the same block output.
+``callback(image_tokens, transformer_options=..., **kwargs)`` computed from the block's own output
+(before any residual, the base's included): chained entries sum as ApplyPulidFlux sums them.
 ``add(callback, **kwargs)`` is that pack's signature, so ApplyPulidFlux applied after MultiIDApply
 stacks its entries on our dispatcher. MultiIDApply's entry is :class:`PulidIdentityResidual`,
 whose maths is magicid_core's TokenIdentities and PuLID-Flux's block cross-attentions.
@@ -110,21 +111,35 @@ class MagicIDBlock:
 
     def __call__(self, args, extra):
         options = args.get("transformer_options") or extra.get("transformer_options") or {}
-        out = self.base(args, extra) if self.base is not None else extra["original_block"](args)
+        out, block_img = self._run_base(args, extra)
         sigma = current_sigma(options)
         active = [(c, kw) for c, kw in zip(self.callback, self.kwargs)
                   if sigma is None or kw["sigma_start"] >= sigma >= kw["sigma_end"]]
         if not active:
             return out
-        img = out["img"]
         text = token_layout(options)[2] if self.kind == "single_block" else 0
-        tokens = img[:, text:]
-        added = tokens
-        for callback, kwargs in active:   # every residual from the same block output, as the reference sums them
+        tokens = block_img[:, text:]
+        added = out["img"][:, text:]
+        for callback, kwargs in active:
             rest = {k: v for k, v in kwargs.items() if k not in WINDOW}
             added = added + callback(tokens, transformer_options=options, **rest)
-        out["img"] = torch.cat((img[:, :text], added), dim=1) if text else added
+        out["img"] = torch.cat((out["img"][:, :text], added), dim=1) if text else added
         return out
+
+    def _run_base(self, args, extra):
+        """(the base's output, the block's own output img). Every residual is computed from the block's
+        own output, as ApplyPulidFlux computes each of its chained entries, so stacking sums the same terms."""
+        if self.base is None:
+            out = extra["original_block"](args)
+            return out, out["img"]
+        seen = {}
+
+        def block(block_args):
+            result = extra["original_block"](block_args)
+            seen["img"] = result["img"]
+            return result
+        out = self.base(args, {**extra, "original_block": block})
+        return out, seen.get("img", out["img"])
 
     # -- ComfyUI's patch conventions -------------------------------------------------------------
     def to(self, device_or_dtype, *args, **kwargs) -> "MagicIDBlock":
@@ -151,6 +166,26 @@ class MagicIDBlock:
 
 def dit_patches(model) -> dict:
     return model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+
+
+UNET, FLUX = "unet", "flux"
+# ComfyUI's model classes (comfy/model_base.py) MultiIDApply does not support yet, by their users' names
+NOT_YET = {"SD3": "SD3", "QwenImage": "Qwen-Image", "Flux2": "Flux.2", "Chroma": "Chroma",
+           "ChromaRadiance": "Chroma Radiance", "HunyuanDiT": "HunyuanDiT", "HunyuanImage21": "HunyuanImage 2.1",
+           "Lumina2": "Lumina 2", "AuraFlow": "AuraFlow", "PixArt": "PixArt", "HiDream": "HiDream",
+           "WAN21": "Wan", "CosmosVideo": "Cosmos", "LTXV": "LTX-Video", "HunyuanVideo": "HunyuanVideo"}
+
+
+def model_family(model) -> str:
+    """UNET (SD1.5 / SDXL and their kin: cross-attention adapters) or FLUX (Flux.1 dev / schnell: PuLID-Flux)."""
+    net = model.get_model_object("diffusion_model")
+    if all(hasattr(net, a) for a in ("input_blocks", "middle_block", "output_blocks")):
+        return UNET
+    name = type(model.model).__name__
+    if name == "Flux" and hasattr(net, "double_blocks") and hasattr(net, "single_blocks"):
+        return FLUX
+    raise ValueError(f"MultiIDApply works on SD1.5 / SDXL and Flux.1 (dev, schnell) models; this model is "
+                     f"{NOT_YET.get(name, name)}, which it does not support yet")
 
 
 def flux_blocks(model) -> tuple[int, int, int]:

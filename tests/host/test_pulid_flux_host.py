@@ -30,8 +30,11 @@ import torch
 from safetensors.torch import save_file
 
 from magicid_core.diffusion.token_identities import TokenIdentities
+from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces, PulidInputs
+from magicid_core.identity.adapters import parse_adapter
 from magicid_core.identity.pulid_flux import hooked_blocks, load_pulid_flux
-from tests.host.tiny_models import TINY_FLUX, flux_conditioning, tiny_flux_model
+from tests.host.tiny_models import TINY_FLUX, flux_conditioning, tiny_flux_model, tiny_sd15_model
+from tests.support.mgmica_layouts import faceid_state_dict
 from tests.support.pulid_layouts import PEER, missing_reference, pulid_flux_state_dict, reference_dir
 
 pytestmark = pytest.mark.skipif(bool(missing_reference()), reason=missing_reference() or "present")
@@ -214,10 +217,101 @@ def test_one_identity_over_the_whole_image_equals_apply_pulid_flux(host, window)
     assert float((mine - denoised_steps(host.base)).abs().max()) > 1e-3, "the identity must change the picture"
 
 
-def test_four_identities_in_quadrants_equal_four_masked_apply_pulid_flux(host):
-    weights = [1.0, 0.6, 1.2, 0.8]
+WEIGHTS = [1.0, 0.6, 1.2, 0.8]
+
+
+@pytest.fixture(scope="module")
+def four_chained(host):
+    """Four ApplyPulidFlux nodes in a chain, identity i masked to quadrant i: what users run today."""
     chained = host.base
-    for i, w in enumerate(weights):
+    for i, w in enumerate(WEIGHTS):
         chained = apply_pulid_flux(host, chained, i, w, mask=quadrant(i))
-    mine = denoised_steps(ours(host, [0, 1, 2, 3], [quadrant(i) for i in range(4)], weights))
-    check_close("four identities", mine, denoised_steps(chained))
+    return denoised_steps(chained)
+
+
+def test_four_identities_in_quadrants_equal_four_masked_apply_pulid_flux(host, four_chained):
+    mine = denoised_steps(ours(host, [0, 1, 2, 3], [quadrant(i) for i in range(4)], WEIGHTS))
+    check_close("four identities", mine, four_chained)
+
+
+# -- through the nodes ------------------------------------------------------------------------------
+
+def identity(seed: int, with_pulid: bool = True) -> Identity:
+    """What IdentityFromImages makes of a face for PuLID: the ArcFace vector and the EVA-CLIP features."""
+    raw, eva, hidden = identity_inputs(seed)
+    norm = float(np.linalg.norm(raw))
+    pulid = PulidInputs(raw[None].astype(np.float32), eva.numpy(), np.stack([h.numpy() for h in hidden]))
+    return Identity(name=f"person {seed}", embedding=(raw / norm).astype(np.float32), embedding_model="arcface:test",
+                    embedding_norm=norm, pulid=pulid if with_pulid else None)
+
+
+def faces_of(masks: list[np.ndarray]) -> FaceSet:
+    faces = []
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        faces.append(Face(index=i, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box,
+                          mask=mask.astype(np.float32)))
+    return FaceSet([ImageFaces(SIZE, SIZE, faces)])
+
+
+def multi_id_apply(host, model, seeds, masks, weights=None, adapter=None, **kw):
+    if adapter is None:
+        (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
+    multipliers = ", ".join(str(w) for w in weights) if weights else ""
+    return host.classes["MultiIDApply"]().apply(model, adapter, [identity(s) for s in seeds], faces_of(masks),
+                                                1.0, 0.0, 1.0, identity_weights=multipliers,
+                                                face_indices=", ".join(str(i) for i in range(len(seeds))), **kw)
+
+
+def test_multi_id_apply_node_on_flux_equals_four_masked_apply_pulid_flux(host, four_chained):
+    model, ownership = multi_id_apply(host, host.base, [0, 1, 2, 3], [quadrant(i) for i in range(4)], WEIGHTS)
+    check_close("MultiIDApply node, four identities", denoised_steps(model), four_chained)
+    assert ownership.shape == (1, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("order", ["ApplyPulidFlux first", "MultiIDApply first"])
+def test_stacks_with_apply_pulid_flux_in_either_order(host, order):
+    """Stacked on ApplyPulidFlux's block replacements (or it on ours), every residual still comes from the
+    block's own output: the result is the two chained ApplyPulidFlux nodes'."""
+    if order == "ApplyPulidFlux first":
+        stacked = multi_id_apply(host, apply_pulid_flux(host, host.base, 0, 0.7), [1], [quadrant(3)])[0]
+        reference = apply_pulid_flux(host, apply_pulid_flux(host, host.base, 0, 0.7), 1, 1.0, mask=quadrant(3))
+    else:
+        stacked = apply_pulid_flux(host, multi_id_apply(host, host.base, [1], [quadrant(3)])[0], 0, 0.7)
+        reference = apply_pulid_flux(host, apply_pulid_flux(host, host.base, 1, 1.0, mask=quadrant(3)), 0, 0.7)
+    check_close(f"stacked, {order}", denoised_steps(stacked), denoised_steps(reference))
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+def test_a_pulid_file_given_to_an_sd_model_is_refused(host):
+    with pytest.raises(ValueError, match="PuLID-Flux, made for Flux.1, but this model is an SD UNet"):
+        multi_id_apply(host, tiny_sd15_model(), [0], [quadrant(0)])
+
+
+def test_an_sd_adapter_given_to_flux_is_refused(host):
+    faceid = parse_adapter(faceid_state_dict(), "ip-adapter-faceid_sd15.bin")
+    with pytest.raises(ValueError, match="is an SD adapter.*this model is Flux.1: load pulid_flux"):
+        multi_id_apply(host, host.base, [0], [quadrant(0)], adapter=faceid)
+
+
+def test_an_identity_without_pulid_inputs_is_refused_by_name(host):
+    (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
+    with pytest.raises(ValueError, match=r"\['person 5'\] carry no PuLID inputs"):
+        host.classes["MultiIDApply"]().apply(host.base, adapter, [identity(5, with_pulid=False)],
+                                             faces_of([quadrant(0)]), 1.0, 0.0, 1.0)
+
+
+def test_more_faces_than_tokens_is_refused(host):
+    """A 128 px picture has 8 x 8 Flux tokens: 65 faces cannot each keep one."""
+    masks = []
+    for i in range(65):
+        m = np.zeros((SIZE, SIZE), np.float32)
+        m[(i // 16) * 8:(i // 16) * 8 + 2, (i % 16) * 8:(i % 16) * 8 + 2] = 1
+        masks.append(m)
+    (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
+    with pytest.raises(ValueError, match="65 faces cannot each own a cell of a 8x8"):
+        host.classes["MultiIDApply"]().apply(host.base, adapter, [identity(i % 4) for i in range(65)],
+                                             faces_of(masks), 1.0, 0.0, 1.0,
+                                             face_indices=", ".join(str(i) for i in range(65)))
