@@ -7,8 +7,6 @@ docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..magicid_core import validate
@@ -18,13 +16,12 @@ from ..magicid_core.identity.pulid_flux import PulidFlux, hooked_blocks, load_pu
 
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
-from .host.dit import FLUX, add_pulid_identities, flux_blocks, model_family
+from .host.dit import FLUX, add_pulid_identities, flux_blocks, flux_token_grid, model_family
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
 ADAPTER = "MAGICID_ADAPTER"  # magicid_core's IdentityAdapter (SD) or PulidFlux (Flux.1)
-FLUX_TOKEN_PIXELS = 16          # a Flux token: 2x2 latent patches of 8x8 pixels
 
 
 class MagicIDAdapterLoader:
@@ -138,7 +135,7 @@ def _apply_flux(model, adapter, identities, image, face_indices, weights, sigma_
     identities_patch = pulid_patch(adapter, list(identities), image, face_indices, weights, sigma_range)
     if identities_patch is None:   # every identity placed on no face: the model is unchanged
         return (model, torch.zeros((1, image.height, image.width, 3)))
-    grid = (math.ceil(image.height / FLUX_TOKEN_PIXELS), math.ceil(image.width / FLUX_TOKEN_PIXELS))
+    grid = flux_token_grid(model, image.height, image.width)
     identities_patch.owned_tokens(*grid)   # refuses more faces than tokens at the FACES image's size
     return (add_pulid_identities(model, identities_patch, adapter, blocks),
             torch.from_numpy(identities_patch.preview(*grid))[None])

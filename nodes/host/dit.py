@@ -194,6 +194,13 @@ def flux_blocks(model) -> tuple[int, int, int]:
     return len(net.double_blocks), len(net.single_blocks), net.hidden_size
 
 
+def flux_token_grid(model, height: int, width: int) -> tuple[int, int]:
+    """Tokens of a height x width picture: its latent (8x smaller, ComfyUI's Flux VAE) in patches of p x p."""
+    patch = model.get_model_object("diffusion_model").patch_size
+    latent_h, latent_w = -(-height // 8), -(-width // 8)
+    return -(-latent_h // patch), -(-latent_w // patch)
+
+
 def add_pulid_identities(model, identities, pulid, blocks: list[tuple[str, int]]):
     """A clone of ``model`` with MultiIDApply's PuLID identities at ``blocks`` (CA i at blocks[i]).
 
