@@ -48,28 +48,10 @@ def _attend(q, k, v, heads: int) -> torch.Tensor:
     return out.transpose(1, 2).reshape(b, nq, width)
 
 
-class PerceiverAttention(nn.Module):
-    """IDFormer layer: latents attend to [context ; latents]."""
+class _PerceiverLayers(nn.Module):
+    """The weights both perceiver attentions share: LN1 (context), LN2 (queries), q, kv and out projections."""
 
-    def __init__(self, dim: int, dim_head: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        inner = dim_head * heads
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
-        self.to_out = nn.Linear(inner, dim, bias=False)
-
-    def forward(self, context: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        context, latents = self.norm1(context), self.norm2(latents)
-        k, v = self.to_kv(torch.cat((context, latents), dim=1)).chunk(2, dim=-1)
-        return self.to_out(_attend(self.to_q(latents), k, v, self.heads))
-
-
-class PulidCrossAttention(nn.Module):
-    """One CA of PuLID-Flux: a block's image tokens (queries) attend to the identity tokens."""
-
-    def __init__(self, dim: int, kv_dim: int, heads: int, dim_head: int = CA_HEAD_DIM):
+    def __init__(self, dim: int, kv_dim: int, heads: int, dim_head: int):
         super().__init__()
         self.heads = heads
         inner = dim_head * heads
@@ -77,6 +59,25 @@ class PulidCrossAttention(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(kv_dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
+
+
+class PerceiverAttention(_PerceiverLayers):
+    """IDFormer layer: latents attend to [context ; latents]."""
+
+    def __init__(self, dim: int, dim_head: int, heads: int):
+        super().__init__(dim, dim, heads, dim_head)
+
+    def forward(self, context: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        context, latents = self.norm1(context), self.norm2(latents)
+        k, v = self.to_kv(torch.cat((context, latents), dim=1)).chunk(2, dim=-1)
+        return self.to_out(_attend(self.to_q(latents), k, v, self.heads))
+
+
+class PulidCrossAttention(_PerceiverLayers):
+    """One CA of PuLID-Flux: a block's image tokens (queries) attend to the identity tokens."""
+
+    def __init__(self, dim: int, kv_dim: int, heads: int, dim_head: int = CA_HEAD_DIM):
+        super().__init__(dim, kv_dim, heads, dim_head)
 
     def keys_values(self, id_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 32, kv_dim) identity tokens -> their K, V (each (N, 32, inner))."""
