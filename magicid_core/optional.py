@@ -36,6 +36,9 @@ PACKAGES = {
     "timm": OptionalPackage(
         "timm", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
         "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need EVA-CLIP, read through timm)"),
+    "facexlib": OptionalPackage(
+        "facexlib", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
+        "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need facexlib's face parsing)"),
     "onnxruntime": OptionalPackage(
         "onnxruntime", "Python 3.10-3.13", "the dlib backends (dlib-bin + face_recognition_models)"),
 }
