@@ -73,7 +73,24 @@ def eva_clip_from_state_dict(state_dict: dict, name: str = EVA_CLIP_FILE, dtype=
     except RuntimeError as error:
         raise ValueError(f"{name} is not EVA02-CLIP-L-14-336 ({str(error).splitlines()[0]}): "
                          f"use {EVA_CLIP_FILE}") from None
+    _use_file_rope(model, state_dict)
     return EvaClipVision(model.to(dtype))
+
+
+def _use_file_rope(model, state_dict: dict) -> None:
+    """The rotary tables stored in the file (``visual.rope.freqs_sin/cos``, 16-bit in a 16-bit file) are what the
+    reference's EVA-CLIP loads and computes with; timm recomputes them in float32 and skips them, which moves
+    the features by ~1e-4 relative. Where the file has them, timm uses them too (same layout: cat(sin, cos))."""
+    sin, cos = state_dict.get("visual.rope.freqs_sin"), state_dict.get("visual.rope.freqs_cos")
+    cached = getattr(getattr(model, "rope", None), "pos_embed", None)
+    if sin is None or cos is None or cached is None:
+        return
+    tables = torch.cat([sin, cos], dim=-1)
+    if tables.shape != cached.shape:
+        raise ValueError(f"the file's rotary tables are {tuple(tables.shape)}, EVA02-CLIP-L-14-336 at 336 px uses "
+                         f"{tuple(cached.shape)}: use {EVA_CLIP_FILE}")
+    with torch.no_grad():
+        cached.copy_(tables.to(cached.dtype))
 
 
 def load_eva_clip(path: str, dtype=torch.float32) -> EvaClipVision:
