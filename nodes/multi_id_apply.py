@@ -77,8 +77,8 @@ class MultiIDApply:
     RETURN_TYPES = ("MODEL", "IMAGE")
     RETURN_NAMES = ("model", "ownership")
     OUTPUT_TOOLTIPS = ("The model with the identities in its cross-attention.",
-                       "Who owns which cell at the coarsest attention layer (the middle block): "
-                       "each identity's mask dimmed, its cells bright. Every face keeps a cell.")
+                       "Who owns which cell at the coarsest attention layer (the middle block; on Flux, the "
+                       "16 px tokens): each identity's mask dimmed, its cells bright. Every face keeps a cell.")
     FUNCTION = "apply"
     CATEGORY = f"{CATEGORY}/identity"
     DESCRIPTION = ("Puts several identities into one picture, each confined to its own face inside "
@@ -111,8 +111,9 @@ class MultiIDApply:
         sigma_range = sigma_window(model, start_percent, end_percent)
         patch = multi_id_patch(
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
-            face_indices=face_indices, weights=weights, sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
-            context_dim=layers[0][2], attention=comfy_attention)
+            face_indices=face_indices, weights=weights, sigma_range=sigma_range,
+            prompts=list(person_prompts or []), project=UNetTextProjection(model), context_dim=layers[0][2],
+            attention=comfy_attention)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
