@@ -9,12 +9,13 @@ ArcFaceONNX.get, for a PyTorch-style export and one with built-in normalisation.
 give the median detect() time of both, side by side (wall clock, this machine, this run).
 
 IPAdapter_plus and ComfyUI_InstantID against MultiIDApply (when COMFYUI_DIR and MAGICID_PEERS_DIR
-are set, and this Python has ComfyUI's requirements): tests/host/test_peer_parity.py runs in a
-subprocess and prints each comparison's max |ours - reference| over the denoised latents of the
-first, a middle and the last step; one line per reference gives the largest of its comparisons
-("same vector": both sides read the same embedding; "from insightface's vector": ours reads it
-renormalised or rebuilt as unit x kept norm, a few float32 steps away). --peer-log summarises the
-output of an earlier ``pytest tests/host/test_peer_parity.py -s`` run instead of running it again.
+are set, and this Python has ComfyUI's requirements): tests/host/test_peer_parity.py and
+test_peer_parity_faceid_plus.py run in a subprocess and print each comparison's max |ours - reference|
+over the denoised latents of the first, a middle and the last step; one line per reference gives the
+largest of its comparisons ("same vector": both sides read the same embedding; "from insightface's
+vector": ours reads it renormalised or rebuilt as unit x kept norm, a few float32 steps away; FaceID
+Plus / Plus v2: the same vector, photo, keypoints and CLIP vision model). --peer-log summarises the
+output of an earlier ``pytest <those files> -s`` run instead of running them again.
 
     python bench/bench_parity.py [--repeats 5] [--peer-log FILE]
 """
@@ -151,11 +152,25 @@ LABEL = r"^[.FEsx]*?(?P<label>(?:IPAdapter_plus|InstantID|stacking) .+?)"
 PEER_LINE = re.compile(LABEL + r": max \|ours - reference\| = (?P<value>\S+) \(max \|reference\| (?P<scale>[^)]+)\)$")
 SHIPPED_LINE = re.compile(LABEL + r" as shipped: ours - theirs = (?P<value>\S+) \(middle block only\)$")
 FROM_INSIGHTFACE = "from insightface's"
-PEER_GROUPS = {  # bench line -> which comparisons of test_peer_parity.py it summarises
+PLUS, PLUS_V2 = "FaceID plus ", "FaceID plusv2 "   # test_peer_parity_faceid_plus.py's labels
+PEER_FILES = ["tests/host/test_peer_parity.py", "tests/host/test_peer_parity_faceid_plus.py"]
+
+
+def _faceid(label: str) -> bool:
+    return label.startswith("IPAdapter_plus") and "FaceID plus" not in label
+
+
+PEER_GROUPS = {  # bench line -> which comparisons of the peer parity tests it summarises
     "IPAdapter_plus FaceID, same vector (faceid/portrait/unnorm, SD1.5+SDXL)":
-        lambda l: l.startswith("IPAdapter_plus") and "identities" not in l and FROM_INSIGHTFACE not in l,
-    "IPAdapter_plus FaceID from insightface's vector": lambda l: l.startswith("IPAdapter_plus") and FROM_INSIGHTFACE in l,
-    "IPAdapter_plus FaceID, 4 identities, disjoint masks": lambda l: "identities" in l,
+        lambda l: _faceid(l) and "identities" not in l and FROM_INSIGHTFACE not in l,
+    "IPAdapter_plus FaceID from insightface's vector": lambda l: _faceid(l) and FROM_INSIGHTFACE in l,
+    "IPAdapter_plus FaceID, 4 identities, disjoint masks": lambda l: _faceid(l) and "identities" in l,
+    "IPAdapter_plus FaceID Plus, same vector, photo and CLIP (SD1.5+SDXL)":
+        lambda l: PLUS in l and "identities" not in l,
+    "IPAdapter_plus FaceID Plus v2, same inputs, weight_faceidv2 (SD1.5+SDXL)":
+        lambda l: PLUS_V2 in l and "identities" not in l,
+    "IPAdapter_plus FaceID Plus / Plus v2, N identities, disjoint masks":
+        lambda l: "FaceID plus" in l and "identities" in l,
     "InstantID attention path, same vector (SDXL, noise 0.35)":
         lambda l: l.startswith("InstantID") and FROM_INSIGHTFACE not in l,
     "InstantID from insightface's raw vector": lambda l: l.startswith("InstantID") and FROM_INSIGHTFACE in l,
@@ -168,7 +183,7 @@ def peer_lines(log: str | None = None) -> list[str]:
     if log:
         stdout = Path(log).read_text()
     elif os.environ.get("COMFYUI_DIR") and os.environ.get("MAGICID_PEERS_DIR"):
-        stdout = subprocess.run([sys.executable, "-m", "pytest", "tests/host/test_peer_parity.py", "-q", "-s",
+        stdout = subprocess.run([sys.executable, "-m", "pytest", *PEER_FILES, "-q", "-s",
                                  "-p", "no:logging"], cwd=ROOT, capture_output=True, text=True).stdout
     else:
         return ["IPAdapter_plus / InstantID: skipped (set COMFYUI_DIR and MAGICID_PEERS_DIR, run with the host Python)"]
@@ -191,7 +206,7 @@ def peer_lines(log: str | None = None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--peer-log", help="output of an earlier `pytest tests/host/test_peer_parity.py -s` to summarise")
+    parser.add_argument("--peer-log", help="output of an earlier `pytest tests/host/test_peer_parity*.py -s` to summarise")
     args = parser.parse_args()
     import insightface
 

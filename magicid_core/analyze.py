@@ -31,6 +31,8 @@ from .faces.pose_keypoint import apply_pose_keypoint, frames_for_batch
 from .faces.records import Detection, Face, FaceSet, ImageFaces
 from .identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from .identity.embedders import make_embedder
+from .identity.embedding_models import DLIB
+from .insightface import find_pack_or_reason
 from .image_io import to_rgb_uint8
 from .optional import mediapipe_available, missing_message
 from .progress import Progress
@@ -43,6 +45,8 @@ SMALLEST_DETECTABLE = 16
 # The mediapipe mesh is a second opinion: real faces down to ~24 px get one, so a detection the
 # mesh rejects is kept only when the detector was sure of it (e.g. a face seen from the side).
 UNMESHED_MIN_SCORE = 0.8
+# The start of the note that says what ``auto`` used for want of an insightface pack (see fallback_notes).
+FALLBACK_NOTE_START = "no insightface pack found, so auto used "
 HEAD_ONLY_NOTE = ("body skeletons: " + missing_message("mediapipe", "mediapipe Pose")
                   + " Faces got head-only skeletons (nose and eyes); connect a DWPose or OpenPose "
                   "POSE_KEYPOINT for full bodies.")
@@ -88,9 +92,33 @@ class AnalysisSettings:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_detector(backend: str, min_face: float, max_faces: int, insightface_roots) -> FaceDetector:
-    """Detectors are reused across the images of a batch (dlib loads its landmark model once)."""
+def _cached_detector(backend: str, min_face: float, max_faces: int, insightface_roots, pack_folder) -> FaceDetector:
+    """Detectors are reused across the images of a batch (dlib loads its landmark model once). ``pack_folder``
+    (the insightface pack found now) is part of the key: a pack put in place while ComfyUI runs is used at once."""
     return make_detector(backend, min_face=min_face, max_faces=max_faces, insightface_roots=insightface_roots)
+
+
+def fallback_notes(settings: AnalysisSettings, detector_name: str | None, no_pack: str) -> list[str]:
+    """What ``auto`` used instead of the insightface pack, and why: ``no_pack`` is find_pack's reason (the
+    folders searched, the files expected), "" when a pack was found; ``detector_name`` None: the faces were
+    given, not detected. The nodes show the note, the log says it once."""
+    if not no_pack:
+        return []
+    used = []
+    if settings.backend == "auto" and detector_name is not None:
+        used.append(f"{detector_name} to find the faces")
+    if settings.embeddings and settings.identity_backend == "auto":
+        used.append(DLIB_IDENTITIES)
+    return [fallback_note(used, no_pack)] if used else []
+
+
+DLIB_IDENTITIES = (f"dlib for the identity embeddings ({DLIB.family}, which IP-Adapter FaceID and InstantID "
+                   "cannot use: they need ArcFace's)")
+
+
+def fallback_note(used: list[str], no_pack: str) -> str:
+    """"no insightface pack found, so auto used <used>. <where it looked, what it expects>"."""
+    return f"{FALLBACK_NOTE_START}{' and '.join(used)}. {no_pack[0].upper()}{no_pack[1:]}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,8 +172,14 @@ def order_faces(faces: list[Face], order: str) -> list[Face]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_landmarker(backend: str, insightface_roots):
+def _cached_landmarker(backend: str, insightface_roots, pack_folder):
     return make_landmarker(backend, insightface_roots)
+
+
+def _pack_now(roots) -> tuple[str | None, str]:
+    """(the folder of the insightface pack found now, or None; why there is none)."""
+    pack, no_pack = find_pack_or_reason(roots)
+    return (str(pack.folder) if pack else None), no_pack
 
 
 def _to_face(det: Detection, scale: float, rgb: np.ndarray, landmarker) -> Face:
@@ -183,14 +217,15 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
     if min(h, w) * scale < SMALLEST_DETECTABLE:   # too small to hold a face
         return ImageFaces(h, w, [])
     roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
+    pack_folder, no_pack = _pack_now(roots)
     small = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                               interpolation=cv2.INTER_AREA)
     if detector is None:
-        detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots)
+        detector = _cached_detector(settings.backend, round(min_face, 2), settings.max_faces, roots, pack_folder)
     detections = detector.detect(small, progress)
     if settings.max_faces:
         detections = sorted(detections, key=lambda d: -d.score)[:settings.max_faces]
-    landmarker = _cached_landmarker(settings.landmark_backend, roots) if settings.mesh else None
+    landmarker = _cached_landmarker(settings.landmark_backend, roots, pack_folder) if settings.mesh else None
     faces = []
     for done, detection in enumerate(detections, start=1):
         faces.append(_to_face(detection, scale, rgb, landmarker))
@@ -212,6 +247,7 @@ def analyze_image(image, settings: AnalysisSettings | None = None, detector: Fac
         notes += add_skeletons(rgb, faces)
     if settings.embeddings:
         add_embeddings(rgb, faces, settings)
+    notes += fallback_notes(settings, detector.name, no_pack)
     return ImageFaces(h, w, faces, notes)
 
 
@@ -243,7 +279,8 @@ def analyze_boxes(image, boxes, scores, settings: AnalysisSettings | None = None
     if masks is not None and (len(masks) != len(boxes) or any(m.shape != (h, w) for m in masks)):
         raise ValueError(f"{len(boxes)} boxes need {len(boxes)} masks of {w}x{h}")
     roots = None if settings.insightface_roots is None else tuple(settings.insightface_roots)
-    landmarker = _cached_landmarker(settings.landmark_backend, roots) if settings.mesh else None
+    pack_folder, no_pack = _pack_now(roots)
+    landmarker = _cached_landmarker(settings.landmark_backend, roots, pack_folder) if settings.mesh else None
     faces = []
     for i, (box, score) in enumerate(zip(boxes, scores)):
         detection = Detection(box, float(score), template_keypoints(box), source)
@@ -260,6 +297,7 @@ def analyze_boxes(image, boxes, scores, settings: AnalysisSettings | None = None
     notes = add_skeletons(rgb, faces) if settings.skeletons else []
     if settings.embeddings:
         add_embeddings(rgb, faces, settings)
+    notes += fallback_notes(settings, None, no_pack)   # the faces were found elsewhere
     return ImageFaces(h, w, faces, notes)
 
 

@@ -30,7 +30,7 @@ PACKAGES = {
         "from controlnet_aux's DWPose/OpenPose POSE_KEYPOINT"),
     "dlib": OptionalPackage(
         "dlib-bin", "Python 3.8-3.13 (prebuilt wheels, no compiler)",
-        "insightface models (antelopev2 / buffalo_l) in ComfyUI/models/insightface, or mediapipe"),
+        "insightface models (antelopev2 / buffalo_l) in ComfyUI/models/insightface/models/<pack>, or mediapipe"),
     "face_recognition_models": OptionalPackage(
         "face_recognition_models", "any Python 3", "insightface models (antelopev2 / buffalo_l)"),
     "timm": OptionalPackage(

@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..magicid_core import validate
-from ..magicid_core.analyze import ORDERS, AnalysisSettings, analyze_batch
+from ..magicid_core.analyze import FALLBACK_NOTE_START, ORDERS, AnalysisSettings, analyze_batch
 from ..magicid_core.faces.detection import BACKENDS, DEFAULT_MIN_FACE
 from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from ..magicid_core.image_io import to_rgb_uint8
 from ..magicid_core.faces.masks import MASK_MODES
-from ..magicid_core.faces.preview import draw_preview
+from ..magicid_core.faces.preview import draw_label, draw_preview
 
 from .common import CATEGORY, FACES, images_to_numpy, numpy_to_images, numpy_to_masks
 from .host.ui import faces_ui
@@ -21,6 +21,8 @@ from .host.folders import insightface_roots
 from .host.progress import comfy_progress
 
 NO_IDENTITY = "none"
+# Drawn on the preview when auto could not use insightface; the node's note and the log say where it looked.
+FALLBACK_LABEL = "no insightface pack found: auto used dlib / mediapipe (see the note and the log)"
 
 
 class FaceDetectMasks:
@@ -68,7 +70,7 @@ class FaceDetectMasks:
         }, "optional": {
             "identity_backend": (list(IDENTITY_BACKENDS) + [NO_IDENTITY], {"default": "auto", "tooltip":
                                  "Identity embedding per face, to match reference identities: arcface "
-                                 "(insightface models in ComfyUI/models/insightface), dlib (offline), auto (arcface "
+                                 "(insightface pack in ComfyUI/models/insightface/models/antelopev2 or buffalo_l), dlib (offline), auto (arcface "
                                  "when its files exist), none. Use the same as IdentityFromImages."}),
             "skeletons": ("BOOLEAN", {"default": True, "tooltip":
                           "A COCO-18 body skeleton per person, for OpenPose control maps: from pose_keypoint when "
@@ -95,6 +97,8 @@ class FaceDetectMasks:
         face_masks = np.concatenate([im.masks() for im in faces.images]) if faces.face_count else np.zeros((0, h, w))
         union = np.stack([im.union_mask() for im in faces.images])
         previews = [draw_preview(to_rgb_uint8(a), im) for a, im in zip(arrays, faces.images)]
+        if any(note.startswith(FALLBACK_NOTE_START) for note in faces.notes):
+            previews = [draw_label(p, FALLBACK_LABEL) for p in previews]
         # ui: the previews shown on the node, and the boxes web/magicid.js numbers over them
         return {"ui": {**faces_ui(faces, previews), "magicid_notes": faces.notes},
                 "result": (faces, numpy_to_masks(face_masks, h, w), numpy_to_masks(union, h, w),

@@ -6,9 +6,13 @@ IDENTITIES and how MultiIDApply places them: docs/ARCHITECTURE.md (glossary).
 from __future__ import annotations
 
 from ..magicid_core import validate
+from ..magicid_core.analyze import DLIB_IDENTITIES, fallback_note, log_once
 from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embedding_models,
                                                identity_from_embeddings, make_embedder)
+from ..magicid_core.identity.embedding_models import DLIB
+from ..magicid_core.insightface import find_pack_or_reason
 from .common import CATEGORY, IDENTITIES, images_to_numpy
+from .host.clip_vision import ComfyFaceCLIPEncoder
 from .host.folders import insightface_roots
 
 
@@ -21,12 +25,16 @@ class IdentityFromImages:
                                                 "prominent face is used; their embeddings are averaged."}),
                 "name": ("STRING", {"default": "", "tooltip": "Who this is; empty = 'person N'."}),
                 "backend": (list(BACKENDS), {"default": "auto", "tooltip":
-                    "Identity model. arcface = insightface antelopev2/buffalo_l in ComfyUI/models/insightface "
+                    "Identity model. arcface = insightface antelopev2/buffalo_l in ComfyUI/models/insightface/models/<pack> "
                     "(needs onnxruntime); dlib = offline, shipped weights; auto = arcface when its files exist. "
                     "Use the same backend as FaceDetectMasks."}),
             },
             "optional": {
                 "identities": (IDENTITIES, {"tooltip": "Identities built so far; this one is appended."}),
+                "clip_vision": ("CLIP_VISION", {"tooltip":
+                    "For IP-Adapter FaceID Plus / Plus v2 adapters: CLIPVisionLoader with "
+                    "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors. Each reference face's aligned crop is "
+                    "encoded as IPAdapter_plus does; not needed for FaceID, portrait or InstantID."}),
             },
         }
 
@@ -34,9 +42,10 @@ class IdentityFromImages:
     RETURN_NAMES = ("identities",)
     FUNCTION = "build"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = "Build one person's identity (a face embedding) from reference images, for MultiIDApply and IDRestore."
+    DESCRIPTION = ("Build one person's identity (a face embedding, and with clip_vision the face's CLIP features "
+                   "for FaceID Plus) from reference images, for MultiIDApply and IDRestore.")
 
-    def build(self, images, name, backend, identities=None):
+    def build(self, images, name, backend, identities=None, clip_vision=None):
         import comfy.utils
 
         before = list(identities or [])
@@ -45,9 +54,17 @@ class IdentityFromImages:
             raise ValueError(f"an identity named {name!r} is already in the list; give each person their own name")
         references = images_to_numpy(validate.image("images", images))
         progress = comfy.utils.ProgressBar(len(references))
-        identity = build_identity(name, references, make_embedder(backend, insightface_roots()),
-                                  on_image=lambda i: progress.update(1))
-        return _appended(before, identity)
+        roots = insightface_roots()
+        encoder = None if clip_vision is None else ComfyFaceCLIPEncoder(clip_vision)
+        identity = build_identity(name, references, make_embedder(backend, roots),
+                                  on_image=lambda i: progress.update(1), clip_encoder=encoder)
+        notes = []
+        no_pack = find_pack_or_reason(roots)[1] if backend == "auto" else ""
+        if no_pack and identity.embedding_model == DLIB.family:   # say why, on the node and in the log
+            notes.append(fallback_note([DLIB_IDENTITIES], no_pack))
+            log_once(notes[-1])
+        # ui: the report web/magicid.js shows under the node
+        return {"ui": {"magicid_notes": notes}, "result": _appended(before, identity)}
 
 
 def _appended(before: list, identity) -> tuple[list]:

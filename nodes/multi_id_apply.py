@@ -7,10 +7,13 @@ docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
+from ..magicid_core.identity.embedders import check_dlib_identities
 from ..magicid_core.diffusion.placement import multi_id_patch, pulid_patch
 from ..magicid_core.identity.pulid_flux import PulidFlux, hooked_blocks, load_pulid_flux
 
@@ -18,7 +21,7 @@ from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
 from .host.dit import FLUX, add_pulid_identities, flux_blocks, flux_token_grid, model_family
 from .host.sampling import sigma_window
-from .host.folders import adapter_choices, adapter_path
+from .host.folders import adapter_choices, adapter_path, insightface_roots
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
 ADAPTER = "MAGICID_ADAPTER"  # magicid_core's IdentityAdapter (SD) or PulidFlux (Flux.1)
@@ -28,19 +31,26 @@ class MagicIDAdapterLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"adapter_file": (adapter_choices(), {
-            "tooltip": "IP-Adapter FaceID (models/ipadapter: ip-adapter-faceid_sd15.bin, "
-                       "ip-adapter-faceid_sdxl.bin, FaceID portrait) or InstantID (models/instantid: ip-adapter.bin) "
-                       "for SD1.5 / SDXL; PuLID-Flux (models/pulid: pulid_flux_v0.9.1.safetensors) for Flux.1"})}}
+            "tooltip": "IP-Adapter FaceID, FaceID Plus or Plus v2, SD1.5 or SDXL, .bin or .safetensors "
+                       "(models/ipadapter: ip-adapter-faceid_sd15.bin, ip-adapter-faceid-plusv2_sdxl.bin, "
+                       "FaceID portrait, ...) or InstantID (models/instantid: ip-adapter.bin). Plus and Plus v2 "
+                       "also need the identities' CLIP vision features (IdentityFromImages' clip_vision). "
+                       "For Flux.1: PuLID-Flux (models/pulid: pulid_flux_v0.9.1.safetensors)."})}}
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("adapter",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = "Loads a face identity adapter for MultiIDApply."
+    DESCRIPTION = ("Loads a face identity adapter for MultiIDApply (FaceID, FaceID Plus / Plus v2, InstantID); "
+                   "the log says which kind it found.")
 
     def load(self, adapter_file):
         path = adapter_path(adapter_file)
-        return (load_pulid_flux(path) if adapter_file.startswith("pulid/") else load_adapter_file(path),)
+        if adapter_file.startswith("pulid/"):
+            return (load_pulid_flux(path),)
+        adapter = load_adapter_file(path)
+        logging.info("MagicID: loaded %s", adapter.describe())
+        return (adapter,)
 
 
 class MultiIDApply:
@@ -71,6 +81,9 @@ class MultiIDApply:
                 "person_prompts": (PERSON_PROMPTS, {"tooltip":
                     "Each person's own words (chained PersonPrompt nodes): inside that person's face they are "
                     "attended next to the main prompt, elsewhere they do nothing. Positive side only."}),
+                "weight_faceidv2": ("FLOAT", {"default": 1.0, "min": -1.0, "max": 5.0, "step": 0.05, "tooltip":
+                    "FaceID Plus v2 only (IPAdapterFaceID's weight_faceidv2): how much of the CLIP-refined "
+                    "tokens is added to the ArcFace tokens. Other adapters ignore it."}),
             },
         }
 
@@ -85,12 +98,13 @@ class MultiIDApply:
                    "cross-attention (MGMICA). Generate at the size (or aspect) of the FACES image.")
 
     def apply(self, model, adapter, identities, faces, weight, start_percent, end_percent,
-              face_indices="", identity_weights="", image_index=0, person_prompts=None):
+              face_indices="", identity_weights="", image_index=0, person_prompts=None, weight_faceidv2=1.0):
         if len(faces) == 0 or image_index >= len(faces):
             raise validate.BadInput(f"image_index {image_index} does not exist: faces holds {len(faces)} image(s)")
         weight = validate.number("weight", weight, 0.0, 3.0)
         start_percent = validate.number("start_percent", start_percent, 0.0, 1.0)
         end_percent = validate.number("end_percent", end_percent, 0.0, 1.0)
+        weight_faceidv2 = validate.number("weight_faceidv2", weight_faceidv2, -1.0, 5.0)
         validate.ordered("start_percent", start_percent, "end_percent", end_percent, strict=True,
                          consequence="the identities would never act")
         multipliers = validate.number_list("identity_weights", identity_weights, float, 0.0, 3.0, example="'1, 0.8'")
@@ -106,6 +120,7 @@ class MultiIDApply:
         if isinstance(adapter, PulidFlux):
             raise validate.BadInput(f"{adapter.name} is PuLID-Flux, made for Flux.1, but this model is an SD UNet "
                                     f"({type(model.model).__name__}): load an IP-Adapter FaceID or InstantID file")
+        check_dlib_identities(adapter, identities, insightface_roots())
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
         sigma_range = sigma_window(model, start_percent, end_percent)
@@ -113,7 +128,7 @@ class MultiIDApply:
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
             face_indices=face_indices, weights=weights, sigma_range=sigma_range,
             prompts=list(person_prompts or []), project=UNetTextProjection(model), context_dim=layers[0][2],
-            attention=comfy_attention)
+            attention=comfy_attention, faceidv2_weight=weight_faceidv2)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))

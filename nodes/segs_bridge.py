@@ -6,7 +6,7 @@ these nodes work whether or not it is installed (SEGS only has a use when it is)
 
 from __future__ import annotations
 
-from ..magicid_core.analyze import AnalysisSettings
+from ..magicid_core.analyze import AnalysisSettings, log_once
 from ..magicid_core.faces.records import FaceSet
 from ..magicid_core.identity.embedders import BACKENDS as IDENTITY_BACKENDS
 from ..magicid_core.faces.masks import MASK_MODES
@@ -89,4 +89,6 @@ class SEGSToFaces:
                                     skeletons=skeletons, identity_backend=identity_backend,
                                     insightface_roots=tuple(insightface_roots()))
         faces = segs_to_faces(_one_image(image, "SEGSToFaces"), segs, settings, keep_masks=keep)
+        for note in faces.notes:   # e.g. that auto found no insightface pack: the log says it once
+            log_once(note)
         return (FaceSet([faces]),)

@@ -116,7 +116,9 @@ def test_command_line_writes_preview_masks_and_json(tmp_path, capsys):
     assert face["embedding_model"] == "dlib_resnet_v1" and len(face["embedding"]) == 128
     assert face["skeleton"]["r_shoulder"][2] > 0.5 if with_mediapipe else face["sources"]["skeleton"] == "head_only"
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 7 + (not with_mediapipe)  # a header, one line per face (and the head-only skeleton note)
+    # a header, one line per face, the note that auto found no insightface pack (and the head-only skeleton note)
+    assert len(lines) == 8 + (not with_mediapipe)
+    assert any(line.startswith("note: no insightface pack found, so auto used") for line in lines)
 
 
 @needs_mediapipe

@@ -48,7 +48,8 @@ def test_missing_files_error_names_folder_and_files(tmp_path):
         find_pack(tmp_path)
     text = str(err.value)
     assert str(tmp_path) in text and f"{tmp_path / 'antelopev2'} lacks scrfd_10g_bnkps.onnx" in text
-    for name in ("scrfd_10g_bnkps.onnx", "glintr100.onnx", "det_10g.onnx", "w600k_r50.onnx", "<pack>/<pack>/"):
+    for name in ("scrfd_10g_bnkps.onnx", "glintr100.onnx", "det_10g.onnx", "w600k_r50.onnx", "models/<pack>",
+                 "<pack>/<pack>", "ComfyUI/models/insightface/models/antelopev2/"):
         assert name in text
     with pytest.raises(InsightFaceModelError, match="arcface|insightface"):
         make_embedder("arcface", tmp_path)

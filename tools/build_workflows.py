@@ -48,7 +48,7 @@ MODELS = {
     "ip-adapter-faceid_sd15.bin": ("ipadapter", "IP-Adapter FaceID for SD1.5 (h94/IP-Adapter-FaceID)"),
     "ip-adapter-faceid_sdxl.bin": ("ipadapter", "IP-Adapter FaceID for SDXL (h94/IP-Adapter-FaceID)"),
 }
-INSIGHTFACE = "antelopev2 (or buffalo_l) unpacked into models/insightface/antelopev2/*.onnx"
+INSIGHTFACE = "antelopev2 (or buffalo_l) in ComfyUI/models/insightface/models/antelopev2/*.onnx"
 
 NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
 
@@ -80,7 +80,7 @@ def faces_and_masks(g: Graph) -> str:
         union = g.add("MaskToImage", mask=faces["union_mask"])
         g.add("PreviewImage", title="All face masks", images=union[0])
     g.note("Finds every face, numbers them left to right and makes one mask per face. "
-           "No model files are needed: the detector ships with mediapipe. With insightface's "
+           "No model files are needed: the detectors ship with dlib (and mediapipe). With insightface's "
            f"models installed ({INSIGHTFACE}) backend 'auto' uses them.\n\n"
            "Load your photo in 'Any photo with faces'. The numbers drawn over the preview are the "
            "face indices that MultiIDApply and IDRestore refer to.")

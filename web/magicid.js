@@ -1,5 +1,6 @@
-// MagicID front-end extension: face indices over FaceDetectMasks' preview, and a face map
-// on MultiIDApply / IDRestore that shows and sets which identity goes to which face.
+// MagicID front-end extension: face indices over FaceDetectMasks' preview, a face map
+// on MultiIDApply / IDRestore that shows and sets which identity goes to which face, and the
+// notes a node reports (e.g. that `auto` found no insightface pack) under the node.
 // The logic lives in ./lib (pure, tested with `node --test tests/js/`); this file only
 // wires it to ComfyUI's app and canvas.
 import { app } from "../../scripts/app.js";
@@ -7,6 +8,7 @@ import { faceLabels, facesFromOutput, previewCell } from "./lib/face_overlay.js"
 import {
   assignmentChips, chipRects, cycleIdentity, hitChip, identityCount, parseIndices, toggleFace,
 } from "./lib/face_indices.js";
+import { notesFromOutput, wrapNotes } from "./lib/node_notes.js";
 
 const FACE_NODE = "FaceDetectMasks";
 // Which nodes get the face map, what its chips stand for, and the text widget it edits.
@@ -16,6 +18,8 @@ const MAP_NODES = {
 };
 const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
 const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
+const NOTE_NODES = new Set([FACE_NODE, "IdentityFromImages"]); // nodes whose UI output has magicid_notes
+const NOTE = { font: 12, line: 15, pad: 6 };
 
 // Where the front end drew the node's images: one selected image (at most at 1:1 scale) in
 // the preview widget's area, or a grid of cells it records in node.imageRects.
@@ -51,6 +55,26 @@ function drawFaceLabels(node, ctx) {
       node.magicidLabels.push(label);
     }
   });
+  ctx.restore();
+}
+
+// The node's last notes, in a dark box just under the node (drawn over the canvas, not resizing it).
+function drawNotes(node, ctx) {
+  if (!node.magicidNotes?.length || node.flags?.collapsed) return;
+  ctx.save();
+  ctx.font = `${NOTE.font}px sans-serif`;
+  const width = node.size[0];
+  const lines = wrapNotes(node.magicidNotes, width - 2 * NOTE.pad, (t) => ctx.measureText(t).width);
+  node.magicidNoteLines = lines; // what was drawn (read by tests/host/web/check_extension.mjs)
+  const top = node.size[1] + NOTE.pad;
+  ctx.fillStyle = "rgba(0, 0, 0, 0.8)";
+  ctx.beginPath();
+  ctx.roundRect(0, top, width, lines.length * NOTE.line + 2 * NOTE.pad, 5);
+  ctx.fill();
+  ctx.fillStyle = "#ffd84d";
+  ctx.textAlign = "left";
+  ctx.textBaseline = "top";
+  lines.forEach((line, i) => ctx.fillText(line, NOTE.pad, top + NOTE.pad + i * NOTE.line));
   ctx.restore();
 }
 
@@ -164,30 +188,34 @@ function safeText(value) {
   }
 }
 
+// Runs fn(node, ...arguments) after the node type's own method (and any other extension's).
+function after(nodeType, method, fn) {
+  const original = nodeType.prototype[method];
+  nodeType.prototype[method] = function (...args) {
+    const result = original?.apply(this, args);
+    fn(this, ...args);
+    return result;
+  };
+}
+
 app.registerExtension({
   name: "MagicID.faces",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === FACE_NODE) {
-      const onExecuted = nodeType.prototype.onExecuted;
-      nodeType.prototype.onExecuted = function (output) {
-        onExecuted?.apply(this, arguments);
-        this.magicidFaces = facesFromOutput(output);
-        this.setDirtyCanvas(true, true);
-      };
-      const onDrawForeground = nodeType.prototype.onDrawForeground;
-      nodeType.prototype.onDrawForeground = function (ctx) {
-        onDrawForeground?.apply(this, arguments);
-        drawFaceLabels(this, ctx);
-      };
+      after(nodeType, "onExecuted", (node, output) => {
+        node.magicidFaces = facesFromOutput(output);
+        node.setDirtyCanvas(true, true);
+      });
+      after(nodeType, "onDrawForeground", drawFaceLabels);
+    }
+    if (NOTE_NODES.has(nodeData.name)) {
+      after(nodeType, "onExecuted", (node, output) => {
+        node.magicidNotes = notesFromOutput(output);
+        node.setDirtyCanvas(true, true);
+      });
+      after(nodeType, "onDrawForeground", drawNotes);
     }
     const map = MAP_NODES[nodeData.name];
-    if (map) {
-      const onNodeCreated = nodeType.prototype.onNodeCreated;
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onNodeCreated?.apply(this, arguments);
-        addFaceMap(this, map);
-        return result;
-      };
-    }
+    if (map) after(nodeType, "onNodeCreated", (node) => addFaceMap(node, map));
   },
 });

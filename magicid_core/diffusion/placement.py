@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
+from ..identity.face_clip import clip_inputs
 from ..identity.matching import assign_identities
 from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
 from .token_identities import TokenIdentities
@@ -217,12 +218,13 @@ def _clip_family(width: int) -> str:
 def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, layer_of: dict,
                    face_indices=None, weights=None, sigma_range=(math.inf, 0.0),
                    attention=sdpa_attention, prompts=(), project: Callable | None = None,
-                   context_dim: int | None = None,
-                   instantid_noise: float = INSTANTID_NOISE) -> MultiIDAttention | None:
+                   context_dim: int | None = None, instantid_noise: float = INSTANTID_NOISE,
+                   faceidv2_weight: float = 1.0) -> MultiIDAttention | None:
     """Everything MultiIDApply does without ComfyUI: check, place, build. None = nothing to do.
 
     ``instantid_noise``: InstantID's "no identity" input is ``noise * rand`` as ApplyInstantID
     makes it (0.35 there); 0 = the projection of zeros. FaceID always uses zeros, as IPAdapter_plus.
+    ``faceidv2_weight``: FaceID Plus v2's shortcut scale (IPAdapterFaceID's ``weight_faceidv2``).
 
     ``prompts``: PersonPrompt list, projected per layer by ``project(block_key, tokens)``
     (the layer's own to_k / to_v); ``context_dim``: the model's text width, to check them.
@@ -233,6 +235,8 @@ def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, lay
         if adapter is None:
             raise ValueError("identities were given without an adapter: connect MagicIDAdapterLoader")
         n_id = len(adapter.check_embeddings(identity_embeddings(identities)))
+        if adapter.reads_clip:      # before placing: a missing CLIP embedding is the first thing to fix
+            clip_inputs(adapter, identities)
         identity_weights = [1.0] * n_id if weights is None else [float(w) for w in weights]
         if len(identity_weights) != n_id:
             raise ValueError(f"{len(identity_weights)} weights given for {n_id} identities")
@@ -250,12 +254,13 @@ def multi_id_patch(adapter: IdentityAdapter | None, identities, image_faces, lay
         return None
     masks = np.stack([face_mask(image_faces.faces[f], image_faces.height, image_faces.width) for f in people])
     tokens, person_weights = _identity_tokens(adapter, identities, identity_faces, identity_weights, people,
-                                              instantid_noise)
+                                              instantid_noise, faceidv2_weight)
     text = _person_text(list(prompts), text_faces, people, project)
     return MultiIDAttention(tokens, masks, person_weights, layer_of, sigma_range, attention, text=text)
 
 
-def _identity_tokens(adapter, identities, identity_faces, identity_weights, people, instantid_noise):
+def _identity_tokens(adapter, identities, identity_faces, identity_weights, people, instantid_noise,
+                     faceidv2_weight=1.0):
     """One identity token set per person (zeros and weight 0 for people without an identity)."""
     weights = np.zeros(len(people), np.float32)
     placed = [i for i, f in enumerate(identity_faces) if f >= 0]
@@ -263,7 +268,9 @@ def _identity_tokens(adapter, identities, identity_faces, identity_weights, peop
         return None, weights
     chosen = [identities[i] for i in placed] if isinstance(identities, list) else np.asarray(identities)[placed]
     noise = instantid_noise if adapter.kind == "instantid" else 0.0
-    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, chosen), negative_noise=noise)
+    clip = clip_inputs(adapter, chosen) if adapter.reads_clip else None
+    cond, uncond = adapter.tokens_for(adapter_inputs(adapter, chosen), negative_noise=noise, clip=clip,
+                                      faceidv2_weight=faceidv2_weight)
     slots = [people.index(identity_faces[i]) for i in placed]
     full_cond, full_uncond = (torch.zeros((len(people),) + t.shape[1:], dtype=t.dtype) for t in (cond, uncond))
     full_cond[slots], full_uncond[slots] = cond, uncond

@@ -43,3 +43,19 @@ def draw_preview(image_rgb: np.ndarray, faces: ImageFaces, mask_tint: float = 0.
         cv2.rectangle(out, (x0, ty - th - 3), (x0 + tw + 4, ty + base - 1), colour, -1)
         cv2.putText(out, label, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 1, cv2.LINE_AA)
     return out
+
+
+def draw_label(image_rgb: np.ndarray, text: str) -> np.ndarray:
+    """A copy of the image with ``text`` on a dark strip along its bottom edge (one line, shrunk to fit)."""
+    out = image_rgb.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(w / 800))
+    scale = max(0.35, w / 1400)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    if tw > w - 8:   # shrink to the width, never below legibility (the rest is cut by the edge)
+        scale = max(0.3, scale * (w - 8) / tw)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    strip = min(h, th + base + 8)
+    out[h - strip:] = (out[h - strip:].astype(np.float32) * 0.25).astype(np.uint8)
+    cv2.putText(out, text, (4, h - base - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 216, 77), thick, cv2.LINE_AA)
+    return out

@@ -51,6 +51,24 @@ class PulidInputs:
 
 
 @dataclass
+class FaceCLIPEmbedding:
+    """CLIP vision's penultimate hidden states of a person's aligned face crop: what IP-Adapter FaceID
+    Plus / Plus v2 read next to the ArcFace vector (IPAdapter_plus's ``get_image_embeds_faceid_plus``).
+
+    IPAdapter_plus crops the face at 224 px for SD1.5 adapters and 256 px for SDXL ones (insightface's
+    ``norm_crop``), so both are kept; several reference photos are averaged (its "average" combine).
+    """
+
+    by_crop: dict[int, np.ndarray]   # crop size (224, 256) -> (tokens, width) float32 hidden states
+    negative: np.ndarray             # (tokens, width) of a black 224 px image: the "no identity" input
+    model: str = ""                  # which CLIP vision model made them (for messages)
+
+    @property
+    def width(self) -> int:
+        return int(self.negative.shape[-1])
+
+
+@dataclass
 class Identity:
     """A reference identity: who should appear (the IDENTITIES type is a list of these)."""
 
@@ -64,6 +82,8 @@ class Identity:
     embedding_norm: float | None = None
     # what PuLID-Flux reads (IdentityFromImages with the EVA-CLIP and face parsing); None: SD adapters only
     pulid: PulidInputs | None = None
+    # CLIP vision of the face crop, for FaceID Plus / Plus v2; None when built without CLIP_VISION
+    face_clip: FaceCLIPEmbedding | None = None
 
 
 @dataclass

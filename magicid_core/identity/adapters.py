@@ -1,8 +1,9 @@
-"""Identity adapters people already have: IP-Adapter FaceID (SD1.5 / SDXL) and InstantID.
+"""Identity adapters people already have: IP-Adapter FaceID, FaceID Plus / Plus v2 (SD1.5 / SDXL) and InstantID.
 
 Both files hold two state dicts:
 - ``image_proj``: turns a 512-d ArcFace embedding into T context tokens of width C
-  (FaceID: an MLP, T = 4 or 16; InstantID: a perceiver Resampler, T = 16, C = 2048);
+  (FaceID: an MLP, T = 4 or 16; InstantID: a perceiver Resampler, T = 16, C = 2048; FaceID Plus:
+  the MLP's 4 tokens refined over the face's CLIP vision features; projections.py);
 - ``ip_adapter``: per cross-attention layer ``{n}.to_k_ip.weight`` / ``{n}.to_v_ip.weight``
   of shape (layer width, C), n = 1, 3, 5, ... in diffusers order (down, up, mid blocks).
   FaceID files also carry LoRA keys (``*_lora.*``): those belong to the separate FaceID
@@ -16,13 +17,15 @@ What each adapter reads, as the reference packs feed it (IPAdapter_plus, ComfyUI
 - FaceID (MLP) and FaceID portrait: the L2-normalised ArcFace vector; "no identity" = zeros.
 - FaceID portrait-unnorm (a Resampler, named ``*unnorm*`` as IPAdapter_plus tells it apart):
   the raw vector; "no identity" = zeros.
+- FaceID Plus / Plus v2 (``perceiver_resampler.*`` keys; v2 told by ``plusv2`` in the file name, as
+  IPAdapter_plus tells it): the unit vector and the face's CLIP features (face_clip.py); "no identity" =
+  zeros with a black image's CLIP features; v2 adds ``weight_faceidv2`` x the perceiver's output to the MLP's.
 - InstantID (a Resampler): the raw vector; "no identity" = ``noise * rand`` seeded from the
   vector's sum (ApplyInstantID's negative; its node fixes noise at 0.35), zeros at noise 0.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -33,32 +36,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from .embedding_models import ARCFACE, DLIB
+from .projections import FaceIDPlusProjection, FaceIDProjection, ResamplerProjection, faceid_plus_from
 
 ARCFACE_DIM = ARCFACE.dim
-INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antelopev2 or buffalo_l models into "
-                    "ComfyUI/models/insightface (they run on onnxruntime; no insightface package needed), "
+INSIGHTFACE_HINT = (f"it needs {ARCFACE_DIM}-d ArcFace embeddings: put the antelopev2 or buffalo_l pack into "
+                    "ComfyUI/models/insightface/models/ (e.g. models/insightface/models/antelopev2/glintr100.onnx; "
+                    "they run on onnxruntime, no insightface package needed), "
                     "then build the identities again")
 _IP_KEY = re.compile(r"^(\d+)\.to_([kv])_ip\.weight$")
 _FAMILY = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
+KINDS = {"faceid": "FaceID", "faceid_plus": "FaceID Plus", "faceid_plusv2": "FaceID Plus v2",
+         "instantid": "InstantID"}
 # Real FaceID / InstantID weights have an RMS of about 0.01 (linear layers) to 1 (layer-norm
 # gains); a tensor 100x past that is a damaged or doctored file, whose tokens would swamp the text.
 WEIGHT_RMS_LIMIT = 100.0
 INSTANTID_NOISE = 0.35      # ApplyInstantID's negative-embedding noise (fixed in that node)
-
-
-class FaceIDProjection(nn.Module):
-    """IP-Adapter FaceID: tokens = LayerNorm(reshape(W2 GELU(W1 e + b1) + b2, (T, C)))."""
-
-    def __init__(self, embedding_dim: int, hidden: int, context_dim: int, tokens: int):
-        super().__init__()
-        self.embedding_dim, self.context_dim, self.tokens = embedding_dim, context_dim, tokens
-        self.proj = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.GELU(),
-                                  nn.Linear(hidden, context_dim * tokens))
-        self.norm = nn.LayerNorm(context_dim)
-
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        x = self.proj(embedding).reshape(-1, self.tokens, self.context_dim)
-        return self.norm(x)
 
 
 def multi_head_attention(q, k, v, heads: int, attn_mask=None) -> torch.Tensor:
@@ -72,69 +64,12 @@ def multi_head_attention(q, k, v, heads: int, attn_mask=None) -> torch.Tensor:
     return out.transpose(1, 2).flatten(2)
 
 
-class PerceiverAttention(nn.Module):
-    """Latents attend to [features; latents] (the perceiver step of the Resampler)."""
-
-    def __init__(self, dim: int, dim_head: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, dim_head * heads, bias=False)
-        self.to_kv = nn.Linear(dim, dim_head * heads * 2, bias=False)
-        self.to_out = nn.Linear(dim_head * heads, dim, bias=False)
-
-    def forward(self, features: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        features, latents = self.norm1(features), self.norm2(latents)
-        q = self.to_q(latents)
-        k, v = self.to_kv(torch.cat([features, latents], dim=1)).chunk(2, dim=-1)
-        return self.to_out(perceiver_attention(q, k, v, self.heads))
-
-
-def perceiver_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """softmax((q s)(k s)^T) v with s = d^-1/4, on (B, N, heads*d) tensors, in the order the reference
-    Resamplers (IPAdapter_plus, ComfyUI_InstantID) compute it, so the tokens equal theirs bit for bit."""
-    def split(t):   # (B, N, heads*d) -> contiguous (B, heads, N, d)
-        return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2).reshape(t.shape[0], heads, t.shape[1], -1)
-
-    q, k, v = split(q), split(k), split(v)
-    s = 1 / math.sqrt(math.sqrt(q.shape[-1]))
-    weight = (q * s) @ (k * s).transpose(-2, -1)
-    weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
-    return (weight @ v).permute(0, 2, 1, 3).reshape(q.shape[0], q.shape[2], -1)
-
-
-class ResamplerProjection(nn.Module):
-    """InstantID: learned latents refined by perceiver attention over the projected embedding."""
-
-    def __init__(self, embedding_dim: int, dim: int, context_dim: int, tokens: int,
-                 depth: int, heads: int, ff_hidden: int, dim_head: int = 64):
-        super().__init__()
-        self.embedding_dim, self.context_dim, self.tokens = embedding_dim, context_dim, tokens
-        self.latents = nn.Parameter(torch.zeros(1, tokens, dim))
-        self.proj_in = nn.Linear(embedding_dim, dim)
-        self.proj_out = nn.Linear(dim, context_dim)
-        self.norm_out = nn.LayerNorm(context_dim)
-        self.layers = nn.ModuleList(
-            nn.ModuleList([PerceiverAttention(dim, dim_head, heads),
-                           nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, ff_hidden, bias=False),
-                                         nn.GELU(), nn.Linear(ff_hidden, dim, bias=False))])
-            for _ in range(depth))
-
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        features = self.proj_in(embedding.reshape(len(embedding), -1, embedding.shape[-1]))
-        latents = self.latents.expand(len(embedding), -1, -1)
-        for attention, feed_forward in self.layers:
-            latents = latents + attention(features, latents)
-            latents = latents + feed_forward(latents)
-        return self.norm_out(self.proj_out(latents))
-
-
 @dataclass
 class IdentityAdapter:
     """A loaded adapter: the token projection and the per-layer key/value weights."""
 
     name: str
-    kind: str                      # "faceid" or "instantid"
+    kind: str                      # a KINDS key: "faceid", "faceid_plus", "faceid_plusv2" or "instantid"
     projection: nn.Module          # (N, embedding_dim) -> (N, tokens, context_dim)
     to_k: list[torch.Tensor]       # per cross-attention layer, (layer width, context_dim)
     to_v: list[torch.Tensor]
@@ -142,14 +77,20 @@ class IdentityAdapter:
     context_dim: int
     tokens: int
     reads_raw: bool = False        # reads raw ArcFace vectors (InstantID, FaceID portrait-unnorm)
+    clip_width: int | None = None  # FaceID Plus / v2: the width of the CLIP vision features it also reads
 
     @property
     def family(self) -> str:
         return _FAMILY.get(self.context_dim, f"{self.context_dim}-wide context")
 
+    @property
+    def reads_clip(self) -> bool:
+        return self.clip_width is not None
+
     def describe(self) -> str:
-        return (f"{self.name} ({self.kind}, {self.family}: {len(self.to_k)} cross-attention "
-                f"layers, {self.tokens} tokens)")
+        clip = f", reads {self.clip_width}-wide CLIP vision features" if self.reads_clip else ""
+        return (f"{self.name} ({KINDS.get(self.kind, self.kind)}, {self.family}: {len(self.to_k)} cross-attention "
+                f"layers, {self.tokens} tokens{clip})")
 
     def check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, D) embeddings -> float32 (N, D); explains a dlib 128-d or otherwise wrong length."""
@@ -165,20 +106,34 @@ class IdentityAdapter:
         return e
 
     @torch.no_grad()
-    def tokens_for(self, embeddings: np.ndarray, negative_noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokens_for(self, embeddings: np.ndarray, negative_noise: float = 0.0, clip=None,
+                   faceidv2_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Identity tokens and the adapter's "no identity" tokens, (N, T, C).
 
         "No identity" is the projection of zeros, or with ``negative_noise`` > 0 (InstantID)
         of ``negative_noise * rand``, seeded per identity as ApplyInstantID seeds it.
+        FaceID Plus / v2 also read ``clip`` = (cond, uncond) CLIP features, each (N, tokens, width)
+        (face_clip.clip_inputs); "no identity" pairs zeros with the black image's features, and
+        Plus v2 adds ``faceidv2_weight`` x the perceiver's output to the MLP tokens.
         """
         e = torch.from_numpy(self.check_embeddings(embeddings))
+        no_identity = negative_embeddings(e, negative_noise)
+        if not self.reads_clip:
+            return self._project(e), self._project(no_identity)
+        if clip is None:
+            raise ValueError(f"{self.describe()} needs the faces' CLIP vision features")
+        features, no_features = (torch.as_tensor(np.asarray(c, np.float32)) for c in clip)
+        plus = {"scale": float(faceidv2_weight), "shortcut": self.kind == "faceid_plusv2"}
+        return self._project(e, features, **plus), self._project(no_identity, no_features, **plus)
+
+    def _project(self, rows: torch.Tensor, features: torch.Tensor | None = None, **plus) -> torch.Tensor:
+        """(N, T, C) tokens, one identity at a time, as the reference packs project one face per
+        application: a product over several rows may round differently from a single row's."""
         dtype = next(self.projection.parameters()).dtype
-
-        def project(rows):  # one identity at a time, as the reference packs project one face per
-            # application: a product over several rows may round differently from a single row's
+        if features is None:
             return torch.cat([self.projection(row[None].to(dtype)) for row in rows]).float()
-
-        return project(e), project(negative_embeddings(e, negative_noise))
+        return torch.cat([self.projection(row[None].to(dtype), f[None].to(dtype), **plus)
+                          for row, f in zip(rows, features)]).float()
 
     def check_fits(self, layer_shapes: list[tuple[int, int]], model_name: str = "this model") -> None:
         """Raise if the layers (width, context width), in diffusers order, are not the adapter's."""
@@ -228,15 +183,19 @@ def parse_adapter(state: dict, name: str = "adapter", file_keys: list[str] | Non
                    if not (isinstance(state, dict) and state.get(part))]
         raise ValueError(f"{name} is not an IP-Adapter / InstantID file: it has no {' or '.join(missing)} "
                          f"weights; its first keys are {sorted(map(str, file_keys))[:6]}. Use "
-                         "ip-adapter-faceid_sd15.bin / _sdxl.bin, a FaceID portrait model or InstantID's ip-adapter.bin")
+                         "ip-adapter-faceid(-plusv2)_sd15.bin / _sdxl.bin, a FaceID portrait model or InstantID's "
+                         "ip-adapter.bin")
     proj, kind = _build_projection(dict(state["image_proj"]), name)
     portrait_unnorm = kind == "instantid" and (state.get("portraitunnorm") or "unnorm" in name.lower())
+    if kind == "faceid_plus" and (state.get("faceidplusv2") or "plusv2" in name.lower()):
+        kind = "faceid_plusv2"   # one key layout: IPAdapter_plus tells v2 by the file name too
     to_k, to_v = _layer_weights(dict(state["ip_adapter"]), name)
     context_dim = to_k[0].shape[1]
     adapter = IdentityAdapter(name=name, kind="faceid" if portrait_unnorm else kind, projection=proj.eval(),
                               to_k=to_k, to_v=to_v, embedding_dim=proj.embedding_dim,
                               context_dim=proj.context_dim, tokens=proj.tokens,
-                              reads_raw=kind == "instantid")
+                              reads_raw=kind == "instantid",
+                              clip_width=proj.clip_dim if isinstance(proj, FaceIDPlusProjection) else None)
     if context_dim != adapter.context_dim:
         raise ValueError(f"{name}: its projection makes {adapter.context_dim}-wide tokens but its "
                          f"attention layers read {context_dim}-wide ones; the file is inconsistent")
@@ -262,9 +221,14 @@ def check_weights(name: str, weights: dict[str, torch.Tensor]) -> None:
 
 def _build_projection(sd: dict, name: str) -> tuple[nn.Module, str]:
     if "perceiver_resampler.proj_in.weight" in sd:
-        raise ValueError(f"{name} is an IP-Adapter FaceID Plus model: it also needs a CLIP vision "
-                         "embedding, which MultiIDApply does not use. Use ip-adapter-faceid_sd15.bin, "
-                         "ip-adapter-faceid_sdxl.bin, a FaceID portrait model or InstantID's ip-adapter.bin")
+        if "perceiver_resampler.layers.0.0.to_out.weight" in sd and \
+                sd["perceiver_resampler.layers.0.0.to_out.weight"].shape[0] == 4096:
+            raise ValueError(f"{name} is the Kolors FaceID Plus v2 adapter, which MultiIDApply does not read: "
+                             "use ip-adapter-faceid-plusv2_sd15.bin or _sdxl.bin")
+        try:
+            return _load(faceid_plus_from(sd), sd, name), "faceid_plus"
+        except KeyError as e:
+            raise ValueError(f"{name}: its FaceID Plus weights lack {e}; the file is damaged") from None
     if "latents" in sd and "proj_in.weight" in sd:
         embedding_dim = sd["proj_in.weight"].shape[1]
         if embedding_dim != ARCFACE_DIM:
@@ -281,8 +245,8 @@ def _build_projection(sd: dict, name: str) -> tuple[nn.Module, str]:
         if e != ARCFACE_DIM or rest:
             raise ValueError(f"{name} is an MLP IP-Adapter for {e}-d CLIP image embeddings, not FaceID")
         return _load(FaceIDProjection(e, hidden, context_dim, tokens), sd, name), "faceid"
-    raise ValueError(f"{name} is not a face identity adapter MultiIDApply knows (IP-Adapter FaceID "
-                     f"or InstantID): its image_proj has keys {sorted(sd)[:6]}")
+    raise ValueError(f"{name} is not a face identity adapter MultiIDApply knows (IP-Adapter FaceID, FaceID "
+                     f"Plus / Plus v2 or InstantID): its image_proj has keys {sorted(sd)[:6]}")
 
 
 def _resampler_from(sd: dict) -> ResamplerProjection:

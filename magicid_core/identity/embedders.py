@@ -22,11 +22,13 @@ import numpy as np
 from ..faces.dlib_stack import DlibHogDetector, face_recognition_models_dir
 from ..faces.records import Detection, Identity
 from ..image_io import to_rgb_uint8
-from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack)
+from ..insightface import (ArcFaceRecognizer, InsightFaceDetector, InsightFaceModelError, find_pack,
+                           find_pack_or_reason)
 from ..insightface.arcface import l2_normalise
 from ..optional import require
 from .dlib_resnet import CHIP_PADDING, CHIP_SIZE, DlibModelFileError, DlibResNet
 from .embedding_models import ARCFACE, DLIB
+from .face_clip import face_clip_embedding, face_crops
 
 BACKENDS = ("auto", "arcface", "dlib")
 # Reference photos are portraits: faces from 40 px are sought (dlib's HOG then upsamples once).
@@ -120,33 +122,52 @@ class DlibEmbedder:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_embedder(backend: str, roots: tuple[str, ...] | None):
+def _cached_embedder(backend: str, pack_folder: str | None = None, pack: str | None = None):
+    """One embedder per model: dlib's, or ArcFace from the pack in ``pack_folder`` (keyed by the pack found
+    at each call, so a pack put in place, or swapped, while ComfyUI runs is used at once)."""
     if backend == "dlib":
         return DlibEmbedder()
-    return ArcFaceEmbedder(list(roots) if roots is not None else None)
+    return ArcFaceEmbedder(pack_folder, pack)
 
 
 def make_embedder(backend: str = "auto", models_roots=None):
     """An embedder by name; ``auto`` = ArcFace when an insightface pack is found, else dlib.
 
     ``models_roots``: the insightface models folder(s); None = ``$MAGICID_INSIGHTFACE_DIR``.
-    Models are loaded once per (backend, folders) and reused.
+    Models are loaded once per model (dlib, or the pack's folder) and reused.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if isinstance(models_roots, (str, os.PathLike)):
         models_roots = [models_roots]
-    roots = None if models_roots is None else tuple(str(p) for p in models_roots)
+    if backend == "dlib":
+        return _cached_embedder("dlib")
+    pack, no_pack = find_pack_or_reason(models_roots)
+    if pack is not None:
+        return _cached_embedder("arcface", str(pack.folder), pack.name)
     if backend == "auto":
-        try:
-            find_pack(roots)
-            backend = "arcface"
-        except InsightFaceModelError:
-            backend = "dlib"
-    return _cached_embedder(backend, roots if backend == "arcface" else None)
+        return _cached_embedder("dlib")
+    raise InsightFaceModelError(no_pack)
 
 
-def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -> Identity:
+def check_dlib_identities(adapter, identities, models_roots=None) -> None:
+    """An adapter that reads ArcFace vectors (IP-Adapter FaceID, InstantID) given dlib identities: a ValueError
+    saying where dlib identities come from and, when no insightface pack is there, where it looked."""
+    names = [repr(i.name) for i in identities if i.embedding_model == DLIB.family]
+    if not names or adapter.embedding_dim == DLIB.dim:
+        return
+    pack, no_pack = find_pack_or_reason(models_roots)
+    if pack is not None:
+        why = (f"An insightface pack is there now ({pack.folder}): build the identities again with "
+               "IdentityFromImages (backend auto or arcface).")
+    else:
+        why = (f"IdentityFromImages makes dlib identities when its backend is dlib, or on auto when no insightface "
+               f"pack is found, and none was: {no_pack}. Then build the identities again.")
+    raise ValueError(f"identities {', '.join(names)} came from dlib ({DLIB.family}, {DLIB.dim}-d), but "
+                     f"{adapter.describe()} reads {adapter.embedding_dim}-d ArcFace embeddings. {why}")
+
+
+def build_identity(name: str, images, embedder, hint: str = "", on_image=None, clip_encoder=None) -> Identity:
     """An Identity from one or several reference images of one person.
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
@@ -154,14 +175,16 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
     An embedder that also has ``embed_raw(image, box, keypoints)`` (the model's vector before
     normalisation; ArcFace has it) gives the Identity its ``embedding_norm``, the mean raw norm.
     ``on_image(i)`` is called after each image (progress reporting).
+    ``clip_encoder`` (face_clip.FaceCLIPEncoder): also encode each reference face's aligned crop with
+    CLIP vision, what FaceID Plus / Plus v2 adapters read (the Identity's ``face_clip``).
     """
     images = list(images)
     if not images:
         raise ValueError(f"identity {name!r}: no reference images given")
-    vectors, raw_norms = [], []
+    vectors, raw_norms, crops = [], [], []
     embed_raw = getattr(embedder, "embed_raw", None)   # backends with a raw vector keep its norm
-    for i, image in enumerate(images):
-        image = to_rgb_uint8(image)
+    for i, given in enumerate(images):
+        image = to_rgb_uint8(given)
         face = most_prominent(embedder.find_faces(image))
         if face is None:
             raise ValueError(f"identity {name!r}: no face found in reference image {i + 1} of {len(images)} "
@@ -172,11 +195,14 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None) -
             raw = embed_raw(image, face.box, face.keypoints)
             raw_norms.append(float(np.linalg.norm(raw)))
             vectors.append(l2_normalise(raw))
+        if clip_encoder is not None:   # from the given pixels, as IPAdapter_plus converts them
+            crops.append(face_crops(given, face.keypoints))
         if on_image is not None:
             on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
                     embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint,
-                    embedding_norm=float(np.mean(raw_norms)) if raw_norms else None)
+                    embedding_norm=float(np.mean(raw_norms)) if raw_norms else None,
+                    face_clip=face_clip_embedding(crops, clip_encoder) if crops else None)
 
 
 # Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).

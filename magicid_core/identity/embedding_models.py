@@ -30,7 +30,7 @@ DLIB_THRESHOLD = round(1.0 - 0.6 ** 2 / (2 * DLIB_DESCRIPTOR_NORM ** 2), 3)
 ARCFACE_THRESHOLD = 0.3
 
 ARCFACE = EmbeddingModel("arcface", "arcface", 512, ARCFACE_THRESHOLD,
-                         "an insightface pack (antelopev2 or buffalo_l) in ComfyUI/models/insightface")
+                         "an insightface pack (antelopev2 or buffalo_l) in ComfyUI/models/insightface/models/<pack>")
 DLIB = EmbeddingModel("dlib_resnet_v1", "dlib", 128, DLIB_THRESHOLD,
                       "dlib's ResNet descriptor, shipped in the face_recognition_models package")
 EMBEDDING_MODELS = (ARCFACE, DLIB)

@@ -7,11 +7,12 @@ ONNX graphs: the SCRFD face detector (boxes + 5 keypoints) and the ArcFace recog
 
 from .arcface import ARCFACE_TEMPLATE, ArcFaceRecognizer, align_face, similarity_transform
 from .packs import (PACKS, InsightFaceModelError, InsightFacePack, default_models_roots, find_pack,
-                    load_session)
+                    find_pack_or_reason, load_session)
 from .scrfd import InsightFaceDetector
 
 __all__ = [
     "ARCFACE_TEMPLATE", "ArcFaceRecognizer", "align_face", "similarity_transform",
-    "PACKS", "InsightFaceModelError", "InsightFacePack", "default_models_roots", "find_pack", "load_session",
+    "PACKS", "InsightFaceModelError", "InsightFacePack", "default_models_roots", "find_pack",
+    "find_pack_or_reason", "load_session",
     "InsightFaceDetector",
 ]

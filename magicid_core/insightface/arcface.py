@@ -38,9 +38,21 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]]).astype(np.float64)
 
 
+def arcface_template(size: int) -> np.ndarray:
+    """Where the 5 keypoints land in a size x size crop, as insightface's ``estimate_norm`` puts them:
+    the 112 px template scaled by size / 112, or, for a multiple of 128 (IPAdapter_plus's 256 px SDXL
+    face crop), scaled by size / 128 and moved 8 * size / 128 px right."""
+    if size % ARCFACE_SIZE and not size % 128:
+        template = ARCFACE_TEMPLATE * (float(size) / 128.0)
+        template[:, 0] += 8.0 * float(size) / 128.0
+        return template
+    return ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
+
+
 def align_face(image: np.ndarray, keypoints: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
-    """The (size, size, 3) crop with the face's 5 keypoints moved onto the ArcFace template."""
-    matrix = similarity_transform(keypoints, ARCFACE_TEMPLATE * (size / ARCFACE_SIZE))
+    """The (size, size, 3) crop with the face's 5 keypoints moved onto the ArcFace template
+    (insightface's ``face_align.norm_crop``)."""
+    matrix = similarity_transform(keypoints, arcface_template(size))
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..image_io import to_rgb_uint8
-from .packs import PACKS, InsightFaceModelError, find_pack, load_session
+from .packs import PACKS, RECOMMENDED, InsightFaceModelError, find_pack, load_session
 
 LANDMARK_FILE = "2d106det.onnx"
 CROP_SCALE = 1.5   # crop side / the box's longer side
@@ -38,7 +38,7 @@ def find_landmark_model(models_roots=None) -> Path:
         searched.append(str(folder))
     where = f" (packs found without it: {', '.join(searched)})" if searched else ""
     raise InsightFaceModelError(f"no insightface {LANDMARK_FILE} found{where}; it comes with the antelopev2 and "
-                                "buffalo_l packs: unpack the whole pack into ComfyUI/models/insightface/<pack>/")
+                                f"buffalo_l packs: unpack the whole pack into {RECOMMENDED}/")
 
 
 def crop_matrix(box: np.ndarray, input_size: int) -> np.ndarray:

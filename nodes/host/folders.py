@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import os
 
+from ...magicid_core.insightface.packs import default_models_roots
+
 
 def insightface_roots() -> list[str]:
-    """ComfyUI's insightface folders: any registered ``insightface`` paths, then ``models/insightface``."""
+    """The folders that may hold insightface packs: any registered ``insightface`` paths (from
+    extra_model_paths.yaml or another pack), ``models/insightface``, then ``$MAGICID_INSIGHTFACE_DIR``.
+
+    Under each, ``find_pack`` looks in every layout users have (``models/<pack>``, insightface's own,
+    ``<pack>``, ``<pack>/<pack>``), so a folder registered with or without its ``models/`` level works.
+    """
     import folder_paths  # ComfyUI's module; only the node layer may touch it
 
     roots = []
-    if "insightface" in folder_paths.folder_names_and_paths:   # extra_model_paths.yaml or another pack
+    if "insightface" in folder_paths.folder_names_and_paths:
         roots.extend(folder_paths.get_folder_paths("insightface"))
-    default = os.path.join(folder_paths.models_dir, "insightface")
-    if default not in roots:
-        roots.append(default)
-    return roots
+    roots.append(os.path.join(folder_paths.models_dir, "insightface"))
+    roots.extend(str(p) for p in default_models_roots())
+    return list(dict.fromkeys(roots))   # each once, in that order
 
 
 # the folders peer packs use, under ComfyUI/models: IP-Adapter FaceID, InstantID, PuLID-Flux

@@ -40,7 +40,9 @@ def _free_port() -> int:
 class ComfyServer:
     """A ComfyUI server process and the few HTTP calls the tests need."""
 
-    def __init__(self, base_dir: Path):
+    def __init__(self, base_dir: Path, extra_args=(), env: dict | None = None):
+        """``extra_args``: more main.py arguments (e.g. --extra-model-paths-config); ``env``: variables
+        added to this process's environment for the server."""
         self.base_dir = base_dir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -48,10 +50,10 @@ class ComfyServer:
         cmd = [
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(base_dir), "--disable-auto-launch",
-            "--database-url", "sqlite:///:memory:",
+            "--database-url", "sqlite:///:memory:", *extra_args,
         ]
         self.proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=open(self.log_path, "w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -5,6 +5,8 @@
   written into them, or a real picture poisoned the same way.
 - ``MagicIDFiniteProbe`` is an output node that takes what a pack node gave and raises
   unless every number in it is finite; its UI part says what it checked.
+- ``MagicIDEmbeddingProbe`` is an output node whose UI part names the embedding model of every face
+  and identity it is given (tests/host/test_insightface_layouts_host.py).
 """
 
 from __future__ import annotations
@@ -100,4 +102,20 @@ def _numbers(name, value):
         yield f"{name}.embedding", torch.as_tensor(value.embedding).float()
 
 
-NODE_CLASS_MAPPINGS = {"MagicIDTestTensor": MagicIDTestTensor, "MagicIDFiniteProbe": MagicIDFiniteProbe}
+class MagicIDEmbeddingProbe:
+    CATEGORY = "MagicID tests"
+    FUNCTION = "report"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"faces": ("FACES",), "identities": ("IDENTITIES",)}}
+
+    def report(self, faces, identities):
+        return {"ui": {"faces": [f.embedding_model for im in faces.images for f in im.faces],
+                       "identities": [i.embedding_model for i in identities]}}
+
+
+NODE_CLASS_MAPPINGS = {"MagicIDTestTensor": MagicIDTestTensor, "MagicIDFiniteProbe": MagicIDFiniteProbe,
+                       "MagicIDEmbeddingProbe": MagicIDEmbeddingProbe}

@@ -236,7 +236,7 @@ CASES = [
     ("mia face_indices 1.5", multi_id(face_indices="1.5, 0"), "error", "face_indices"),
     ("mia image_index 5", multi_id(image_index=5), "error", "image_index"),
     ("mia two backends", multi_id(faces=["faces_dlib", 0]), "error", "face_indices"),
-    ("mia dlib identities", multi_id(identities=["dlib_ids", 0]), "error", "identities"),
+    ("mia dlib identities", multi_id(identities=["dlib_ids", 0]), "error", "came from dlib"),
     ("mia good", multi_id(), "finite", None),
     ("mia weight 0", multi_id(weight=0.0), "finite", None),
     ("mia one face nowhere", multi_id(face_indices="-1, 2"), "finite", None),

@@ -34,7 +34,8 @@ def mappings(comfy_nodes):
 
 def call(mappings, node_type, **inputs):
     cls = mappings[node_type]
-    return getattr(cls(), cls.FUNCTION)(**inputs)
+    out = getattr(cls(), cls.FUNCTION)(**inputs)
+    return out["result"] if isinstance(out, dict) else out   # a node with a UI part returns both
 
 
 def _image(array):

@@ -13,9 +13,21 @@ def _image(*arrays):
     return torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.0)
 
 
+class _Node:
+    """IdentityFromImages as the tests call it: ``build`` gives the result, ``ui`` the last UI part."""
+
+    def __init__(self, node):
+        self.node, self.ui = node, None
+
+    def build(self, *args, **kwargs):
+        out = self.node.build(*args, **kwargs)
+        self.ui = out["ui"]
+        return out["result"]
+
+
 @pytest.fixture(scope="module")
 def node(comfy_nodes):
-    return comfy_nodes.NODE_CLASS_MAPPINGS["IdentityFromImages"]()
+    return _Node(comfy_nodes.NODE_CLASS_MAPPINGS["IdentityFromImages"]())
 
 
 def test_builds_and_appends_identities(node):
@@ -24,6 +36,8 @@ def test_builds_and_appends_identities(node):
     assert [i.name for i in ids] == ["Eileen", "person 2"]
     assert [i.reference_count for i in ids] == [2, 1]
     assert {i.embedding_model for i in ids} == {"dlib_resnet_v1"}   # no insightface models in this ComfyUI
+    (note,) = node.ui["magicid_notes"]   # auto fell back to dlib: the node says so, where it looked, what it needs
+    assert note.startswith("no insightface pack found, so auto used dlib") and "glintr100.onnx" in note
     assert float(ids[0].embedding @ ids[1].embedding) < 0.9
 
 

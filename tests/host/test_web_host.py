@@ -114,6 +114,14 @@ def test_face_indices_are_drawn_over_the_preview(reports):
     assert xs == sorted(xs)
 
 
+def test_the_fallback_note_is_drawn_under_face_detect_masks(reports):
+    """This server has no insightface pack: FaceDetectMasks on auto says so under the node, wrapped to its width."""
+    node = next(n for n in reports["magicid"]["nodes"] if n["type"] == "FaceDetectMasks")
+    (note,) = [n for n in node["notes"] if n.startswith("no insightface pack found, so auto used")]
+    assert "glintr100.onnx" in note and "models/insightface" in note
+    assert " ".join(note.split()) in " ".join(node["noteLines"])   # every word drawn, in order
+
+
 def test_face_map_sets_face_indices(reports):
     maps = reports["magicid"]["faceMaps"]
     pack_types = {t for t in ("MultiIDApply", "IDRestore") if t in reports["defs"]}

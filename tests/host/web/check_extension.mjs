@@ -59,6 +59,8 @@ async function drive(page) {
     type: n.type,
     faces: n.magicidFaces ?? null,
     labels: n.magicidLabels ?? null,
+    notes: n.magicidNotes ?? null,
+    noteLines: n.magicidNoteLines ?? null,
     size: [n.size[0], n.size[1]],
     widgets: (n.widgets ?? []).map((w) => ({ name: w.name, type: w.type, y: w.y ?? w.last_y ?? null })),
     serialized: n.serialize().widgets_values ?? null,
