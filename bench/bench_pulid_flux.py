@@ -139,6 +139,7 @@ def boot_comfy(work: Path):
     from tests.host.comfy_server import PACK_NAME, make_base_dir
     from tests.host.pulid_reference import load_reference
 
+    (work / "base").mkdir()
     base = make_base_dir(work / "base")
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     asyncio.run(nodes.load_custom_node(str(base / "custom_nodes" / PACK_NAME)))
