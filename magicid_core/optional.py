@@ -33,6 +33,12 @@ PACKAGES = {
         "insightface models (antelopev2 / buffalo_l) in ComfyUI/models/insightface/models/<pack>, or mediapipe"),
     "face_recognition_models": OptionalPackage(
         "face_recognition_models", "any Python 3", "insightface models (antelopev2 / buffalo_l)"),
+    "timm": OptionalPackage(
+        "timm", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
+        "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need EVA-CLIP, read through timm)"),
+    "facexlib": OptionalPackage(
+        "facexlib", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
+        "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need facexlib's face parsing)"),
     "onnxruntime": OptionalPackage(
         "onnxruntime", "Python 3.10-3.13", "the dlib backends (dlib-bin + face_recognition_models)"),
 }

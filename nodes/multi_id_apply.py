@@ -14,15 +14,17 @@ import torch
 from ..magicid_core import validate
 from ..magicid_core.identity.adapters import load_adapter_file
 from ..magicid_core.identity.embedders import check_dlib_identities
-from ..magicid_core.diffusion.placement import multi_id_patch
+from ..magicid_core.diffusion.placement import multi_id_patch, pulid_patch
+from ..magicid_core.identity.pulid_flux import PulidFlux, hooked_blocks, load_pulid_flux
 
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
+from .host.dit import FLUX, add_pulid_identities, flux_blocks, flux_token_grid, model_family
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path, insightface_roots
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
 
-ADAPTER = "MAGICID_ADAPTER"  # a magicid_core.identity.adapters.IdentityAdapter
+ADAPTER = "MAGICID_ADAPTER"  # magicid_core's IdentityAdapter (SD) or PulidFlux (Flux.1)
 
 
 class MagicIDAdapterLoader:
@@ -32,7 +34,8 @@ class MagicIDAdapterLoader:
             "tooltip": "IP-Adapter FaceID, FaceID Plus or Plus v2, SD1.5 or SDXL, .bin or .safetensors "
                        "(models/ipadapter: ip-adapter-faceid_sd15.bin, ip-adapter-faceid-plusv2_sdxl.bin, "
                        "FaceID portrait, ...) or InstantID (models/instantid: ip-adapter.bin). Plus and Plus v2 "
-                       "also need the identities' CLIP vision features (IdentityFromImages' clip_vision)."})}}
+                       "also need the identities' CLIP vision features (IdentityFromImages' clip_vision). "
+                       "For Flux.1: PuLID-Flux (models/pulid: pulid_flux_v0.9.1.safetensors)."})}}
 
     RETURN_TYPES = (ADAPTER,)
     RETURN_NAMES = ("adapter",)
@@ -42,7 +45,10 @@ class MagicIDAdapterLoader:
                    "the log says which kind it found.")
 
     def load(self, adapter_file):
-        adapter = load_adapter_file(adapter_path(adapter_file))
+        path = adapter_path(adapter_file)
+        if adapter_file.startswith("pulid/"):
+            return (load_pulid_flux(path),)
+        adapter = load_adapter_file(path)
         logging.info("MagicID: loaded %s", adapter.describe())
         return (adapter,)
 
@@ -84,8 +90,8 @@ class MultiIDApply:
     RETURN_TYPES = ("MODEL", "IMAGE")
     RETURN_NAMES = ("model", "ownership")
     OUTPUT_TOOLTIPS = ("The model with the identities in its cross-attention.",
-                       "Who owns which cell at the coarsest attention layer (the middle block): "
-                       "each identity's mask dimmed, its cells bright. Every face keeps a cell.")
+                       "Who owns which cell at the coarsest attention layer (the middle block; on Flux, the "
+                       "16 px tokens): each identity's mask dimmed, its cells bright. Every face keeps a cell.")
     FUNCTION = "apply"
     CATEGORY = f"{CATEGORY}/identity"
     DESCRIPTION = ("Puts several identities into one picture, each confined to its own face inside "
@@ -107,18 +113,45 @@ class MultiIDApply:
                                     "identities: give one per identity, or leave it empty")
         face_indices = validate.number_list("face_indices", face_indices, int, -1, example="'2, 0, -1'")
         image = faces[image_index]
+        weights = [weight * m for m in (multipliers or [1.0] * len(identities))]
+        if model_family(model) == FLUX:
+            return _apply_flux(model, adapter, identities, image, face_indices, weights,
+                               sigma_window(model, start_percent, end_percent), person_prompts)
+        if isinstance(adapter, PulidFlux):
+            raise validate.BadInput(f"{adapter.name} is PuLID-Flux, made for Flux.1, but this model is an SD UNet "
+                                    f"({type(model.model).__name__}): load an IP-Adapter FaceID or InstantID file")
         check_dlib_identities(adapter, identities, insightface_roots())
         layers = cross_attention_layers(model)
         adapter.check_fits([(w, c) for _, w, c in layers], type(model.model).__name__)
         sigma_range = sigma_window(model, start_percent, end_percent)
         patch = multi_id_patch(
             adapter, identities, image, {key: i for i, (key, _, _) in enumerate(layers)},
-            face_indices=face_indices,
-            weights=[weight * m for m in (multipliers or [1.0] * len(identities))],
-            sigma_range=sigma_range, prompts=list(person_prompts or []), project=UNetTextProjection(model),
-            context_dim=layers[0][2], attention=comfy_attention, faceidv2_weight=weight_faceidv2)
+            face_indices=face_indices, weights=weights, sigma_range=sigma_range,
+            prompts=list(person_prompts or []), project=UNetTextProjection(model), context_dim=layers[0][2],
+            attention=comfy_attention, faceidv2_weight=weight_faceidv2)
         if patch is None:  # every identity and prompt assigned to no face: the model is unchanged
             return (model, torch.zeros((1, image.height, image.width, 3)))
         preview = patch.preview(*coarsest_layer_size(model, image.height, image.width))
         return (add_identities(model, patch, [key for key, _, _ in layers], sigma_range),
                 torch.from_numpy(preview)[None])
+
+
+def _apply_flux(model, adapter, identities, image, face_indices, weights, sigma_range, person_prompts):
+    """MultiIDApply on Flux.1: PuLID-Flux's residual per identity, on the image tokens its face owns."""
+    if not isinstance(adapter, PulidFlux):
+        raise validate.BadInput(f"{getattr(adapter, 'name', 'the adapter')} is an SD adapter "
+                                f"({getattr(adapter, 'kind', type(adapter).__name__)}), but this model is Flux.1: "
+                                "load pulid_flux_v0.9.1.safetensors from models/pulid")
+    if person_prompts:
+        raise validate.BadInput("person_prompts act on SD models' cross-attention only (for now): "
+                                "leave them unconnected on Flux")
+    double, single, width = flux_blocks(model)
+    blocks = hooked_blocks(double, single)
+    adapter.check_fits(blocks, width, "Flux")
+    identities_patch = pulid_patch(adapter, list(identities), image, face_indices, weights, sigma_range)
+    if identities_patch is None:   # every identity placed on no face: the model is unchanged
+        return (model, torch.zeros((1, image.height, image.width, 3)))
+    grid = flux_token_grid(model, image.height, image.width)
+    identities_patch.owned_tokens(*grid)   # refuses more faces than tokens at the FACES image's size
+    return (add_pulid_identities(model, identities_patch, adapter, blocks),
+            torch.from_numpy(identities_patch.preview(*grid))[None])

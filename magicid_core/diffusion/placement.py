@@ -23,6 +23,7 @@ from ..identity.adapters import INSTANTID_NOISE, IdentityAdapter
 from ..identity.face_clip import clip_inputs
 from ..identity.matching import assign_identities
 from .attention import IdentityTokens, MultiIDAttention, PersonText, sdpa_attention
+from .token_identities import TokenIdentities
 
 # How far a vector's norm may be from 1 and still count as unit length: a float32 unit vector's
 # norm, computed in float32, lies a few steps (1.2e-7 each) from 1.
@@ -290,3 +291,27 @@ def _person_text(prompts, text_faces, people, project) -> PersonText | None:
     tokens = torch.cat([p.tokens.float() for _, p in placed])
     owner = torch.cat([torch.full((len(p.tokens),), person, dtype=torch.long) for person, p in placed])
     return PersonText(tokens, owner, weights, project)
+
+
+def pulid_patch(pulid, identities, image_faces, face_indices=None, weights=None,
+                sigma_range=(math.inf, 0.0)) -> TokenIdentities | None:
+    """MultiIDApply on Flux without ComfyUI: place the identities, make each one's PuLID tokens (one IDFormer
+    run per identity, averaged over its references) and confine them to their faces. None = nothing placed."""
+    if not identities:
+        raise ValueError("no identities given: connect IdentityFromImages (one identity per person)")
+    missing = [getattr(i, "name", str(n)) for n, i in enumerate(identities) if getattr(i, "pulid", None) is None]
+    if missing:
+        raise ValueError(f"identities {missing} carry no PuLID inputs (EVA-CLIP features of the face), so they "
+                         f"cannot reach {pulid.name}: build them with IdentityFromImages on the insightface "
+                         "backend with the EVA-CLIP and face parsing files present (docs/flux.md)")
+    weights = [1.0] * len(identities) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(identities):
+        raise ValueError(f"{len(weights)} weights given for {len(identities)} identities")
+    assigned = assign_faces(list(identities), image_faces.faces, face_indices)
+    placed = [i for i, f in enumerate(assigned) if f >= 0]
+    if not placed:
+        return None
+    masks = np.stack([face_mask(image_faces.faces[assigned[i]], image_faces.height, image_faces.width)
+                      for i in placed])
+    tokens = torch.cat([pulid.tokens_of(identities[i].pulid) for i in placed])
+    return TokenIdentities(tokens, masks, [weights[i] for i in placed], sigma_range)

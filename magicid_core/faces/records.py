@@ -37,6 +37,20 @@ class Detection:
 
 
 @dataclass
+class PulidInputs:
+    """What PuLID-Flux's IDFormer reads of each reference face (R references, stacked).
+
+    The raw ArcFace vector (antelopev2, not normalised), and EVA02-CLIP-L-14-336's embedding and 5 hidden
+    states of the aligned face with its background removed by face parsing. The IDFormer's tokens of
+    each reference are averaged, as ApplyPulidFlux averages several images.
+    """
+
+    arcface_raw: np.ndarray    # (R, 512) float32
+    eva_embedding: np.ndarray  # (R, 768) float32, as the EVA-CLIP returns it (PuLID normalises it)
+    eva_hidden: np.ndarray     # (5, R, 577, 1024) float32
+
+
+@dataclass
 class FaceCLIPEmbedding:
     """CLIP vision's penultimate hidden states of a person's aligned face crop: what IP-Adapter FaceID
     Plus / Plus v2 read next to the ArcFace vector (IPAdapter_plus's ``get_image_embeds_faceid_plus``).
@@ -66,6 +80,8 @@ class Identity:
     # the recogniser's raw vector norm (insightface's Face.embedding_norm; InstantID reads raw vectors),
     # averaged over the references; None when the backend has no raw vector
     embedding_norm: float | None = None
+    # what PuLID-Flux reads (IdentityFromImages with the EVA-CLIP and face parsing); None: SD adapters only
+    pulid: PulidInputs | None = None
     # CLIP vision of the face crop, for FaceID Plus / Plus v2; None when built without CLIP_VISION
     face_clip: FaceCLIPEmbedding | None = None
 

@@ -25,11 +25,12 @@ def insightface_roots() -> list[str]:
     return list(dict.fromkeys(roots))   # each once, in that order
 
 
-ADAPTER_FOLDERS = ("ipadapter", "instantid")  # the folders peer packs use, under ComfyUI/models
+# the folders peer packs use, under ComfyUI/models: IP-Adapter FaceID, InstantID, PuLID-Flux
+ADAPTER_FOLDERS = ("ipadapter", "instantid", "pulid")
 
 
 def register_adapter_folders() -> None:
-    """Make models/ipadapter and models/instantid known to folder_paths (if no other pack did)."""
+    """Make models/ipadapter, models/instantid and models/pulid known to folder_paths (if no other pack did)."""
     import folder_paths
 
     for name in ADAPTER_FOLDERS:
@@ -53,10 +54,11 @@ def adapter_path(adapter_file: str) -> str:
     register_adapter_folders()
     folder, _, name = adapter_file.partition("/")
     if folder not in ADAPTER_FOLDERS or not name:
-        raise ValueError(f"{adapter_file!r}: pick a file from models/ipadapter or models/instantid")
+        raise ValueError(f"{adapter_file!r}: pick a file from models/ipadapter, models/instantid or models/pulid")
     path = folder_paths.get_full_path(folder, name)
     if path is None:
         raise FileNotFoundError(f"{name} is not in models/{folder}: put ip-adapter-faceid_sd15.bin / "
-                                "ip-adapter-faceid_sdxl.bin into models/ipadapter or InstantID's "
-                                "ip-adapter.bin into models/instantid")
+                                "ip-adapter-faceid_sdxl.bin into models/ipadapter, InstantID's "
+                                "ip-adapter.bin into models/instantid, or pulid_flux_v0.9.1.safetensors "
+                                "into models/pulid")
     return path

@@ -137,3 +137,45 @@ def tiny_clip_vision(seed: int = 0, folder=None):
         clip = comfy.clip_vision.ClipVisionModel(path)
     _seed_weights(clip.model, seed)
     return clip
+
+
+# Flux.1's block layout (19 double, 38 single blocks, 2x2 patches of a 16-channel latent), tiny
+# widths: ComfyUI's model detection fixes the width at 3072, so the config is given directly.
+# PuLID-Flux (and lldacing's reference) hooks hard-coded block ids, so the depths are the real ones.
+TINY_FLUX = {
+    "image_model": "flux",
+    "in_channels": 16,
+    "out_channels": 16,
+    "vec_in_dim": 32,
+    "context_in_dim": 48,
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 2,
+    "depth": 19,
+    "depth_single_blocks": 38,
+    "axes_dim": [8, 12, 12],
+    "theta": 10000,
+    "patch_size": 2,
+    "qkv_bias": True,
+    "guidance_embed": True,
+}
+
+
+def tiny_flux_model(seed: int = 0, **changes):
+    """A ComfyUI MODEL around ComfyUI's own Flux class (Flux.1 dev's layout, tiny widths), seeded, CPU."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.Flux(dict(TINY_FLUX, **changes))
+    model = config.get_model({}, device=torch.device("cpu"))
+    _seed_weights(model.diffusion_model, seed, std=0.08)
+    model.diffusion_model.float()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
+def flux_conditioning(seed: int = 0, tokens: int = 8, guidance: float = 3.5):
+    """CONDITIONING for tiny_flux_model: text tokens, a pooled vector and FluxGuidance's guidance."""
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, TINY_FLUX["context_in_dim"], generator=gen),
+             {"pooled_output": torch.randn(1, TINY_FLUX["vec_in_dim"], generator=gen), "guidance": guidance}]]

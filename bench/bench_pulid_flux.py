@@ -1,0 +1,255 @@
+"""PuLID-Flux through MultiIDApply: what N identities cost against one, side by side in one run.
+
+    python bench/bench_pulid_flux.py [--size 512] [--repeats 3]          # 1. one real-width block
+    COMFYUI_DIR=... MAGICID_PEERS_DIR=... python bench/bench_pulid_flux.py --host   # + 2. and 3.
+
+1. One real-width Flux.1 double block (3072 wide, ComfyUI's DoubleStreamBlock when COMFYUI_DIR is set,
+   seeded) and its PuLID CA (real dims) on a --size px picture (256 text tokens, cond batch): CPU time of
+   block + residual with 4 identities in quadrants against 1 identity over the whole picture (goal <= 1.15x),
+   and what 4 chained ApplyPulidFlux entries compute there (4 CAs over every token, each masked).
+2. The tiny Flux of the host tests (Flux.1's 19 + 38 blocks, 64 wide): CPU time per sampling step with
+   4 identities against 1, through MultiIDApply's patch.
+3. Peak memory (peak RSS of a fresh process over its RSS before the identities are applied) of sampling the
+   tiny Flux with 1, 2, 4 identities in one MultiIDApply against 1, 2, 4 chained ApplyPulidFlux nodes
+   (lldacing/ComfyUI_PuLID_Flux_ll run as shipped, re-parametrised to the tiny width; tests/host/pulid_reference.py).
+
+CPU time (time.process_time) keeps other load on the machine from skewing the ratios; give `uptime` with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from magicid_core.diffusion.token_identities import TokenIdentities  # noqa: E402
+from magicid_core.identity.pulid_flux import PulidCrossAttention  # noqa: E402
+from tests.support.pulid_layouts import seed_module  # noqa: E402
+
+
+def quadrants(size: int, n: int = 4) -> np.ndarray:
+    masks = np.zeros((n, size, size), np.float32)
+    half = size // 2
+    for i in range(n):
+        masks[i, (i // 2) * half:(i // 2 + 1) * half, (i % 2) * half:(i % 2 + 1) * half] = 1
+    return masks
+
+
+def cpu_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+# -- 1. one real-width block ---------------------------------------------------------------------------
+
+def real_width_block(text_tokens: int):
+    """(block(img, txt) -> img) of a 3072-wide Flux.1 double block: ComfyUI's own when it is importable."""
+    if os.environ.get("COMFYUI_DIR"):
+        sys.path.insert(0, os.environ["COMFYUI_DIR"])
+        from comfy.cli_args import args
+        args.cpu = True                          # before comfy.model_management looks for a GPU
+        from comfy.ldm.flux.layers import DoubleStreamBlock, EmbedND
+        import comfy.ops
+
+        block = seed_module(DoubleStreamBlock(3072, 24, mlp_ratio=4.0, qkv_bias=True,
+                                              operations=comfy.ops.disable_weight_init), seed=0).eval()
+        return block, EmbedND(dim=128, theta=10000, axes_dim=[16, 56, 56]), "ComfyUI's DoubleStreamBlock"
+    return None, None, "no block (COMFYUI_DIR not set): residuals only"
+
+
+def bench_real_width(size: int, repeats: int) -> None:
+    grid = size // 16
+    text = 256
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randn(1, grid * grid, 3072, generator=gen)
+    ca = seed_module(PulidCrossAttention(3072, 2048, 16), seed=1).eval()
+    tokens = torch.randn(4, 32, 2048, generator=gen)
+    one = TokenIdentities(tokens[:1], np.ones((1, size, size), np.float32), [1.0])
+    four = TokenIdentities(tokens, quadrants(size), [1.0] * 4)
+    owner_masks = [torch.zeros(1, grid * grid, 1) for _ in range(4)]
+    for i, owned in enumerate(four.owned_tokens(grid, grid)):
+        owner_masks[i][:, owned] = 1
+    block, embed, block_name = real_width_block(text)
+    if block is not None:
+        txt = torch.randn(1, text, 3072, generator=gen)
+        vec = torch.randn(1, 3072, generator=gen)
+        ids = torch.zeros(1, text + grid * grid, 3)
+        ids[0, text:, 1] = torch.arange(grid).repeat_interleave(grid).float()
+        ids[0, text:, 2] = torch.arange(grid).repeat(grid).float()
+        pe = embed(ids)
+
+    def run(identities=None, chained=False):
+        with torch.no_grad():
+            out = block(img=img, txt=txt, vec=vec, pe=pe)[0] if block is not None else img
+            if chained:     # 4 ApplyPulidFlux entries: each CA over every token, then masked
+                for i in range(4):
+                    out = out + ca(tokens[i:i + 1], out) * owner_masks[i]
+            elif identities is not None:
+                target = out.clone()
+                identities.add_residuals(ca, out, target, grid, grid)
+
+    run(one)   # warm up
+    cases = {"block alone": lambda: run(), "1 identity (whole picture)": lambda: run(one),
+             "4 identities (quadrants)": lambda: run(four), "4 chained ApplyPulidFlux entries": lambda: run(chained=True)}
+    times = {name: [] for name in cases}
+    for _ in range(repeats):        # interleaved, so drifting load hits every case alike
+        for name, fn in cases.items():
+            times[name].append(cpu_time(fn, 1))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(f"1. one real-width block, {size} px ({grid * grid} image + {text} text tokens), {block_name}, "
+          f"CPU s (median of {repeats}):")
+    for name, t in median.items():
+        print(f"   {name:36s} {t:8.3f}")
+    base = median["block alone"] if block is not None else 0.0
+    print(f"   4 identities / 1 identity, block + residual: {median['4 identities (quadrants)'] / median['1 identity (whole picture)']:.3f}x"
+          f" (goal <= 1.15x); residual only: "
+          f"{(median['4 identities (quadrants)'] - base) / max(median['1 identity (whole picture)'] - base, 1e-9):.3f}x")
+    print(f"   4 chained entries / 1 identity: {median['4 chained ApplyPulidFlux entries'] / median['1 identity (whole picture)']:.3f}x")
+
+
+# -- 2. and 3. the tiny Flux in ComfyUI ------------------------------------------------------------------
+
+def boot_comfy(work: Path):
+    """ComfyUI in this process on the CPU, with this pack and the reference loaded (as tests/host/conftest.py)."""
+    import asyncio
+
+    sys.path.insert(0, os.environ["COMFYUI_DIR"])
+    from comfy.cli_args import args
+    args.cpu = True
+    import comfy.model_management  # noqa: F401
+    import utils.install_util  # noqa: F401
+    import nodes
+    from tests.host.comfy_server import PACK_NAME, make_base_dir
+    from tests.host.pulid_reference import load_reference
+
+    (work / "base").mkdir()
+    base = make_base_dir(work / "base")
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    asyncio.run(nodes.load_custom_node(str(base / "custom_nodes" / PACK_NAME)))
+    path, _ = load_reference(nodes, work)
+    return nodes.NODE_CLASS_MAPPINGS, path
+
+
+def our_model(classes, base, n: int, size: int = 128):
+    from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces, PulidInputs
+    from tests.host.pulid_reference import FILE, identity_inputs
+
+    identities, faces = [], []
+    for i, mask in enumerate(quadrants(size)[:n]):
+        raw, eva, hidden = identity_inputs(i)
+        identities.append(Identity(f"p{i}", raw / np.linalg.norm(raw), "arcface:test",
+                                   pulid=PulidInputs(raw[None], eva.numpy(), np.stack([h.numpy() for h in hidden]))))
+        ys, xs = np.nonzero(mask)
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        faces.append(Face(index=i, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box, mask=mask))
+    (adapter,) = classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
+    return classes["MultiIDApply"]().apply(base, adapter, identities, FaceSet([ImageFaces(size, size, faces)]),
+                                           1.0, 0.0, 1.0, face_indices=", ".join(map(str, range(n))))[0]
+
+
+def chained_reference(classes, base, n: int, size: int = 128):
+    from tests.host.pulid_reference import apply_pulid_flux
+
+    model = base
+    for i, mask in enumerate(quadrants(size)[:n]):
+        model = apply_pulid_flux(classes, model, i, 1.0, mask=mask, size=size)
+    return model
+
+
+def sample(model, steps: int = 2):
+    import comfy.sample
+    from tests.host.tiny_models import flux_conditioning
+
+    latent = torch.zeros(1, 16, 16, 16)
+    comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 3), steps, 1.0, "euler", "simple",
+                        flux_conditioning(1), flux_conditioning(2), latent, disable_pbar=True, seed=3)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def child(kind: str, n: int) -> None:
+    """One configuration in a fresh process: peak RSS over the RSS before the identities are applied."""
+    from tests.host.tiny_models import tiny_flux_model
+
+    with tempfile.TemporaryDirectory() as work:
+        classes, _ = boot_comfy(Path(work))
+        base = tiny_flux_model(seed=1)
+        sample(base, 1)                          # ComfyUI's own first-run allocations happen before the baseline
+        before = rss_mb()
+        model = our_model(classes, base, n) if kind == "ours" else chained_reference(classes, base, n)
+        sample(model)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"kind": kind, "n": n, "peak_over_baseline_mb": peak - before}))
+
+
+def bench_tiny(repeats: int) -> None:
+    from tests.host.tiny_models import tiny_flux_model
+
+    with tempfile.TemporaryDirectory() as work:
+        classes, _ = boot_comfy(Path(work))
+        base = tiny_flux_model(seed=1)
+        models = {1: our_model(classes, base, 1), 4: our_model(classes, base, 4)}
+        sample(models[1], 1)
+        steps = 3
+        times = {n: [] for n in models}
+        for _ in range(repeats):
+            for n, model in models.items():
+                times[n].append(cpu_time(lambda: sample(model, steps), 1) / steps)
+        one, four = (statistics.median(times[n]) for n in (1, 4))
+        print(f"2. tiny Flux, CPU s per step (median of {repeats}): 1 identity {one:.3f}, 4 identities {four:.3f}: "
+              f"{four / one:.3f}x (goal <= 1.15x)")
+
+
+def bench_memory() -> None:
+    print("3. tiny Flux, peak RSS over the RSS before applying (MB), each in a fresh process:")
+    for n in (1, 2, 4):
+        row = {}
+        for kind in ("ours", "reference"):
+            done = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            row[kind] = json.loads(lines[-1])["peak_over_baseline_mb"] if lines else float("nan")
+            if not lines:
+                print(done.stderr[-2000:])
+        print(f"   {n} identities: MultiIDApply {row['ours']:7.1f}   {n} chained ApplyPulidFlux {row['reference']:7.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512, help="picture size of the real-width block (px)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--host", action="store_true", help="also 2. and 3. (needs COMFYUI_DIR, MAGICID_PEERS_DIR)")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(options.child[0], int(options.child[1]))
+        return
+    print(f"load average: {os.getloadavg()}")
+    bench_real_width(options.size, options.repeats)
+    if options.host:
+        bench_tiny(options.repeats)
+        bench_memory()
+    print(f"load average: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
