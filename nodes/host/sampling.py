@@ -41,10 +41,15 @@ def model_latent(model, samples: torch.Tensor) -> torch.Tensor:
 
 
 def cfg_guider(model, positive, negative, cfg: float):
+    """ComfyUI's CFGGuider; without a negative (guidance-distilled Flux at cfg 1) only the positive is set,
+    as the stock BasicGuider sets it."""
     import comfy.samplers
 
     guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
+    if negative is None:
+        guider.inner_set_conds({"positive": positive})
+    else:
+        guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     return guider
 
