@@ -138,3 +138,10 @@ def flux_words(model, prompts, image_faces, identities=None, face_indices=None):
     identity_faces = assign_faces(list(identities), image_faces.faces, face_indices) if identities else None
     width = model.get_model_object("diffusion_model").params.context_in_dim
     return words_patch(list(prompts), image_faces, identity_faces, width)
+
+
+def add_flux_words(model, image_faces, prompts):
+    """IDRestore's person_prompts on Flux: the words on their faces (by position or named face), the model
+    itself when none goes to a face."""
+    words = flux_words(model, prompts, image_faces)
+    return model if words is None else add_person_words(model, words)
