@@ -14,6 +14,7 @@ from ..magicid_core.diffusion.schedules import check_denoise, check_steps, parti
 
 from ..magicid_core import validate
 from .common import CATEGORY
+from .host.family import check_family
 from .host.progress import comfy_progress
 from .host.sampling import invert_in_sampler, is_flow, model_latent, schedule_sigmas
 
@@ -32,7 +33,6 @@ class DDIMInvert:
         return {"required": {
             "model": ("MODEL", {"tooltip": "The model that will regenerate the latent (patches included)."}),
             "positive": ("CONDITIONING", {"tooltip": "Conditioning the inversion follows (cfg > 1 only)."}),
-            "negative": ("CONDITIONING", {"tooltip": "Negative conditioning (cfg > 1 only)."}),
             "latent_image": ("LATENT", {"tooltip": "The encoded image to invert; a noise_mask is kept."}),
             "steps": ("INT", {"default": 25, "min": 1, "max": 10000,
                               "tooltip": "Steps of the full schedule; regenerate with the same number."}),
@@ -48,6 +48,9 @@ class DDIMInvert:
                                    "tooltip": "Most extra model calls per step to make the step exact "
                                               "(stops early when it is, or at the floor the model's precision "
                                               "sets: fp16/bf16 models stop after about 2). 0 = plain DDIM inversion."}),
+        }, "optional": {
+            "negative": ("CONDITIONING", {"tooltip": "Negative conditioning, needed when cfg is not 1 "
+                                                     "(Flux at cfg 1 takes none)."}),
         }}
 
     RETURN_TYPES = ("LATENT", "FLOAT", "INT")
@@ -59,10 +62,14 @@ class DDIMInvert:
     FUNCTION = "invert"
     CATEGORY = f"{CATEGORY}/diffusion"
 
-    def invert(self, model, positive, negative, latent_image, steps, scheduler, denoise, cfg, refinement):
+    def invert(self, model, positive, latent_image, steps, scheduler, denoise, cfg, refinement, negative=None):
+        check_family(model, "DDIMInvert")
         check_steps(steps)
         check_denoise(validate.number("denoise", denoise, 0.0, 1.0))
         cfg = validate.number("cfg", cfg, 0.0, 100.0)
+        if negative is None and cfg != 1.0:
+            raise validate.BadInput(f"negative is not connected but cfg is {cfg:g}: connect the negative prompt "
+                                    "the regeneration will use, or set cfg to 1")
         validate.latent("latent_image", latent_image)
         samples = model_latent(model, latent_image["samples"])
         channels = model.get_model_object("latent_format").latent_channels

@@ -20,6 +20,7 @@ from ..magicid_core.identity.pulid_flux import PulidFlux, hooked_blocks, load_pu
 from .common import CATEGORY, FACES, IDENTITIES, PERSON_PROMPTS
 from .host.attn2 import add_identities, comfy_attention
 from .host.dit import FLUX, add_pulid_identities, flux_blocks, flux_token_grid, model_family
+from .host.dit_words import add_person_words, flux_words
 from .host.sampling import sigma_window
 from .host.folders import adapter_choices, adapter_path, insightface_roots
 from .host.unet import UNetTextProjection, coarsest_layer_size, cross_attention_layers
@@ -142,16 +143,18 @@ def _apply_flux(model, adapter, identities, image, face_indices, weights, sigma_
         raise validate.BadInput(f"{getattr(adapter, 'name', 'the adapter')} is an SD adapter "
                                 f"({getattr(adapter, 'kind', type(adapter).__name__)}), but this model is Flux.1: "
                                 "load pulid_flux_v0.9.1.safetensors from models/pulid")
-    if person_prompts:
-        raise validate.BadInput("person_prompts act on SD models' cross-attention only (for now): "
-                                "leave them unconnected on Flux")
     double, single, width = flux_blocks(model)
     blocks = hooked_blocks(double, single)
     adapter.check_fits(blocks, width, "Flux")
     identities_patch = pulid_patch(adapter, list(identities), image, face_indices, weights, sigma_range)
-    if identities_patch is None:   # every identity placed on no face: the model is unchanged
+    words = flux_words(model, person_prompts, image, identities, face_indices)
+    if identities_patch is None and words is None:   # nothing placed on any face: the model is unchanged
         return (model, torch.zeros((1, image.height, image.width, 3)))
     grid = flux_token_grid(model, image.height, image.width)
-    identities_patch.owned_tokens(*grid)   # refuses more faces than tokens at the FACES image's size
-    return (add_pulid_identities(model, identities_patch, adapter, blocks),
-            torch.from_numpy(identities_patch.preview(*grid))[None])
+    shown = identities_patch if identities_patch is not None else words
+    if identities_patch is not None:
+        identities_patch.owned_tokens(*grid)   # refuses more faces than tokens at the FACES image's size
+        model = add_pulid_identities(model, identities_patch, adapter, blocks)
+    if words is not None:
+        model = add_person_words(model, words)
+    return (model, torch.from_numpy(shown.preview(*grid))[None])

@@ -44,6 +44,7 @@ class Pipeline:
 
     latent_scale: int = 8
     precision: torch.dtype | None = None   # the dtype the model computes in (None: the latent's); inversion stops at its floor
+    size_multiple: int = 0      # crops padded to a multiple of this (0: latent_scale); Flux: whole 2x2 patches
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:      # (B, H, W, 3) 0..1 -> (B, C, h, w)
         raise NotImplementedError
@@ -113,7 +114,7 @@ def restore_faces(images: list[np.ndarray], faces: FaceSet, pipeline: Pipeline, 
     """
     settings.validate()
     images = [to_rgb(np.asarray(im, np.float32)) for im in images]
-    jobs, messages = plan_faces(images, faces, settings, indices, pipeline.latent_scale)
+    jobs, messages = plan_faces(images, faces, settings, indices, pipeline.size_multiple or pipeline.latent_scale)
     skipped = {id(job): pipeline.skip_reason(job) for job in jobs}
     messages += [f"image {job.image_index} face {job.face.index}: {skipped[id(job)]}, left unchanged"
                  for job in jobs if skipped[id(job)]]

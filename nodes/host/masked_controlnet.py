@@ -74,6 +74,9 @@ def apply_control(positive, negative, control_net, image, strength, percent_rang
     made = {}
     out = []
     for conditioning in (positive, negative):
+        if conditioning is None:      # no negative (Flux at cfg 1)
+            out.append(None)
+            continue
         entries = []
         for tokens, options in conditioning:
             options = options.copy()

@@ -23,9 +23,13 @@ from ...magicid_core.diffusion.restore import Pipeline
 from ...magicid_core.diffusion.restore_plan import landmark_hint
 from .attn2 import cropped_identities, identity_attentions, without_identities
 from .cancel import cancel_inside
+from .dit import FLUX, model_family
+from .dit_restore import cropped_flux_people, flux_people, without_flux_people
 from .sampling import cfg_guider, model_precision, run_in_sampler, schedule_sigmas
 
 log = logging.getLogger(__name__)
+
+FLUX_PATCH = 2                  # Flux's tokens are 2 x 2 latent patches: crops padded to 16 px
 
 
 class ComfyPipeline(Pipeline):
@@ -37,6 +41,8 @@ class ComfyPipeline(Pipeline):
         self.control_net, self.control_strength = control_net, control_strength
         self.latent_scale = vae.spacial_compression_encode()
         self.precision = model_precision(model)
+        # crops padded to whole tokens of the model (Flux pads a ragged edge with tokens of zeros)
+        self.size_multiple = self.latent_scale * (FLUX_PATCH if model_family(model) == FLUX else 1)
 
     def encode(self, pixels):
         with cancel_inside("a VAE encode"):         # a zoomed crop takes minutes to encode on a CPU
@@ -54,7 +60,7 @@ class ComfyPipeline(Pipeline):
         log.info("MagicID IDRestore: %s, %d face(s), latent %s", stage, len(jobs),
                  "x".join(str(n) for n in latent.shape))
         if stage == "invert":      # the plain model follows the crop back to noise: no identity, control or CFG
-            guider = cfg_guider(without_identities(self.model), self.positive, self.negative, 1.0)
+            guider = cfg_guider(without_people(self.model), self.positive, self.negative, 1.0)
         else:
             guider = cfg_guider(identity_model(self.model, jobs), *self._controlled(jobs), self.cfg)
         return run_in_sampler(guider, latent, sigmas, lambda denoise, clean, _sigmas: program(denoise, clean))
@@ -86,15 +92,26 @@ class ComfyPipeline(Pipeline):
                              self.control_strength, (0.0, 1.0), vae=self.vae)
 
 
+def people(model) -> list:
+    """MultiIDApply's identities and person words on ``model`` (each with ``masks`` on the FACES image):
+    attn2 entries on SD, dit entries and the words wrapper on Flux."""
+    return flux_people(model) if model_family(model) == FLUX else identity_attentions(model)
+
+
+def without_people(model):
+    """The model without MultiIDApply's identities and words (every other patch kept): inversion's."""
+    return without_flux_people(model) if model_family(model) == FLUX else without_identities(model)
+
+
 def has_identity_patch(model) -> bool:
     """Whether MultiIDApply patched this model: then each face needs its own cropped patch
     and faces go through one at a time."""
-    return bool(identity_attentions(model))
+    return bool(people(model))
 
 
 def has_identity(model, face_mask: np.ndarray) -> bool:
     """Whether an identity's mask of MultiIDApply's patch overlaps this face's mask."""
-    for attention in identity_attentions(model):
+    for attention in people(model):
         masks = np.asarray(attention.masks)
         if len(masks) == 0:
             continue
@@ -118,14 +135,15 @@ def identity_model(model, jobs):
     """The model with MultiIDApply's identity masks cut to this face's crop and zoomed to
     its working size (faces of a patched model go one at a time). The right/bottom
     padding to a multiple of 8 (under 8 px) stretches the masks by that much."""
-    attentions = identity_attentions(model)
+    attentions = people(model)
     if not attentions:
         return model
     (job,) = jobs
     masks = np.asarray(attentions[0].masks)
     sx, sy = _patch_scale(masks, job.image_hw) if len(masks) else (1.0, 1.0)
     x0, y0, x1, y1 = job.plan.box
-    return cropped_identities(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
+    crop = cropped_flux_people if model_family(model) == FLUX else cropped_identities
+    return crop(model, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), job.plan.padded)
 
 
 def landmark_hints(jobs) -> torch.Tensor:

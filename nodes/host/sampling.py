@@ -50,11 +50,16 @@ def model_latent(model, samples: torch.Tensor) -> torch.Tensor:
 
 
 def cfg_guider(model, positive, negative, cfg: float):
-    """ComfyUI's CFGGuider on ``model``, whose model calls stop within a second of Cancel (cancel.py)."""
+    """ComfyUI's CFGGuider on ``model``, whose model calls stop within a second of Cancel (cancel.py);
+    without a negative (guidance-distilled Flux at cfg 1) only the positive is set, as the stock
+    BasicGuider sets it."""
     import comfy.samplers
 
     guider = comfy.samplers.CFGGuider(cancellable(model))
-    guider.set_conds(positive, negative)
+    if negative is None:
+        guider.inner_set_conds({"positive": positive})
+    else:
+        guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     return guider
 

@@ -54,7 +54,7 @@ def _invert(nodes_, model, latent, cfg=1.0, denoise=1.0, refinement=None, steps=
     pos, neg = text_conditioning(1), text_conditioning(2)
     if refinement is None:  # the node's default: what a user gets without touching it
         refinement = node.INPUT_TYPES()["required"]["refinement"][1]["default"]
-    return node.invert(model, pos, neg, latent, steps, "ddim_uniform", denoise, cfg, refinement)
+    return node.invert(model, pos, latent, steps, "ddim_uniform", denoise, cfg, refinement, negative=neg)
 
 
 def _regenerate(nodes_, model, latent, start_at_step=0, cfg=1.0, steps=STEPS, sampler="euler"):
@@ -127,7 +127,7 @@ def test_flow_model_regenerates_within_bound(nodes_):
     # a flow schedule that starts at sigma 1 leaves nothing a stock sampler can start from
     with pytest.raises(ValueError, match="sigma 1"):
         nodes_.NODE_CLASS_MAPPINGS["DDIMInvert"]().invert(
-            model, text_conditioning(1), text_conditioning(2), latent, 10, "simple", 1.0, 1.0, 2)
+            model, text_conditioning(1), latent, 10, "simple", 1.0, 1.0, 2, negative=text_conditioning(2))
 
 
 def test_partial_inversion_regenerates_from_start_step(nodes_):

@@ -221,8 +221,8 @@ def test_id_restore_refuses_prompts_for_a_batch_and_for_missing_faces(comfy_node
     node = comfy_nodes.NODE_CLASS_MAPPINGS["IDRestore"]()
     with pytest.raises(ValueError, match="one picture"):
         node.restore(torch.from_numpy(batch), FaceSet([faces[0], faces[0]]), tiny_sd15_model(), tiny_vae(),
-                     text_conditioning(1), text_conditioning(2), 2, 0.5, 3.0, "karras", 256, 0.4, 3, 0, "all",
-                     person_prompts=PromptOf.make((words(4), 1.0, 0)))
+                     text_conditioning(1), 2, 0.5, 3.0, "karras", 256, 0.4, 3, 0, "all",
+                     negative=text_conditioning(2), person_prompts=PromptOf.make((words(4), 1.0, 0)))
 
 
 def test_words_follow_a_lora_patched_in_after_multi_id_apply(host):

@@ -55,8 +55,8 @@ def tiny_sd15_model(seed: int = 0, **unet_changes):
                                             offload_device=torch.device("cpu"))
 
 
-def tiny_vae(seed: int = 0):
-    """A ComfyUI VAE with the TAESD layout (8x down, 4 latent channels), seeded weights.
+def tiny_vae(seed: int = 0, latent_channels: int = 4):
+    """A ComfyUI VAE with the TAESD layout (8x down, 4 latent channels; 16 like Flux's), seeded weights.
 
     Its latents are O(1) (unit latent scale, small weights), so a changed latent shows in
     pixels; with TAESD's scale seeded too, latents reach ~1e8 and the decoder saturates.
@@ -64,7 +64,7 @@ def tiny_vae(seed: int = 0):
     import comfy.sd
     from comfy.taesd.taesd import TAESD
 
-    net = TAESD()
+    net = TAESD(latent_channels=latent_channels)
     _seed_weights(net, seed, std=0.05)
     with torch.no_grad():
         net.vae_scale.fill_(1.0)

@@ -1,0 +1,136 @@
+"""Flux.1 restore and per-person words on the tiny Flux, side by side in one run, in a real ComfyUI:
+
+    COMFYUI_DIR=/path/to/ComfyUI python bench/bench_flux.py [--size 512] [--repeat 3]
+
+ComfyUI's own Flux class with Flux.1's 19 + 38 blocks at tiny widths (tests/host/tiny_models.py,
+seeded, nothing downloaded), cfg 1 with FluxGuidance's guidance as a Flux dev graph samples.
+1. Model calls (and CPU seconds) of IDRestore on one face against a plain img2img pass of the same
+   crop (VAE-encode the crop, KSampler with the same steps and denoise = strength, decode).
+2. One model call at size x size with four people's words (PersonPrompt, 8 tokens each) beside the
+   main prompt, against the main prompt alone. Goal: at most 1.15x.
+Times are CPU seconds of this process (time.process_time), the best of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PACK = Path(__file__).resolve().parents[1]
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
+FOUR = [(0.14, 0.4, 0.1), (0.38, 0.45, 0.09), (0.62, 0.4, 0.08), (0.86, 0.5, 0.07)]   # cx, cy, r of the side
+
+
+def best(run, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        out = run()
+        times.append(time.process_time() - start)
+    return min(times), out
+
+
+def ellipse_face(index, cx, cy, r, size):
+    from magicid_core.faces.records import Face
+
+    yy, xx = np.mgrid[:size, :size]
+    mask = (((xx - cx * size) / (r * size)) ** 2 + ((yy - cy * size) / (1.3 * r * size)) ** 2 <= 1).astype(np.float32)
+    box = np.array([(cx - r) * size, (cy - 1.3 * r) * size, (cx + r) * size, (cy + 1.3 * r) * size], np.float32)
+    return Face(index=index, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box, mask=mask)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    opts = parser.parse_args()
+    if not Path(COMFYUI_DIR, "main.py").is_file():
+        sys.exit("set COMFYUI_DIR to a ComfyUI checkout")
+    sys.path[:0] = [COMFYUI_DIR, str(PACK), str(PACK / "tests" / "host")]
+    from comfy.cli_args import args
+
+    args.cpu = True
+    import utils.install_util  # noqa: F401  (ComfyUI's utils package before nodes puts comfy/ first, as main.py)
+    import comfy.patcher_extension
+    import comfy.sample
+    import nodes
+    from magicid_core.diffusion.placement import PersonPrompt
+    from magicid_core.faces.records import FaceSet, ImageFaces
+    from tiny_models import TINY_FLUX, flux_conditioning, tiny_flux_model, tiny_vae
+
+    base = Path(tempfile.mkdtemp())
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "ComfyUI-MagicID").symlink_to(PACK, target_is_directory=True)
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    assert asyncio.run(nodes.load_custom_node(str(base / "custom_nodes" / "ComfyUI-MagicID")))
+    classes = nodes.NODE_CLASS_MAPPINGS
+    words_host = sys.modules[classes["MultiIDApply"].__module__.rsplit(".", 1)[0] + ".host.dit_words"]
+    torch.set_grad_enabled(False)
+
+    model, vae = tiny_flux_model(seed=1), tiny_vae(seed=1, latent_channels=16)
+    (positive,) = classes["FluxGuidance"]().execute(flux_conditioning(1), 3.5)
+    calls = {"n": 0}
+
+    def counting(executor, *a, **k):
+        calls["n"] += 1
+        return executor(*a, **k)
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_count", counting)
+
+    # 1. a Flux restore against img2img of the same crop
+    size, steps, strength = 256, 8, 0.5
+    image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    face = ellipse_face(0, 0.5, 0.5, 0.2, size)
+    faces = FaceSet([ImageFaces(size, size, [face])])
+
+    def restore():
+        calls["n"] = 0
+        classes["IDRestore"]().restore(image=image, faces=faces, model=model, vae=vae, positive=positive,
+                                       steps=steps, strength=strength, cfg=0.0, scheduler="simple",
+                                       zoom_size=256, context=0.4, feather=3, refinement=1, faces_to_restore="all")
+        return calls["n"]
+
+    def img2img():
+        calls["n"] = 0
+        (latent,) = classes["VAEEncode"]().encode(vae, image)
+        (out,) = classes["KSampler"]().sample(model, 0, steps, 1.0, "euler", "simple", positive, positive, latent,
+                                              denoise=strength)
+        vae.decode(out["samples"])
+        return calls["n"]
+
+    t_restore, n_restore = best(restore, opts.repeat)
+    t_img2img, n_img2img = best(img2img, opts.repeat)
+    print(f"Flux restore of one face ({size} px crop, {steps} steps, strength {strength}, refinement 1): "
+          f"{n_restore} model calls, {t_restore:.2f} s CPU")
+    print(f"plain img2img of the same crop:                                     "
+          f"{n_img2img} model calls, {t_img2img:.2f} s CPU  -> {n_restore / n_img2img:.2f}x calls, "
+          f"{t_restore / t_img2img:.2f}x time")
+
+    # 2. one step with four people's words against the main prompt alone
+    people = FaceSet([ImageFaces(opts.size, opts.size, [ellipse_face(i, *f, opts.size) for i, f in enumerate(FOUR)])])
+    said = [PersonPrompt(torch.randn(8, TINY_FLUX["context_in_dim"], generator=torch.Generator().manual_seed(i)), 1.0)
+            for i in range(4)]
+    with_words = words_host.add_person_words(model, words_host.flux_words(model, said, people[0]))
+    latent = torch.zeros(1, 16, opts.size // 8, opts.size // 8)
+    noise = comfy.sample.prepare_noise(latent, 0)
+
+    def step(m):
+        return lambda: comfy.sample.sample(m, noise, 1, 1.0, "euler", "simple", positive, positive, latent,
+                                           disable_pbar=True, seed=0)
+    step(model)(), step(with_words)()           # warm up
+    t_plain, _ = best(step(model), opts.repeat)
+    t_words, _ = best(step(with_words), opts.repeat)
+    tokens = (opts.size // 16) ** 2
+    print(f"one step at {opts.size} px ({tokens} image tokens, 8 prompt tokens): main prompt {t_plain:.3f} s, "
+          f"with 4 people's words (8 tokens each) {t_words:.3f} s -> {t_words / t_plain:.3f}x (goal <= 1.15x)")
+
+
+if __name__ == "__main__":
+    main()
