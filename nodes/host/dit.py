@@ -222,3 +222,13 @@ def add_pulid_identities(model, identities, pulid, blocks: list[tuple[str, int]]
         clone.add_wrapper_with_key(kind, WRAPPER_KEY, record_token_layout)
     return clone
 
+
+
+def pulid_identities(model) -> list:
+    """The TokenIdentities of every MultiIDApply applied to this Flux ``model``, oldest first (IDRestore reads them)."""
+    found = {}
+    for patch in dit_patches(model).values():
+        if is_dispatcher(patch):
+            for entry in patch.identity_entries():
+                found.setdefault(id(entry.identities), entry.identities)
+    return list(found.values())
