@@ -252,6 +252,8 @@ def fraction(name: str, value, what: str = "a confidence") -> float:
 
 def crop_mask(name: str, value, height: int, width: int) -> np.ndarray:
     """A mask at crop size, (height, width) or (1, height, width), finite, in 0..1 -> float32 (height, width)."""
+    if value is None:
+        raise BadInput(f"{name} is missing: give a float mask of 0..1 the size of its crop region")
     try:
         array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float32)
     except (TypeError, ValueError):

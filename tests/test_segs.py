@@ -145,7 +145,8 @@ def test_a_damaged_segs_size_is_named(bad, message):
     ({"confidence": np.array([np.nan])}, r"^segs: SEG 1's confidence holds NaN"),
     ({"crop_region": [0, 0, np.nan, 10]}, r"^segs: SEG 1's crop_region holds NaN"),
     ({"crop_region": [0, 0, 5, 5]}, r"^segs: SEG 1's cropped_mask is \(\d+, \d+\) but its crop region is 5x5"),
-    ({"cropped_mask": None}, r"^segs: SEG 1's cropped_mask is None, not a mask"),
+    ({"cropped_mask": None}, r"^segs: SEG 1's cropped_mask is missing"),
+    ({"cropped_mask": "mask"}, r"^segs: SEG 1's cropped_mask is 'mask', not a mask"),
 ])
 def test_a_damaged_seg_is_named_by_its_place_and_field(faces, photo, fields, message):
     with pytest.raises(ValueError, match=message):
