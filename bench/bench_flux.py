@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8, help="steps of the restore and of img2img")
     opts = parser.parse_args()
     if not Path(COMFYUI_DIR, "main.py").is_file():
         sys.exit("set COMFYUI_DIR to a ComfyUI checkout")
@@ -85,7 +86,7 @@ def main() -> None:
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_count", counting)
 
     # 1. a Flux restore against img2img of the same crop
-    size, steps, strength = 256, 8, 0.5
+    size, steps, strength = 256, opts.steps, 0.5
     image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     face = ellipse_face(0, 0.5, 0.5, 0.2, size)
     faces = FaceSet([ImageFaces(size, size, [face])])
