@@ -16,7 +16,8 @@ measures a few at a time.
 Each workflow is a short function over ``Graph``; the node definitions are the ones the
 tests check against (ComfyUI's core snapshot and this pack's NODE_CLASS_MAPPINGS), so a
 renamed input fails here. A workflow whose nodes are not in the pack yet is skipped.
-Model file names come from MODELS, the same names the README lists.
+Model files come from tools/workflow_models.py's MODELS: each workflow lists the ones it loads in
+its ``models`` metadata, and the README's model table (rewritten here) says which workflow needs which.
 """
 
 from __future__ import annotations
@@ -32,22 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.workflow_builder import Graph  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
+from tools.workflow_models import (INSIGHTFACE_NODES, MODELS, file_name, metadata, model_table,  # noqa: E402
+                                   readme_with_table)
 from tools.workflow_preview import write_previews  # noqa: E402
 
+README = WORKFLOWS_DIR.parent / "README.md"
 MEASURE_ROUNDS = 4  # lay out, measure, lay out again... until no node changes size
 
-# file name -> (models folder, where to get it); the README's model table lists the same.
-MODELS = {
-    "v1-5-pruned-emaonly.safetensors": ("checkpoints", "SD1.5 (Comfy-Org/stable-diffusion-v1-5-archive)"),
-    "sd_xl_base_1.0.safetensors": ("checkpoints", "SDXL base (stabilityai/stable-diffusion-xl-base-1.0)"),
-    "control_v11p_sd15_openpose_fp16.safetensors": (
-        "controlnet", "OpenPose ControlNet for SD1.5 (comfyanonymous/ControlNet-v1-1_fp16_safetensors)"),
-    "control_v2p_sd15_mediapipe_face.safetensors": (
-        "controlnet", "MediaPipe-face ControlNet for SD1.5 (CrucibleAI/ControlNetMediaPipeFace)"),
-    "OpenPoseXL2.safetensors": ("controlnet", "OpenPose ControlNet for SDXL (thibaud/controlnet-openpose-sdxl-1.0)"),
-    "ip-adapter-faceid_sd15.bin": ("ipadapter", "IP-Adapter FaceID for SD1.5 (h94/IP-Adapter-FaceID)"),
-    "ip-adapter-faceid_sdxl.bin": ("ipadapter", "IP-Adapter FaceID for SDXL (h94/IP-Adapter-FaceID)"),
-}
 INSIGHTFACE = "antelopev2 (or buffalo_l) unpacked into models/insightface/antelopev2/*.onnx"
 
 NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
@@ -55,7 +47,8 @@ NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
 
 def model_note(what: str, files: list[str], extra: list[str] = ()) -> str:
     lines = [what, "", "Load these before pressing Run:"]
-    lines += [f"- {name} -> ComfyUI/models/{MODELS[name][0]}/  ({MODELS[name][1]})" for name in files]
+    lines += [f"- {name} -> ComfyUI/models/{MODELS[name].folder}/  ({MODELS[name].what}, {MODELS[name].source})"
+              for name in files]
     lines += [f"- {line}" for line in extra]
     lines += ["", "Model list and troubleshooting: the README of ComfyUI-MagicID."]
     return "\n".join(lines)
@@ -301,8 +294,24 @@ def build_all(defs: dict) -> dict[str, tuple[Graph, str]]:
         except KeyError as missing:  # a node of this workflow is not in the pack yet
             print(f"skip {name}: {missing}")
             continue
+        g.models = metadata(model_values(g))
         built[name] = (g, title)
     return built
+
+
+def model_values(g: Graph) -> list[str]:
+    """The widget values of ``g`` that name a model file of MODELS, in graph order."""
+    return [v for n in g.nodes for v in n.widgets if isinstance(v, str) and file_name(v) in MODELS]
+
+
+def readme_model_table(built: dict) -> str:
+    """The README's model table for the built workflows."""
+    used_by: dict[str, list[str]] = {}
+    for name, (g, _) in built.items():
+        for value in dict.fromkeys(model_values(g)):
+            used_by.setdefault(file_name(value), []).append(name)
+    insightface = [name for name, (g, _) in built.items() if any(n.type in INSIGHTFACE_NODES for n in g.nodes)]
+    return model_table(used_by, insightface, list(built))
 
 
 def sizes_for(g: Graph, recorded: dict) -> dict[int, tuple[float, float]]:
@@ -369,6 +378,8 @@ def main() -> None:
         for name, path in paths.items():
             write_previews(path, shots.get(name))
             print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
+    README.write_text(readme_with_table(README.read_text(), readme_model_table(built)))
+    print("README.md model table updated")
 
 
 if __name__ == "__main__":
