@@ -156,6 +156,7 @@ def test_shipped_workflows_load_in_the_app(comfy_server, reports):
         assert named(loaded["links"], lambda nid: saved[nid]["inputs"]) == named(wf["links"], file_inputs.get), path.name
         for node in wf["nodes"]:
             assert saved[node["id"]]["type"] == node["type"]
-            assert saved[node["id"]]["widgets_values"] == node["widgets_values"], (path.name, node["type"])
+            # a node without widgets saves [] (1.2x) or nothing (1.5x)
+            assert (saved[node["id"]]["widgets_values"] or []) == node["widgets_values"], (path.name, node["type"])
     found = {re.sub(r":\d+:\d+", "", e.replace(comfy_server.url, "SERVER")) for e in report["errors"]}
     assert found <= errors(reports["baseline"], comfy_server.url), found - errors(reports["baseline"], comfy_server.url)

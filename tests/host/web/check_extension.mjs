@@ -7,6 +7,7 @@
 // Prints one JSON object: console errors, registered extensions, per-node overlay state.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { applySettings } from "./front_end_settings.mjs";
 
 const [url, workflowPath, screenshotPath, mode] = process.argv.slice(2);
 const baseline = mode === "baseline";
@@ -32,6 +33,7 @@ try {
 console.log(JSON.stringify(report));
 
 async function drive(page) {
+  await applySettings(url);
   await page.goto(url, { waitUntil: "load" });
   await page.waitForFunction(() => window.app?.graph && window.app.extensions?.length > 0, null, { timeout: 120000 });
   report.extensions = await page.evaluate(() => window.app.extensions.map((e) => e.name));
