@@ -104,10 +104,14 @@ def test_face_indices_are_drawn_over_the_preview(reports):
     assert len(faces) >= 2, "the sample group photo should show several faces"
     labels = node["labels"]
     assert sorted(label["text"] for label in labels) == sorted(str(f["index"]) for f in faces)
-    preview_y = next(w["y"] for w in node["widgets"] if w["name"] == "$$canvas-image-preview")
-    width, height = node["size"]
-    for label in labels:  # every label inside the node's preview area, below its widgets
-        assert 0 <= label["x"] <= width and preview_y <= label["y"] <= height, (label, node["size"], preview_y)
+    if reports["magicid"]["vueNodes"]:  # Nodes 2.0: labels on a layer over the preview <img>
+        left, top, width, height = node["previewBox"]
+        right, bottom = left + width, top + height
+    else:  # the canvas: inside the node's preview area, below its widgets
+        top = next(w["y"] for w in node["widgets"] if w["name"] == "$$canvas-image-preview")
+        left, (right, bottom) = 0, node["size"]
+    for label in labels:
+        assert left <= label["x"] <= right and top <= label["y"] <= bottom, (label, node["size"], node["previewBox"])
     # labels follow the faces left to right, as the boxes do
     by_index = {f["index"]: f["box"][0] for f in faces}
     xs = [label["x"] for label in sorted(labels, key=lambda lb: by_index[int(lb["text"])])]

@@ -37,6 +37,7 @@ async function drive(page) {
   await page.goto(url, { waitUntil: "load" });
   await page.waitForFunction(() => window.app?.graph && window.app.extensions?.length > 0, null, { timeout: 120000 });
   report.extensions = await page.evaluate(() => window.app.extensions.map((e) => e.name));
+  report.vueNodes = await page.evaluate(() => Boolean(window.LiteGraph.vueNodesMode));
 
   await page.evaluate(async (wf) => {
     await window.app.loadGraphData(wf);
@@ -61,6 +62,7 @@ async function drive(page) {
     type: n.type,
     faces: n.magicidFaces ?? null,
     labels: n.magicidLabels ?? null,
+    previewBox: n.magicidPreviewBox ?? null, // Nodes 2.0: the preview <img>'s box the labels sit on
     size: [n.size[0], n.size[1]],
     widgets: (n.widgets ?? []).map((w) => ({ name: w.name, type: w.type, y: w.y ?? w.last_y ?? null })),
     serialized: n.serialize().widgets_values ?? null,
