@@ -11,7 +11,7 @@ ComfyUI-Manager runs this file (after the lines of requirements.txt). By hand, w
 3. dlib: a dlib the user compiled and the prebuilt ``dlib-bin`` install the same ``dlib`` files. An
    importable dlib is kept; ``dlib-bin`` (no compiler needed) is installed only when none is there.
 
-Standard library only: it runs before anything else of the pack is installed. docs/models.md says more.
+Standard library only: it runs before anything else of the pack is installed. docs/install.md says more.
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ def main() -> None:
             print(f"{'insightface ' + what:<48} {pairs:>4} faces, min cosine {cosine:.7f}, "
                   f"max relative |d raw norm| {norm:.2e}")
 
-        print(f"{'pack defaults vs insightface, faces found':<48} {pack_defaults(folder)} (on purpose: README)")
+        print(f"{'pack defaults vs insightface, faces found':<48} {pack_defaults(folder)} (on purpose: docs/parity.md)")
 
         path = build_scrfd(folder / "timing.onnx", outputs=9, seed=7)
         ours, ref = our_detector(path), reference_detector(path)

@@ -155,3 +155,32 @@ def test_widget_slots_follow_the_apps_seed_convention():
         ("seed", None), ("seed", "control_after_generate"), ("n", None)]
     told = {"input": {"required": {"seed": ["INT", {"control_after_generate": False}]}}}
     assert [s.extra for s in widget_slots(told)] == [None]
+
+
+def test_readme_model_table_is_current(defs):
+    from tools.build_workflows import build_all, readme_model_table
+    from tools.workflow_models import readme_table
+
+    table = readme_table((PACK_DIR / "README.md").read_text())
+    assert table is not None, "README.md lost its model table markers"
+    assert table == readme_model_table(build_all(defs)), \
+        "README's model table is out of date: run python tools/build_workflows.py"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_lists_its_model_files_for_the_front_end(path, defs):
+    """Every file a loader names is in the workflow's ``models`` metadata under the loader's
+    own value (what comfyui-frontend-package 1.5x matches), with its folder and a public url."""
+    from tools.workflow_models import MODELS, file_name
+
+    wf = json.loads(path.read_text())
+    listed = {m["name"]: m for m in wf.get("models", [])}
+    for node in wf["nodes"]:
+        for value in node.get("widgets_values") or []:
+            if isinstance(value, str) and file_name(value) in MODELS:
+                entry = listed.get(value)
+                assert entry is not None, f"{path.stem}: {value} is not in the workflow's models metadata"
+                model = MODELS[file_name(value)]
+                assert (entry["directory"], entry["url"]) == (model.folder, model.url)
+                assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith(file_name(value))
+    assert all(set(m) == {"name", "url", "directory"} for m in listed.values())

@@ -16,7 +16,8 @@ measures a few at a time.
 Each workflow is a short function over ``Graph``; the node definitions are the ones the
 tests check against (ComfyUI's core snapshot and this pack's NODE_CLASS_MAPPINGS), so a
 renamed input fails here. A workflow whose nodes are not in the pack yet is skipped.
-Model file names come from MODELS, the same names the README lists.
+Model files come from tools/workflow_models.py's MODELS: each workflow lists the ones it loads in
+its ``models`` metadata, and the README's model table (rewritten here) says which workflow needs which.
 """
 
 from __future__ import annotations
@@ -32,22 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.workflow_builder import Graph  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
+from tools.workflow_models import (FACEID_LORA_STRENGTH, FACEID_LORAS, INSIGHTFACE_NODES, MODELS,  # noqa: E402
+                                   file_name, metadata, model_table, readme_with_table)
 from tools.workflow_preview import write_previews  # noqa: E402
 
+README = WORKFLOWS_DIR.parent / "README.md"
 MEASURE_ROUNDS = 4  # lay out, measure, lay out again... until no node changes size
 
-# file name -> (models folder, where to get it); the README's model table lists the same.
-MODELS = {
-    "v1-5-pruned-emaonly.safetensors": ("checkpoints", "SD1.5 (Comfy-Org/stable-diffusion-v1-5-archive)"),
-    "sd_xl_base_1.0.safetensors": ("checkpoints", "SDXL base (stabilityai/stable-diffusion-xl-base-1.0)"),
-    "control_v11p_sd15_openpose_fp16.safetensors": (
-        "controlnet", "OpenPose ControlNet for SD1.5 (comfyanonymous/ControlNet-v1-1_fp16_safetensors)"),
-    "control_v2p_sd15_mediapipe_face.safetensors": (
-        "controlnet", "MediaPipe-face ControlNet for SD1.5 (CrucibleAI/ControlNetMediaPipeFace)"),
-    "OpenPoseXL2.safetensors": ("controlnet", "OpenPose ControlNet for SDXL (thibaud/controlnet-openpose-sdxl-1.0)"),
-    "ip-adapter-faceid_sd15.bin": ("ipadapter", "IP-Adapter FaceID for SD1.5 (h94/IP-Adapter-FaceID)"),
-    "ip-adapter-faceid_sdxl.bin": ("ipadapter", "IP-Adapter FaceID for SDXL (h94/IP-Adapter-FaceID)"),
-}
 INSIGHTFACE = "antelopev2 (or buffalo_l) in ComfyUI/models/insightface/models/antelopev2/*.onnx"
 
 NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
@@ -55,7 +47,8 @@ NEGATIVE = "blurry, deformed face, extra fingers, lowres, watermark, text"
 
 def model_note(what: str, files: list[str], extra: list[str] = ()) -> str:
     lines = [what, "", "Load these before pressing Run:"]
-    lines += [f"- {name} -> ComfyUI/models/{MODELS[name][0]}/  ({MODELS[name][1]})" for name in files]
+    lines += [f"- {name} -> ComfyUI/models/{MODELS[name].folder}/  ({MODELS[name].what}, {MODELS[name].source})"
+              for name in files]
     lines += [f"- {line}" for line in extra]
     lines += ["", "Model list and troubleshooting: the README of ComfyUI-MagicID."]
     return "\n".join(lines)
@@ -87,7 +80,9 @@ def faces_and_masks(g: Graph) -> str:
     return "Faces and masks"
 
 
-def restore_faces(ckpt: str, control: str | None):
+def restore_faces(family: str):
+    ckpt, _, _, control = FAMILIES[family]
+
     def build(g: Graph) -> str:
         loader, pos, neg = sd_base(g, ckpt, "a sharp, detailed photo of a face, natural skin")
         with g.stage("Faces"):
@@ -100,7 +95,7 @@ def restore_faces(ckpt: str, control: str | None):
             extra = {"control_net": cn[0]}
         with g.stage("Sampling"):
             restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=loader["MODEL"],
-                             vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+                             vae=loader["VAE"], positive=pos[0], negative=neg[0], zoom_size=ZOOM[family], **extra)
         with g.stage("Output"):
             g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
             g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
@@ -144,12 +139,25 @@ FAMILIES = {  # checkpoint, adapter, skeleton ControlNet, face ControlNet
              "control_v11p_sd15_openpose_fp16.safetensors", "control_v2p_sd15_mediapipe_face.safetensors"),
     "sdxl": ("sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", "OpenPoseXL2.safetensors", None),
 }
+# The pixels each family was trained at, in ComfyUI's megapixels (1024 x 1024 px each): 512 x 512
+# for SD1.5, 1024 x 1024 for SDXL. The layout photo is scaled to it, its aspect kept.
+PIXEL_BUDGET = {"sd15": 0.25, "sdxl": 1.0}
+ZOOM = {"sd15": 512, "sdxl": 1024}  # IDRestore's working size: the family's own (its tooltip says so)
 IDENTITY_NOTE = f"Identities need insightface's face models: {INSIGHTFACE}."
 
 
 # each person's own words (PersonPrompt), in the order of the identities
 PERSON_WORDS = ["laughing, red scarf", "eyes closed, calm smile", "older, grey beard, round glasses",
                 "curly hair, surprised, open mouth"]
+
+
+def faceid(g: Graph, model, adapter: str):
+    """The FaceID adapter and, before MultiIDApply, the LoRA it was trained with (IPAdapter_plus's
+    README: each FaceID model is paired with its own LoRA), at IPAdapter_plus's strength."""
+    ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+    lora = g.add("LoraLoaderModelOnly", title="FaceID LoRA (pairs with the adapter)", model=model,
+                 lora_name=FACEID_LORAS[adapter], strength_model=FACEID_LORA_STRENGTH)
+    return ip, lora
 
 
 def person_prompts(g: Graph, clip, texts: list[str]):
@@ -168,7 +176,9 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
         who = "a family: two parents and their child" if kin else f"{people} friends"
         loader, pos, neg = sd_base(g, ckpt, f"a group photo of {who}, smiling, natural light, 35mm photo")
         with g.stage("Faces"):
-            layout = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
+            photo = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
+            layout = g.add("ImageScaleToTotalPixels", title=f"Layout at {family.upper()}'s size",
+                           image=photo["IMAGE"], upscale_method="lanczos", megapixels=PIXEL_BUDGET[family])
             faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
         if kin:
             a = identities_from(g, ["parent_a.jpg"], ["parent a"])
@@ -179,10 +189,10 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
         else:
             identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
         with g.stage("Identities"):
-            ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
+            ip, lora = faceid(g, loader["MODEL"], adapter)
             said = {"person_prompts": person_prompts(g, loader["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
                 if words else {}
-            patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+            patched = g.add("MultiIDApply", model=lora["MODEL"], adapter=ip["adapter"],
                             identities=identities["identities"], faces=faces["faces"], **said)
         controls = mmf_controls(g, faces, pos, neg, skeleton_cn, face_cn)
         with g.stage("Sampling"):
@@ -199,12 +209,14 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
         g.note(model_note(
             f"A group photo of {who}, each with their own face and no identity leaking onto the others "
             "(MGMICA), posed like the layout photo (MMF: body skeletons and face landmarks). Layout photo: "
-            f"any photo with {people} people. {refs}. MultiIDApply's face_indices (or the chips under it) "
+            f"any photo with {people} people, of any size: it is scaled to {family.upper()}'s "
+            f"{PIXEL_BUDGET[family]:g} megapixels (aspect kept) before the faces are found and the latent is made. "
+            f"{refs}. MultiIDApply's face_indices (or the chips under it) "
             "pick which identity goes to which numbered face."
             + (" Each person also has their own words (the PersonPrompt chain, one per identity, in the same "
                "order): they act only on that person's face, next to the main prompt, in the same single pass."
                if words else ""),
-            [ckpt, adapter, skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+            [ckpt, adapter, FACEID_LORAS[adapter], skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
         if kin:
             return f"Family photo ({family.upper()})"
         return f"Group photo, {people} identities{', each with own words' if words else ''} ({family.upper()})"
@@ -221,8 +233,8 @@ def restore_with_references(family: str):
             faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
         identities = identities_from(g, ["person_a.jpg", "person_b.jpg"])
         with g.stage("Identities"):
-            ip = g.add("MagicIDAdapterLoader", adapter_file=f"ipadapter/{adapter}")
-            patched = g.add("MultiIDApply", model=loader["MODEL"], adapter=ip["adapter"],
+            ip, lora = faceid(g, loader["MODEL"], adapter)
+            patched = g.add("MultiIDApply", model=lora["MODEL"], adapter=ip["adapter"],
                             identities=identities["identities"], faces=faces["faces"])
         extra = {}
         if face_cn:
@@ -231,7 +243,7 @@ def restore_with_references(family: str):
                                               control_net_name=face_cn)[0]}
         with g.stage("Sampling"):
             restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
-                             vae=loader["VAE"], positive=pos[0], negative=neg[0], **extra)
+                             vae=loader["VAE"], positive=pos[0], negative=neg[0], zoom_size=ZOOM[family], **extra)
         with g.stage("Output"):
             g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
             g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
@@ -242,7 +254,7 @@ def restore_with_references(family: str):
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
             "with the chips under MultiIDApply. Everything outside the face masks stays as it was.",
-            [ckpt, adapter] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+            [ckpt, adapter, FACEID_LORAS[adapter]] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
         return f"Restore faces with matched references ({family.upper()})"
     return build
 
@@ -274,9 +286,8 @@ def invert_and_regenerate(g: Graph) -> str:
 # name -> builder
 WORKFLOWS = {
     "magicid_faces_and_masks": faces_and_masks,
-    "magicid_restore_faces_sd15": restore_faces("v1-5-pruned-emaonly.safetensors",
-                                                "control_v2p_sd15_mediapipe_face.safetensors"),
-    "magicid_restore_faces_sdxl": restore_faces("sd_xl_base_1.0.safetensors", None),
+    "magicid_restore_faces_sd15": restore_faces("sd15"),
+    "magicid_restore_faces_sdxl": restore_faces("sdxl"),
     "magicid_restore_matched_references_sd15": restore_with_references("sd15"),
     "magicid_restore_matched_references_sdxl": restore_with_references("sdxl"),
     "magicid_group_2_ids_sd15": group_photo("sd15", 2),
@@ -301,8 +312,24 @@ def build_all(defs: dict) -> dict[str, tuple[Graph, str]]:
         except KeyError as missing:  # a node of this workflow is not in the pack yet
             print(f"skip {name}: {missing}")
             continue
+        g.models = metadata(model_values(g))
         built[name] = (g, title)
     return built
+
+
+def model_values(g: Graph) -> list[str]:
+    """The widget values of ``g`` that name a model file of MODELS, in graph order."""
+    return [v for n in g.nodes for v in n.widgets if isinstance(v, str) and file_name(v) in MODELS]
+
+
+def readme_model_table(built: dict) -> str:
+    """The README's model table for the built workflows."""
+    used_by: dict[str, list[str]] = {}
+    for name, (g, _) in built.items():
+        for value in dict.fromkeys(model_values(g)):
+            used_by.setdefault(file_name(value), []).append(name)
+    insightface = [name for name, (g, _) in built.items() if any(n.type in INSIGHTFACE_NODES for n in g.nodes)]
+    return model_table(used_by, insightface, list(built))
 
 
 def sizes_for(g: Graph, recorded: dict) -> dict[int, tuple[float, float]]:
@@ -369,6 +396,8 @@ def main() -> None:
         for name, path in paths.items():
             write_previews(path, shots.get(name))
             print(f"wrote {path.relative_to(WORKFLOWS_DIR.parent)} (+ .png, .jpg)")
+    README.write_text(readme_with_table(README.read_text(), readme_model_table(built)))
+    print("README.md model table updated")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""The README's table of every node with its inputs and outputs, made from the pack itself.
+"""The table of every node with its inputs and outputs (docs/nodes.md), made from the pack itself.
 
-    python tools/node_table.py          # rewrite the table in README.md
-    tests/test_readme_nodes.py                # fails when the README's table is out of date
+    python tools/node_table.py          # rewrite the table in docs/nodes.md
+    tests/test_readme_nodes.py          # fails when the table is out of date
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.workflow_defs import PACK_DIR, input_specs, pack_definitions  # noqa: E402
 
-README = PACK_DIR / "README.md"
+NODES_PAGE = PACK_DIR / "docs" / "nodes.md"
 START = "<!-- node table: made by tools/node_table.py -->"
 END = "<!-- end of node table -->"
 TABLE = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
@@ -41,17 +41,17 @@ def node_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def readme_table(readme: str) -> str | None:
-    match = TABLE.search(readme)
+def page_table(page: str) -> str | None:
+    match = TABLE.search(page)
     return match.group(1) if match else None
 
 
 def main() -> None:
-    readme = README.read_text()
-    if readme_table(readme) is None:
-        sys.exit(f"README.md has no {START} ... {END} block under '## Nodes'")
-    README.write_text(TABLE.sub(lambda _: f"{START}\n{node_table()}{END}", readme))
-    print("README.md node table updated")
+    page = NODES_PAGE.read_text()
+    if page_table(page) is None:
+        sys.exit(f"{NODES_PAGE} has no {START} ... {END} block")
+    NODES_PAGE.write_text(TABLE.sub(lambda _: f"{START}\n{node_table()}{END}", page))
+    print("docs/nodes.md node table updated")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ const MAP_NODES = {
 };
 const CHIP = { perRow: 3, height: 22, gap: 4, margin: 10 };
 const PREVIEW_WIDGET = "$$canvas-image-preview"; // the front end's image preview widget
-const NOTE_NODES = new Set([FACE_NODE, "IdentityFromImages"]); // nodes whose UI output has magicid_notes
+const NOTE_NODES = new Set([FACE_NODE, "IdentityFromImages", "SEGSToFaces"]); // nodes whose UI output has magicid_notes
 const NOTE = { font: 12, line: 15, pad: 6 };
 
 // Where the front end drew the node's images: one selected image (at most at 1:1 scale) in
@@ -76,6 +76,57 @@ function drawNotes(node, ctx) {
   ctx.textBaseline = "top";
   lines.forEach((line, i) => ctx.fillText(line, NOTE.pad, top + NOTE.pad + i * NOTE.line));
   ctx.restore();
+}
+
+// Nodes 2.0 (the Vue node mode of comfyui-frontend-package 1.5x): nodes are DOM elements and the
+// canvas never draws them (no onDrawForeground), so the labels go on a layer over the <img> of
+// the node's image preview, placed by the same faceLabels, in the image element's own pixels.
+const DOM_LAYER = "magicid-face-labels";
+
+function vueNodesMode() {
+  return Boolean(window.LiteGraph?.vueNodesMode);
+}
+
+function shownImageIndex(node, img) {
+  const index = (node.magicidImages ?? []).findIndex((ref) => img.src.includes(encodeURIComponent(ref.filename)));
+  return Math.max(0, index);
+}
+
+function placeDomLabels(node) {
+  const img = document.querySelector(`[data-node-id="${node.id}"] .image-preview img`);
+  const faces = node.magicidFaces?.[img ? shownImageIndex(node, img) : 0];
+  if (!img || !faces || !img.complete || !img.naturalWidth) return false;
+  const holder = img.parentElement;
+  if (getComputedStyle(holder).position === "static") holder.style.position = "relative";
+  let layer = holder.querySelector(`:scope > .${DOM_LAYER}`);
+  if (!layer) {
+    layer = document.createElement("div");
+    layer.className = DOM_LAYER;
+    Object.assign(layer.style, { position: "absolute", inset: "0", pointerEvents: "none" });
+    holder.appendChild(layer);
+    new ResizeObserver(() => placeDomLabels(node)).observe(img);
+  }
+  const box = [img.offsetLeft, img.offsetTop, img.offsetWidth, img.offsetHeight];
+  const labels = faceLabels(faces, img.naturalWidth, img.naturalHeight, box);
+  layer.replaceChildren(...labels.map((label) => {
+    const badge = document.createElement("span");
+    badge.textContent = label.text;
+    Object.assign(badge.style, {
+      position: "absolute", left: `${label.x}px`, top: `${label.y}px`, transform: "translate(-50%, -50%)",
+      width: `${label.size * 1.3}px`, height: `${label.size * 1.3}px`, borderRadius: "50%",
+      background: "rgba(0, 0, 0, 0.65)", color: "#ffd84d", font: `bold ${Math.round(label.size)}px sans-serif`,
+      display: "flex", alignItems: "center", justifyContent: "center",
+    });
+    return badge;
+  }));
+  node.magicidLabels = labels;
+  node.magicidPreviewBox = box;
+  return true;
+}
+
+// The node's preview is rendered after its output arrives: try until it is there (about 10 s).
+function placeDomLabelsSoon(node, tries = 40) {
+  if (!placeDomLabels(node) && tries > 0) setTimeout(() => placeDomLabelsSoon(node, tries - 1), 250);
 }
 
 function linkedNode(node, inputName) {
@@ -204,6 +255,8 @@ app.registerExtension({
     if (nodeData.name === FACE_NODE) {
       after(nodeType, "onExecuted", (node, output) => {
         node.magicidFaces = facesFromOutput(output);
+        node.magicidImages = Array.isArray(output?.images) ? output.images : [];
+        if (vueNodesMode()) placeDomLabelsSoon(node);
         node.setDirtyCanvas(true, true);
       });
       after(nodeType, "onDrawForeground", drawFaceLabels);

@@ -69,7 +69,7 @@ def assign_faces(identities, faces, face_indices: list[int] | None) -> list[int]
     model are matched by the Hungarian method on cosine similarity (matching.assign_identities, whose threshold
     leaves an identity unplaced rather than forcing a stranger's face on it); when the faces
     carry no embedding, identity i goes to face i (the FACES order). Embeddings of two
-    different models cannot be compared: that is an error (the README's Models section).
+    different models cannot be compared: that is an error (docs/models.md).
     """
     n_id, n_faces = len(identities), len(faces)
     if n_faces == 0:

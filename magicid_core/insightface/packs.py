@@ -6,7 +6,7 @@ users have ``ComfyUI/models/insightface/models/antelopev2/``. Under every root (
 ``insightface``) the pack is looked for in all the layouts users have (``LAYOUTS``): insightface's own,
 flat (the root given with its ``models/`` level, or unpacked by hand), and the nested
 ``<pack>/<pack>/`` the antelopev2 zip leaves when extracted into a folder of its name (insightface's
-own download does that). docs/models.md shows them.
+own download does that). docs/install.md shows them.
 """
 
 from __future__ import annotations

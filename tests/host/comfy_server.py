@@ -21,6 +21,9 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-MagicID"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
+# Another front end than the one ComfyUI's requirements installed: the static folder of a
+# comfyui-frontend-package (e.g. 1.58, `pip download` it and unzip), given to --front-end-root.
+FRONT_END_ROOT = os.environ.get("MAGICID_FRONT_END_ROOT", "")
 
 
 def make_base_dir(base: Path) -> Path:
@@ -51,7 +54,7 @@ class ComfyServer:
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(base_dir), "--disable-auto-launch",
             "--database-url", "sqlite:///:memory:", *extra_args,
-        ]
+        ] + (["--front-end-root", FRONT_END_ROOT] if FRONT_END_ROOT else [])
         self.proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=open(self.log_path, "w"),
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 

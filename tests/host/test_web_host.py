@@ -104,10 +104,14 @@ def test_face_indices_are_drawn_over_the_preview(reports):
     assert len(faces) >= 2, "the sample group photo should show several faces"
     labels = node["labels"]
     assert sorted(label["text"] for label in labels) == sorted(str(f["index"]) for f in faces)
-    preview_y = next(w["y"] for w in node["widgets"] if w["name"] == "$$canvas-image-preview")
-    width, height = node["size"]
-    for label in labels:  # every label inside the node's preview area, below its widgets
-        assert 0 <= label["x"] <= width and preview_y <= label["y"] <= height, (label, node["size"], preview_y)
+    if reports["magicid"]["vueNodes"]:  # Nodes 2.0: labels on a layer over the preview <img>
+        left, top, width, height = node["previewBox"]
+        right, bottom = left + width, top + height
+    else:  # the canvas: inside the node's preview area, below its widgets
+        top = next(w["y"] for w in node["widgets"] if w["name"] == "$$canvas-image-preview")
+        left, (right, bottom) = 0, node["size"]
+    for label in labels:
+        assert left <= label["x"] <= right and top <= label["y"] <= bottom, (label, node["size"], node["previewBox"])
     # labels follow the faces left to right, as the boxes do
     by_index = {f["index"]: f["box"][0] for f in faces}
     xs = [label["x"] for label in sorted(labels, key=lambda lb: by_index[int(lb["text"])])]
@@ -164,6 +168,30 @@ def test_shipped_workflows_load_in_the_app(comfy_server, reports):
         assert named(loaded["links"], lambda nid: saved[nid]["inputs"]) == named(wf["links"], file_inputs.get), path.name
         for node in wf["nodes"]:
             assert saved[node["id"]]["type"] == node["type"]
-            assert saved[node["id"]]["widgets_values"] == node["widgets_values"], (path.name, node["type"])
+            # a node without widgets saves [] (1.2x) or nothing (1.5x)
+            assert (saved[node["id"]]["widgets_values"] or []) == node["widgets_values"], (path.name, node["type"])
     found = {re.sub(r":\d+:\d+", "", e.replace(comfy_server.url, "SERVER")) for e in report["errors"]}
     assert found <= errors(reports["baseline"], comfy_server.url), found - errors(reports["baseline"], comfy_server.url)
+
+
+def test_missing_models_are_offered_with_their_links(comfy_server, tmp_path):
+    """On a server without the model files, the front end lists every file of a workflow's
+    ``models`` metadata with its folder and a link to copy (1.2x: its Missing Models dialog;
+    1.5x: the issues panel); without that metadata it offers no link."""
+    shipped = WORKFLOWS_DIR / "magicid_group_2_ids_sd15.json"
+    bare = json.loads(shipped.read_text())
+    files = {m["url"]: m for m in bare.pop("models")}
+    stripped = tmp_path / "no_models_metadata.json"
+    stripped.write_text(json.dumps(bare))
+    cmd = ["node", "missing_models.mjs", comfy_server.url, str(shipped), str(stripped)]
+    out = subprocess.run(cmd, cwd=WEB_TEST_DIR, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report.get("failure") is None, report["failure"]
+    offered, without = report["workflows"][str(shipped)], report["workflows"][str(stripped)]
+    links = lambda page: [b for b in page["buttons"] if b["label"] == "Copy URL"]  # noqa: E731
+    assert len(links(offered)) == len(files), (offered["text"][-2000:], files)
+    for model in files.values():
+        name = model["name"].rsplit("/", 1)[-1]  # 1.2x shows "ipadapter / <file>", 1.5x the combo's value
+        assert name in offered["text"] and model["directory"] in offered["text"], model
+    assert links(without) == []

@@ -10,6 +10,7 @@ why: tests/host/workflow_server.py).
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
 
 import numpy as np
@@ -21,6 +22,7 @@ from tests.support.workflow_check import check_workflow, readme_model_files
 from tests.support.workflow_defs import PACK_DIR, WORKFLOWS_DIR
 
 from tests.host.comfy_server import PACK_NAME
+from tests.host.example_inputs import SAMPLE
 from tests.host.workflow_server import FAST, FAST_PER_NODE, SUBSTITUTES
 
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.json"))
@@ -84,3 +86,52 @@ def test_workflow_runs(workflow_server, live_defs, path):
             folder = workflow_server.base_dir / ref["type"] / ref["subfolder"]
             pixels = np.asarray(Image.open(folder / ref["filename"]))
             assert pixels.ndim == 3 and pixels.shape[2] in (3, 4) and pixels.std() > 0
+
+
+PHONE_PHOTO = (4032, 3024)  # a 12 MP phone photo, 4:3
+BUDGET = {"sd15": 512 * 512, "sdxl": 1024 * 1024}  # the pixels each family was trained at
+
+
+def phone_photo(path) -> None:
+    """The sample group photo on a 4032 x 3024 canvas, as a phone would take it."""
+    group = Image.open(SAMPLE).convert("RGB")
+    width, height = PHONE_PHOTO
+    scaled = group.resize((width, width * group.height // group.width))
+    canvas = Image.new("RGB", PHONE_PHOTO, (128, 128, 128))
+    canvas.paste(scaled, (0, (height - scaled.height) // 2))
+    canvas.save(path, quality=92)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_a_phone_photo_is_sampled_at_the_models_size(workflow_server, live_defs, family):
+    """A 12 MP layout photo through a group workflow at the workflow's own pixel budget: the
+    latent the KSampler samples holds the family's pixels (not 4032 x 3024), with the photo's
+    aspect. SD1.5 runs the whole workflow (MultiIDApply refuses FACES of another aspect than the
+    latent); SDXL's 1 MP would take the tiny UNet minutes a step, so there the latent is checked
+    where it enters the KSampler."""
+    wf = json.loads((WORKFLOWS_DIR / f"magicid_group_2_ids_{family}.json").read_text())
+    phone_photo(workflow_server.base_dir / "input" / "phone_photo.jpg")
+    prompt = runnable_prompt(wf, live_defs)
+    scale = next(nid for nid, n in prompt.items() if n["class_type"] == "ImageScaleToTotalPixels")
+    prompt[scale]["inputs"]["megapixels"] = next(n for n in wf["nodes"] if n["id"] == int(scale))["widgets_values"][1]
+    prompt[prompt[scale]["inputs"]["image"][0]]["inputs"]["image"] = "phone_photo.jpg"
+    sampler = next(nid for nid, n in prompt.items() if n["class_type"] == "KSampler")
+    if family == "sdxl":
+        prompt = {nid: n for nid, n in prompt.items() if n["class_type"] not in OUTPUT_NODES}
+    prompt["latent_check"] = {"class_type": "SaveLatent", "inputs": {
+        "samples": prompt[sampler]["inputs"]["latent_image"], "filename_prefix": f"latents/phone_{family}"}}
+    history = workflow_server.run_prompt(prompt, timeout=900)
+    assert history["status"]["status_str"] == "success", json.dumps(history["status"]["messages"])[:4000]
+    if family == "sd15":
+        assert all(history["outputs"][nid]["images"] for nid, n in prompt.items() if n["class_type"] in OUTPUT_NODES)
+
+    ref = history["outputs"]["latent_check"]["latents"][0]
+    from safetensors.torch import load_file
+    latent = load_file(workflow_server.base_dir / "output" / ref["subfolder"] / ref["filename"])["latent_tensor"]
+    height, width = (8 * s for s in latent.shape[-2:])
+    assert width * height == pytest.approx(BUDGET[family], rel=0.03), (family, latent.shape)
+    assert width / height == pytest.approx(PHONE_PHOTO[0] / PHONE_PHOTO[1], rel=0.01)
+    # ImageScaleToTotalPixels rounds each side; VAEEncode then keeps the largest multiple of 8
+    side = math.sqrt(BUDGET[family] / (PHONE_PHOTO[0] * PHONE_PHOTO[1]))
+    assert (width, height) == tuple(round(s * side) // 8 * 8 for s in PHONE_PHOTO)
+    assert "lora key not loaded" not in workflow_server.log(), "the FaceID LoRA does not fit the model"

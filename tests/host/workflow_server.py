@@ -12,9 +12,13 @@ What is substituted, and why:
 - Identity model: IdentityFromImages becomes TinyIdentityFromImages (the pack's code with
   a dlib-based stand-in for insightface's ArcFace files; see tiny_loader_nodes.py).
 - Adapter files: MagicIDAdapterLoader runs unchanged on tiny files written under the real
-  names into models/ipadapter, in the real FaceID key layout, sized for the tiny UNet.
-- Work size: step counts and IDRestore's working size are turned down (FAST); every node
-  still runs its full code path.
+  names into models/ipadapter, in the real FaceID key layout, sized for the tiny UNet; so does
+  LoraLoaderModelOnly on the FaceID LoRAs (models/loras: kohya keys, as h94's files, rank 4).
+- The other model files the workflows name (checkpoints, ControlNets) are empty files under their
+  real names, never read (their loaders are substituted): the front end sees a complete install.
+- Work size: step counts, IDRestore's working size and the group workflows' pixel budget are
+  turned down (FAST): the tiny UNet attends over every latent cell, so SDXL's 1 MP takes
+  minutes a step on a CPU. Every node still runs its full code path.
 - Input pictures: the example files the workflows name, made from the pack's sample photo.
 """
 
@@ -24,17 +28,24 @@ from pathlib import Path
 
 import torch
 
+from safetensors.torch import save_file
+
 from tests.host.comfy_server import PACK_DIR, PACK_NAME
 from tests.host.example_inputs import write_input_pictures
 from tests.host.tiny_loader_nodes import SUBSTITUTES  # noqa: F401  (re-exported for the callers)
 from tests.support.mgmica_layouts import faceid_state_dict
+from tools.workflow_models import FACEID_LORAS, MODELS
 
 HERE = Path(__file__).resolve().parent
 
 # the tiny UNet's cross-attention widths in diffusers order: down, up, mid
 TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
+# the same layers by their diffusers names, as kohya LoRA keys spell them
+TINY_UNET_ATTENTIONS = ["down_blocks_0_attentions_0", "down_blocks_1_attentions_0", "up_blocks_0_attentions_0",
+                        "up_blocks_0_attentions_1", "up_blocks_1_attentions_0", "up_blocks_1_attentions_1",
+                        "mid_block_attentions_0"]
 ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin")
-FAST = {"steps": 2, "zoom_size": 256}
+FAST = {"steps": 2, "zoom_size": 256, "megapixels": 0.25}
 FAST_PER_NODE = {"IDRestore": {"refinement": 0}}  # DDIMInvert keeps its refinement
 
 
@@ -46,8 +57,26 @@ def make_workflow_base_dir(base: Path) -> Path:
     (base / "custom_nodes" / PACK_NAME).symlink_to(PACK_DIR, target_is_directory=True)
     (base / "custom_nodes" / "magicid_tiny_loaders.py").symlink_to(HERE / "tiny_loader_nodes.py")
     write_input_pictures(base / "input")
-    (base / "models" / "ipadapter").mkdir()
+    for name, model in MODELS.items():
+        (base / "models" / model.folder).mkdir(exist_ok=True)
+        (base / "models" / model.folder / name).touch()  # the front end lists it; the adapters and LoRAs follow
     for i, name in enumerate(ADAPTER_FILES):
         torch.save(faceid_state_dict(widths=TINY_UNET_WIDTHS, context_dim=768, seed=i),
                    base / "models" / "ipadapter" / name)
+        save_file(faceid_lora_state_dict(seed=10 + i), base / "models" / "loras" / FACEID_LORAS[name])
     return base
+
+
+def faceid_lora_state_dict(rank: int = 4, seed: int = 0) -> dict:
+    """A FaceID LoRA for the tiny UNet in h94's key layout (kohya: lora_unet_<diffusers name>, with
+    lora_down / lora_up / alpha) on every attention projection."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for block, width in zip(TINY_UNET_ATTENTIONS, TINY_UNET_WIDTHS):
+        for attn, proj, fan_in in [(a, p, 768 if a == "attn2" and p in ("to_k", "to_v") else width)
+                                   for a in ("attn1", "attn2") for p in ("to_q", "to_k", "to_v", "to_out_0")]:
+            key = f"lora_unet_{block}_transformer_blocks_0_{attn}_{proj}"
+            state[f"{key}.lora_down.weight"] = torch.randn(rank, fan_in, generator=gen) * 0.02
+            state[f"{key}.lora_up.weight"] = torch.randn(width, rank, generator=gen) * 0.02
+            state[f"{key}.alpha"] = torch.tensor(float(rank))
+    return state

@@ -75,6 +75,7 @@ class Graph:
         self.defs = defs
         self.nodes: list[Node] = []
         self._stage = UNGROUPED
+        self.models: list[dict] = []  # the workflow's "models" metadata: {name, url, directory} per file
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -164,4 +165,5 @@ class Graph:
             "last_node_id": len(self.nodes), "last_link_id": len(links),
             "nodes": ui_nodes, "links": links, "groups": groups, "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+            **({"models": self.models} if self.models else {}),
         }

@@ -7,6 +7,7 @@
 // Prints one JSON object: console errors, registered extensions, per-node overlay state.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { applySettings } from "./front_end_settings.mjs";
 
 const [url, workflowPath, screenshotPath, mode] = process.argv.slice(2);
 const baseline = mode === "baseline";
@@ -32,9 +33,11 @@ try {
 console.log(JSON.stringify(report));
 
 async function drive(page) {
+  await applySettings(url);
   await page.goto(url, { waitUntil: "load" });
   await page.waitForFunction(() => window.app?.graph && window.app.extensions?.length > 0, null, { timeout: 120000 });
   report.extensions = await page.evaluate(() => window.app.extensions.map((e) => e.name));
+  report.vueNodes = await page.evaluate(() => Boolean(window.LiteGraph.vueNodesMode));
 
   await page.evaluate(async (wf) => {
     await window.app.loadGraphData(wf);
@@ -61,6 +64,7 @@ async function drive(page) {
     labels: n.magicidLabels ?? null,
     notes: n.magicidNotes ?? null,
     noteLines: n.magicidNoteLines ?? null,
+    previewBox: n.magicidPreviewBox ?? null, // Nodes 2.0: the preview <img>'s box the labels sit on
     size: [n.size[0], n.size[1]],
     widgets: (n.widgets ?? []).map((w) => ({ name: w.name, type: w.type, y: w.y ?? w.last_y ?? null })),
     serialized: n.serialize().widgets_values ?? null,

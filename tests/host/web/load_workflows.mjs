@@ -4,6 +4,7 @@
 //   node load_workflows.mjs <server url> <workflow.json>...
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { applySettings } from "./front_end_settings.mjs";
 
 const [url, ...paths] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -12,6 +13,7 @@ const browser = await chromium.launch({
 });
 const report = { workflows: {}, errors: [] };
 try {
+  await applySettings(url);
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   page.on("console", (msg) => {
     if (msg.type() === "error") report.errors.push(`${msg.text()} @ ${msg.location().url ?? ""}`);

@@ -9,6 +9,7 @@
 // Prints one JSON object: per workflow the title height, every node's pos and size, the groups.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { applySettings } from "./front_end_settings.mjs";
 
 const [url, jobPath] = process.argv.slice(2);
 const job = JSON.parse(readFileSync(jobPath, "utf8"));
@@ -19,12 +20,8 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu"],
 });
 const report = { workflows: {}, errors: [] };
-// A first visit opens the template browser over the canvas, and a minimap sits in a corner.
-const SETTINGS = { "Comfy.TutorialCompleted": true, "Comfy.Minimap.Visible": false };
 try {
-  for (const [id, value] of Object.entries(SETTINGS)) {
-    await fetch(`${url}/settings/${id}`, { method: "POST", body: JSON.stringify(value) });
-  }
+  await applySettings(url);
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   page.on("console", (msg) => {
     if (msg.type() === "error") report.errors.push(`${msg.text()} @ ${msg.location().url ?? ""}`);
