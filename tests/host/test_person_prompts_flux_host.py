@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from magicid_core.diffusion.placement import PersonPrompt
-from magicid_core.faces.records import Face, FaceSet, ImageFaces
+from tests.support.mask_faces import faces_from_masks
 from tests.host.tiny_models import TINY_FLUX, flux_conditioning, tiny_flux_model
 
 LATENT = 8                     # 8 x 8 latent: 4 x 4 tokens, a 64 px picture
@@ -28,14 +28,7 @@ def words(seed: int, tokens: int = 5) -> torch.Tensor:
     return torch.randn(tokens, TINY_FLUX["context_in_dim"], generator=torch.Generator().manual_seed(50 + seed))
 
 
-def faces_of(masks) -> FaceSet:
-    faces = []
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-        faces.append(Face(index=i, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box,
-                          mask=mask.astype(np.float32)))
-    return FaceSet([ImageFaces(SIZE, SIZE, faces)])
+faces_of = faces_from_masks
 
 
 def region(y0, y1, x0, x1) -> np.ndarray:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from magicid_core.diffusion.token_identities import TokenIdentities
+from tests.support.mask_faces import faces_from_masks
 from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces, PulidInputs
 from magicid_core.identity.adapters import parse_adapter
 from magicid_core.identity.pulid_flux import hooked_blocks, load_pulid_flux
@@ -136,14 +137,7 @@ def identity(seed: int, with_pulid: bool = True) -> Identity:
                     embedding_norm=norm, pulid=pulid if with_pulid else None)
 
 
-def faces_of(masks: list[np.ndarray]) -> FaceSet:
-    faces = []
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-        faces.append(Face(index=i, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box,
-                          mask=mask.astype(np.float32)))
-    return FaceSet([ImageFaces(SIZE, SIZE, faces)])
+faces_of = faces_from_masks
 
 
 def multi_id_apply(host, model, seeds, masks, weights=None, adapter=None, **kw):
