@@ -21,7 +21,7 @@ import torch
 
 from magicid_core.diffusion.token_identities import TokenIdentities
 from tests.support.mask_faces import faces_from_masks
-from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces, PulidInputs
+from magicid_core.faces.records import Identity, PulidInputs
 from magicid_core.identity.adapters import parse_adapter
 from magicid_core.identity.pulid_flux import hooked_blocks, load_pulid_flux
 from tests.host.pulid_reference import FILE, identity_inputs, load_reference
