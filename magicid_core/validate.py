@@ -231,7 +231,8 @@ def box(name: str, value, width: int | None = None, height: int | None = None) -
     ``height`` image when its size is given (a box entirely outside it comes back empty: x1 == x2)."""
     x1, y1, x2, y2 = numbers(name, value, 4, "x1, y1, x2, y2")
     if x2 < x1 or y2 < y1:
-        raise BadInput(f"{name} {_show([x1, y1, x2, y2])} is inverted (x2 < x1 or y2 < y1): give x1, y1, x2, y2 "
+        corners = _show([float(c) for c in (x1, y1, x2, y2)])   # plain floats: numpy 2 would print np.float64(...)
+        raise BadInput(f"{name} {corners} is inverted (x2 < x1 or y2 < y1): give x1, y1, x2, y2 "
                        "with the top-left corner first")
     if width is not None and height is not None:
         x1, x2 = (min(max(v, 0.0), float(width)) for v in (x1, x2))
