@@ -28,9 +28,6 @@ def words(seed: int, tokens: int = 5) -> torch.Tensor:
     return torch.randn(tokens, TINY_FLUX["context_in_dim"], generator=torch.Generator().manual_seed(50 + seed))
 
 
-faces_of = faces_from_masks
-
-
 def region(y0, y1, x0, x1) -> np.ndarray:
     mask = np.zeros((SIZE, SIZE), np.float32)
     mask[y0:y1, x0:x1] = 1
@@ -44,7 +41,7 @@ def host(comfy_nodes):
 
 
 def with_words(host, model, masks, prompts):
-    patch = host.flux_words(model, prompts, faces_of(masks)[0])
+    patch = host.flux_words(model, prompts, faces_from_masks(masks)[0])
     assert patch is not None
     return host.add_person_words(model, patch), patch
 
@@ -121,11 +118,11 @@ def test_words_change_nothing_outside_their_people_at_every_block(host):
 
 def test_weight_zero_and_no_face_leave_the_model_unchanged(host):
     model = tiny_flux_model(seed=4)
-    assert host.flux_words(model, [PersonPrompt(words(1), 0.0, 0)], faces_of([region(0, 32, 0, 32)])[0]) is None
-    assert host.flux_words(model, [PersonPrompt(words(1), 1.0, -1)], faces_of([region(0, 32, 0, 32)])[0]) is None
+    assert host.flux_words(model, [PersonPrompt(words(1), 0.0, 0)], faces_from_masks([region(0, 32, 0, 32)])[0]) is None
+    assert host.flux_words(model, [PersonPrompt(words(1), 1.0, -1)], faces_from_masks([region(0, 32, 0, 32)])[0]) is None
 
 
 def test_words_of_another_text_width_are_refused(host):
     model = tiny_flux_model(seed=4)
     with pytest.raises(ValueError, match="wide"):
-        host.flux_words(model, [PersonPrompt(torch.zeros(4, 768), 1.0, 0)], faces_of([region(0, 32, 0, 32)])[0])
+        host.flux_words(model, [PersonPrompt(torch.zeros(4, 768), 1.0, 0)], faces_from_masks([region(0, 32, 0, 32)])[0])

@@ -137,14 +137,11 @@ def identity(seed: int, with_pulid: bool = True) -> Identity:
                     embedding_norm=norm, pulid=pulid if with_pulid else None)
 
 
-faces_of = faces_from_masks
-
-
 def multi_id_apply(host, model, seeds, masks, weights=None, adapter=None, **kw):
     if adapter is None:
         (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
     multipliers = ", ".join(str(w) for w in weights) if weights else ""
-    return host.classes["MultiIDApply"]().apply(model, adapter, [identity(s) for s in seeds], faces_of(masks),
+    return host.classes["MultiIDApply"]().apply(model, adapter, [identity(s) for s in seeds], faces_from_masks(masks),
                                                 1.0, 0.0, 1.0, identity_weights=multipliers,
                                                 face_indices=", ".join(str(i) for i in range(len(seeds))), **kw)
 
@@ -185,7 +182,7 @@ def test_an_identity_without_pulid_inputs_is_refused_by_name(host):
     (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
     with pytest.raises(ValueError, match=r"\['person 5'\] carry no PuLID inputs"):
         host.classes["MultiIDApply"]().apply(host.base, adapter, [identity(5, with_pulid=False)],
-                                             faces_of([quadrant(0)]), 1.0, 0.0, 1.0)
+                                             faces_from_masks([quadrant(0)]), 1.0, 0.0, 1.0)
 
 
 def test_more_faces_than_tokens_is_refused(host):
@@ -198,5 +195,5 @@ def test_more_faces_than_tokens_is_refused(host):
     (adapter,) = host.classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
     with pytest.raises(ValueError, match="65 faces cannot each own a cell of a 8x8"):
         host.classes["MultiIDApply"]().apply(host.base, adapter, [identity(i % 4) for i in range(65)],
-                                             faces_of(masks), 1.0, 0.0, 1.0,
+                                             faces_from_masks(masks), 1.0, 0.0, 1.0,
                                              face_indices=", ".join(str(i) for i in range(65)))
