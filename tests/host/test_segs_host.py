@@ -76,7 +76,7 @@ def detected(impact, photo):
     faces, face_masks, _, _ = call(impact, "FaceDetectMasks", image=photo, backend="auto", min_face_px=32,
                                    mask_mode="face", dilation_px=4, feather_px=8, max_faces=0,
                                    order="left_to_right", error_if_no_face=True, identity_backend="dlib",
-                                   skeletons=False)["result"]
+                                   skeletons=False)
     assert len(faces[0].faces) >= 4
     return faces, face_masks
 
