@@ -180,7 +180,7 @@ def test_identity_from_images_carries_the_clip_features_a_plus_adapter_reads(hos
 
     photo = grace_hopper()
     image = torch.from_numpy(photo.astype(np.float32) / 255.0)[None]
-    (identities,) = host.classes["IdentityFromImages"]().build(image, "ann", "dlib", clip_vision=host.clip_vision)
+    (identities,) = host.classes["IdentityFromImages"]().build(image, "ann", "dlib", clip_vision=host.clip_vision)["result"]
     clip = identities[0].face_clip
     kps = most_prominent(make_embedder("dlib").find_faces(to_rgb_uint8(photo))).keypoints
     bgr = utils.tensor_to_image(image)[0]
