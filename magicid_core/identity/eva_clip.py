@@ -37,8 +37,8 @@ class EvaClipVision:
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 3, 336, 336) image, normalised with MEAN / STD -> (B, 768) embedding, 5 x (B, 577, 1024)."""
         net = self.model
-        dtype = next(net.parameters()).dtype
-        x, rope = net._pos_embed(net.patch_embed(image.to(dtype)))
+        weight = next(net.parameters())
+        x, rope = net._pos_embed(net.patch_embed(image.to(weight.device, weight.dtype)))
         x = net.norm_pre(x)
         hidden = []
         for index, block in enumerate(net.blocks):
