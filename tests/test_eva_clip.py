@@ -13,15 +13,12 @@ module here when missing (unused). tests/host/test_pulid_identity_host.py runs t
 from __future__ import annotations
 
 import importlib.util
-import json
-import sys
-import types
 
 import pytest
 import torch
 
 from magicid_core.identity.eva_clip import HIDDEN_BLOCKS, load_eva_clip, normalise
-from tests.support.pulid_layouts import missing_reference, reference_dir
+from tests.support.pulid_layouts import eva_clip_file_state, missing_reference, reference_eva_clip
 
 TOLERANCE = 1e-5
 
@@ -35,31 +32,9 @@ def _missing() -> str:
 pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "present")
 
 
-def _reference_tower():
-    """The vendored EVA-CLIP's visual tower, built by its own code from its own config, and its file reader."""
-    if importlib.util.find_spec("ftfy") is None:
-        sys.modules.setdefault("ftfy", types.ModuleType("ftfy"))
-    sys.path.insert(0, str(reference_dir()))
-    try:
-        from eva_clip.factory import load_state_dict
-        from eva_clip.model import _build_vision_tower
-    finally:
-        sys.path.remove(str(reference_dir()))
-    config = json.loads((reference_dir() / "eva_clip" / "model_configs" / "EVA02-CLIP-L-14-336.json").read_text())
-    assert config["vision_cfg"]["rope"], "the reference's create_model sets RoPE=1 for this config"
-    return _build_vision_tower(config["embed_dim"], config["vision_cfg"]).eval(), load_state_dict
-
-
 def test_eva_clip_through_timm_equals_the_vendored_eva_clip(tmp_path, monkeypatch):
-    torch.manual_seed(7)                 # the vendored code's own initialisation, seeded
-    tower, reference_read = _reference_tower()
-    gen = torch.Generator().manual_seed(8)
-    with torch.no_grad():                # and every weight moved a little, so no gain is exactly 1, no bias 0
-        for p in tower.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=gen))
-    state = {f"visual.{k}": v.half() for k, v in tower.state_dict().items()}
-    state["text.token_embedding.weight"] = torch.zeros(8, 4, dtype=torch.half)     # the text tower: ignored
-    state["logit_scale"] = torch.tensor(4.6)
+    tower, state = eva_clip_file_state(seed=7)
+    _, reference_read = reference_eva_clip()
     path = tmp_path / "EVA02_CLIP_L_336_psz14_s6B.pt"
     torch.save(state, path)
     monkeypatch.setenv("RoPE", "1")      # as the reference's create_model sets it for EVA02-CLIP-L-14-336

@@ -189,7 +189,7 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
     ``clip_encoder`` (face_clip.FaceCLIPEncoder): also encode each reference face's aligned crop with
     CLIP vision, what FaceID Plus / Plus v2 adapters read (the Identity's ``face_clip``).
     ``pulid_encoder`` (pulid_inputs.PulidFaceEncoder): also make what PuLID-Flux reads of each reference
-    (the Identity's ``pulid``); it reuses the face found here when the embedder is its own antelopev2 pack.
+    (the Identity's ``pulid``), with its own antelopev2 pack whatever the embedder.
     """
     images = list(images)
     if not images:
@@ -211,8 +211,7 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
         if clip_encoder is not None:   # from the given pixels, as IPAdapter_plus converts them
             crops.append(face_crops(given, face.keypoints))
         if pulid_encoder is not None:
-            pulid_faces.append(_pulid_face(name, i, len(images), given, pulid_encoder,
-                                           face if embedder is pulid_encoder.arcface else None))
+            pulid_faces.append(_pulid_face(name, i, len(images), given, pulid_encoder))
         if on_image is not None:
             on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
@@ -222,8 +221,8 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
                     pulid=pulid_encoder.inputs(pulid_faces) if pulid_faces else None)
 
 
-def _pulid_face(name: str, index: int, count: int, image, encoder, face):
-    encoded = encoder.encode(image, face)
+def _pulid_face(name: str, index: int, count: int, image, encoder):
+    encoded = encoder.encode(image)
     if encoded is None:
         raise ValueError(f"identity {name!r}: insightface's antelopev2 pack found no face in reference image "
                          f"{index + 1} of {count}, and PuLID-Flux reads its ArcFace vector; use a clear, roughly "

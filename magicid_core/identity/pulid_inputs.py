@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..faces.records import Detection, PulidInputs
+from ..faces.records import PulidInputs
 from ..insightface import InsightFaceModelError, find_pack
 from .embedders import most_prominent, pack_embedder
 from .eva_clip import EvaClipVision
@@ -56,7 +56,7 @@ def pulid_face_encoder(models_roots, parse: FaceParser, eva: EvaClipVision) -> "
 
 
 class PulidFaceEncoder:
-    """``encode(image, face)``: one reference image -> its PulidFace.
+    """``encode(image)``: one reference image -> its PulidFace.
 
     ``arcface``: an ArcFace embedder of the antelopev2 pack (``find_faces``, ``embed_raw``);
     ``parse``: facexlib's BiSeNet (face_parsing.FaceParser); ``eva``: the EVA-CLIP visual tower.
@@ -65,14 +65,14 @@ class PulidFaceEncoder:
     def __init__(self, arcface, parse: FaceParser, eva: EvaClipVision):
         self.arcface, self.parse, self.eva = arcface, parse, eva
 
-    def encode(self, image, face: Detection | None = None) -> PulidFace | None:
-        """``face``: where the identity's own detector found the person, when that detector is this
-        antelopev2 pack's (then it is not run twice). None when antelopev2 finds no face."""
+    def encode(self, image) -> PulidFace | None:
+        """None when antelopev2 finds no face. The face is found again here, on the reference's pixels, even
+        when the identity's own detector is antelopev2 too: PuLID's keypoints are those (one SCRFD run, next
+        to seconds of EVA-CLIP)."""
         pixels = ipadapter_pixels(image)          # ApplyPulidFlux's tensor_to_image, in RGB
+        face = most_prominent(self.arcface.find_faces(pixels))
         if face is None:
-            face = most_prominent(self.arcface.find_faces(pixels))
-            if face is None:
-                return None
+            return None
         raw = self.arcface.embed_raw(pixels, face.box, face.keypoints)
         picture = face_only(align_for_pulid(pixels, face.keypoints), self.parse)
         embedding, hidden = self.eva.features(eva_input(picture))

@@ -35,14 +35,14 @@ KPS = np.array([[50, 55], [78, 55], [64, 70], [52, 88], [76, 88]], np.float32)
 class FaceAnalysisStandIn:
     """insightface FaceAnalysis as ApplyPulidFlux uses it: ``det_model.input_size``, ``get(image)``."""
 
-    def __init__(self, raw_embedding: np.ndarray):
+    def __init__(self, raw_embedding: np.ndarray, kps: np.ndarray = KPS):
         self.det_model = SimpleNamespace(input_size=(640, 640))
-        self.raw_embedding = raw_embedding.astype(np.float32)
+        self.raw_embedding, self.kps = raw_embedding.astype(np.float32), np.asarray(kps, np.float32)
 
     def get(self, image):
         from insightface.app.common import Face as InsightFace
 
-        return [InsightFace(bbox=np.array([40, 40, 90, 100], np.float32), kps=KPS.copy(), det_score=0.9,
+        return [InsightFace(bbox=np.array([40, 40, 90, 100], np.float32), kps=self.kps.copy(), det_score=0.9,
                             embedding=self.raw_embedding.copy())]
 
 
@@ -117,8 +117,7 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
         folder_paths.models_dir = models_dir
     if not loaded:
         raise RuntimeError(f"ComfyUI's custom-node loader failed to load {PEER} (see the log above)")
-    reference = next(m for name, m in sys.modules.items() if name.endswith(f"{PEER}.pulidflux"))
-    encoders = next(m for name, m in sys.modules.items() if name.endswith(f"{PEER}.encoders_flux"))
+    reference, encoders = reference_module(), reference_module("encoders_flux")
     # re-parametrised to the tiny Flux: the reference builds IDFormer() and PerceiverAttentionCA() by default
     reference.IDFormer = functools.partial(encoders.IDFormer, **TINY_IDFORMER)
     reference.PerceiverAttentionCA = functools.partial(encoders.PerceiverAttentionCA, **TINY_CA)
@@ -127,6 +126,11 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
     save_file(pulid_flux_state_dict(encoders, encoder_dims=TINY_IDFORMER, ca_dims=TINY_CA), str(folder / FILE))
     folder_paths.add_model_folder_path("pulid", str(folder))
     return str(folder / FILE), added
+
+
+def reference_module(name: str = "pulidflux"):
+    """A module of the reference as ComfyUI's loader imported it (pulidflux: its nodes, FACEXLIB_DIR)."""
+    return next(m for key, m in sys.modules.items() if key.endswith(f"{PEER}.{name}"))
 
 
 def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128):
