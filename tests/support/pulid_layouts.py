@@ -82,7 +82,7 @@ def reference_eva_clip():
     import sys
     import types
 
-    if importlib.util.find_spec("ftfy") is None:
+    if "ftfy" not in sys.modules and importlib.util.find_spec("ftfy") is None:
         sys.modules.setdefault("ftfy", types.ModuleType("ftfy"))
     sys.path.insert(0, str(reference_dir()))
     try:
