@@ -25,7 +25,7 @@ TOLERANCE = 1e-5
 
 def _missing() -> str:
     if importlib.util.find_spec("timm") is None or importlib.util.find_spec("torchvision") is None:
-        return "timm (with torchvision) is not installed: pip install timm to read EVA-CLIP"
+        return "timm (with torchvision) is not installed: python install.py --flux (or pip install timm) to read EVA-CLIP"
     return missing_reference()
 
 

@@ -13,7 +13,8 @@ from tests.support.pulid_layouts import parsing_bisenet_state
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("facexlib") is None
                                 or importlib.util.find_spec("torchvision") is None,
-                                reason="facexlib (with torchvision) is not installed: pip install facexlib")
+                                reason="facexlib (with torchvision) is not installed: python install.py --flux "
+                                "(or pip install --no-deps facexlib)")
 
 
 def test_our_parser_equals_facexlibs_loader(tmp_path):

@@ -210,3 +210,26 @@ def test_a_missing_antelopev2_pack_is_named(host, eva_clip, tmp_path, monkeypatc
     monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path))
     with pytest.raises(ValueError, match="PuLID-Flux identities need insightface's antelopev2 pack.*antelopev2/"):
         host.classes["IdentityFromImages"]().build(host.image, "Cy", "auto", eva_clip=eva_clip)
+
+
+def test_a_workflow_naming_a_missing_eva_clip_is_stopped_at_queue_time(comfy_server):
+    """A real server's prompt validation runs the loader's VALIDATE_INPUTS: the file and its folders, before any
+    node runs (ComfyUI's own "Value not in list" would name neither)."""
+    import json
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "MagicIDEvaClipLoader", "inputs": {"eva_clip_name": EVA_CLIP_FILE}},
+              "3": {"class_type": "IdentityFromImages", "inputs": {"images": ["1", 0], "name": "Ann", "backend": "auto",
+                                                                   "eva_clip": ["2", 0]}},
+              "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
+    body = json.dumps({"prompt": prompt, "client_id": uuid.uuid4().hex}).encode()
+    request = urllib.request.Request(comfy_server.url + "/prompt", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    reply = refused.value.read().decode()
+    assert refused.value.code == 400 and "node_errors" in reply
+    assert f"{EVA_CLIP_FILE} is not there" in reply and "models/clip" in reply, reply[:600]
