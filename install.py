@@ -91,8 +91,9 @@ def flux_plan(timm_importable: bool, facexlib_importable: bool,
                     "bring a torchvision pinned to another torch): install the torchvision that matches your "
                     "torch, from where your torch came from, then run install.py --flux again"]
     install, notes = [], []
-    for module, args in (("timm", [TIMM]), ("facexlib", ["--no-deps", FACEXLIB])):
-        if (timm_importable if module == "timm" else facexlib_importable):
+    for module, present, args in (("timm", timm_importable, [TIMM]),
+                                  ("facexlib", facexlib_importable, ["--no-deps", FACEXLIB])):
+        if present:
             notes.append(f"PuLID-Flux: keeping the installed {module}")
         else:
             install.append(args)

@@ -14,7 +14,7 @@ from tests.support.pulid_layouts import parsing_bisenet_state
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("facexlib") is None
                                 or importlib.util.find_spec("torchvision") is None,
                                 reason="facexlib (with torchvision) is not installed: python install.py --flux "
-                                "(or pip install --no-deps facexlib)")
+                                       "(or pip install --no-deps facexlib)")
 
 
 def test_our_parser_equals_facexlibs_loader(tmp_path):

@@ -27,6 +27,7 @@ IMAGE_SIZE = 336
 MEAN = (0.48145466, 0.4578275, 0.40821073)            # OpenAI CLIP's normalisation, as EVA-CLIP uses it
 STD = (0.26862954, 0.26130258, 0.27577711)
 HIDDEN_BLOCKS = (4, 8, 12, 16, 20)
+PURPOSE = "PuLID-Flux's EVA-CLIP (the face's features)"
 
 
 class EvaClipVision:
@@ -64,7 +65,7 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
 
 def eva_clip_from_state_dict(state_dict: dict, name: str = EVA_CLIP_FILE, dtype=torch.float32) -> EvaClipVision:
     """An EVA-CLIP state dict (``visual.*`` keys, text keys ignored) -> EvaClipVision through timm."""
-    timm = require("timm", "PuLID-Flux's EVA-CLIP (the face's features)")
+    timm = require("timm", PURPOSE)
     from timm.models.eva import checkpoint_filter_fn
 
     if not any(k.startswith("visual.") for k in state_dict):
@@ -81,6 +82,7 @@ def eva_clip_from_state_dict(state_dict: dict, name: str = EVA_CLIP_FILE, dtype=
 def load_eva_clip(path: str, dtype=torch.float32) -> EvaClipVision:
     """Read the EVA-CLIP file safely (torch.load with weights_only=True, or safetensors)."""
     name = os.path.basename(path)
+    require("timm", PURPOSE)            # before reading 856 MB
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         state_dict = load_file(path)

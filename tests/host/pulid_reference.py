@@ -5,8 +5,9 @@ The reference is loaded by ComfyUI's custom-node loader from MAGICID_PEERS_DIR; 
 CA dims are set to the tiny Flux's (``TINY_IDFORMER``, ``TINY_CA``), its code otherwise unchanged. A seeded
 PuLID-Flux file of the real key layout is written by its own classes. Its inputs are stand-ins:
 insightface's FaceAnalysis returns a given face, the EVA-CLIP model returns given features, and facexlib
-(the face parser, whose output only feeds that EVA-CLIP) is a stand-in module when it is not installed;
-so are timm and ftfy, which the vendored EVA-CLIP imports and nothing here runs.
+(the face parser, whose output only feeds that EVA-CLIP) is a stand-in module when it is not installed
+(installed, its two files are written into the reference's models/facexlib by facexlib's classes); so are
+timm and ftfy, which the vendored EVA-CLIP imports, when they are not installed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.host.tiny_models import TINY_FLUX
-from tests.support.pulid_layouts import PEER, pulid_flux_state_dict, reference_dir
+from tests.support.pulid_layouts import PEER, parsing_bisenet_state, pulid_flux_state_dict, reference_dir
 
 TINY_IDFORMER = dict(dim=64, depth=5, heads=1, output_dim=32)
 TINY_CA = dict(dim=TINY_FLUX["hidden_size"], dim_head=128, heads=2, kv_dim=32)
@@ -93,6 +94,17 @@ def _facexlib_stand_in() -> dict:
     return modules
 
 
+def write_facexlib_files(folder: Path) -> None:
+    """The two files ApplyPulidFlux's FaceRestoreHelper loads from models/facexlib (it would download them),
+    written by facexlib's own classes: the parser, seeded; the RetinaFace detector, which align mode 1 loads
+    but never runs."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(parsing_bisenet_state(), folder / "parsing_bisenet.pth")
+    torch.save(RetinaFace(network_name="resnet50", device="cpu").state_dict(), folder / "detection_Resnet50_Final.pth")
+
+
 def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
@@ -118,6 +130,8 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
     if not loaded:
         raise RuntimeError(f"ComfyUI's custom-node loader failed to load {PEER} (see the log above)")
     reference, encoders = reference_module(), reference_module("encoders_flux")
+    if "facexlib" not in stand_ins:
+        write_facexlib_files(Path(reference.FACEXLIB_DIR))
     # re-parametrised to the tiny Flux: the reference builds IDFormer() and PerceiverAttentionCA() by default
     reference.IDFormer = functools.partial(encoders.IDFormer, **TINY_IDFORMER)
     reference.PerceiverAttentionCA = functools.partial(encoders.PerceiverAttentionCA, **TINY_CA)

@@ -2,8 +2,8 @@
 
 Files in the real formats, seeded, each written by its owner's code: EVA02_CLIP_L_336_psz14_s6B.pt by the
 EVA-CLIP code the reference vendors (in a models/clip folder), parsing_bisenet.pth by facexlib's BiSeNet and
-detection_Resnet50_Final.pth by facexlib's RetinaFace (in the folder registered as models/facexlib; the
-reference loads the detector but, aligning with insightface's keypoints, never runs it), the antelopev2 pack
+detection_Resnet50_Final.pth by facexlib's RetinaFace (in the folder registered as models/facexlib, by
+tests/host/pulid_reference.py; the reference loads the detector but never runs it), the antelopev2 pack
 placed where insightface puts it (tests/support/insightface_layouts.py), and a tiny PuLID-Flux file.
 The photo is a real one (the astronaut); faces are found by the seeded antelopev2 detector through our
 insightface code.
@@ -50,7 +50,7 @@ from tests.support.insightface_layouts import ONE_FACE_DETECTOR, place_like_insi
 from tests.support.mask_faces import faces_from_masks  # noqa: E402
 from tests.support.mgmica_layouts import faceid_state_dict  # noqa: E402
 from tests.support.people import astronaut  # noqa: E402
-from tests.support.pulid_layouts import eva_clip_file_state, parsing_bisenet_state  # noqa: E402
+from tests.support.pulid_layouts import eva_clip_file_state  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -59,14 +59,10 @@ TOLERANCE = 1e-5
 def host(comfy_nodes, tmp_path_factory):
     """The reference loaded, the seeded files in their folders, the photo as an IMAGE."""
     import folder_paths
-    from facexlib.detection.retinaface import RetinaFace
 
     work = tmp_path_factory.mktemp("pulid_identity")
-    pulid_path, added = load_reference(comfy_nodes, work)
-    facexlib_dir = Path(reference_module().FACEXLIB_DIR)      # the folder registered as models/facexlib
-    facexlib_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(parsing_bisenet_state(), facexlib_dir / PARSING_FILE)
-    torch.save(RetinaFace(network_name="resnet50", device="cpu").state_dict(), facexlib_dir / "detection_Resnet50_Final.pth")
+    pulid_path, added = load_reference(comfy_nodes, work)   # and the facexlib files, in its models/facexlib
+    assert (Path(reference_module().FACEXLIB_DIR) / PARSING_FILE).is_file()
     clip_dir = work / "clip"
     clip_dir.mkdir()
     torch.save(eva_clip_file_state(seed=7)[1], clip_dir / EVA_CLIP_FILE)
