@@ -115,7 +115,10 @@ def eva_clip_file_state(seed: int = 7) -> tuple[torch.nn.Module, dict[str, torch
 
 
 def parsing_bisenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """facexlib's own BiSeNet (19 labels), its initialisation seeded and moved a little: parsing_bisenet.pth."""
+    """facexlib's own BiSeNet (19 labels), its initialisation seeded and moved a little: parsing_bisenet.pth.
+    Its label head is made to split a picture into background (0) and skin (1) in patches that follow the
+    picture, as a trained parser does, so PuLID's masking has both to work on (random heads mostly pick other
+    labels)."""
     from facexlib.parsing.bisenet import BiSeNet
 
     torch.manual_seed(seed)
@@ -124,4 +127,7 @@ def parsing_bisenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         for p in network.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=gen))
+        head = network.conv_out.conv_out.weight          # (19, 256, 1, 1), over ReLU features
+        direction = head[0] - head[0].mean()
+        head[0], head[1] = 8 * direction, -8 * direction
     return network.state_dict()
