@@ -27,7 +27,7 @@ class MagicIDEvaClipLoader:
     OUTPUT_TOOLTIPS = ("EVA-CLIP's visual tower: connect it to IdentityFromImages' eva_clip to build "
                        "PuLID-Flux identities.",)
     FUNCTION = "load"
-    CATEGORY = f"{CATEGORY}/loaders"
+    CATEGORY = f"{CATEGORY}/identity"  # beside MagicIDAdapterLoader
     DESCRIPTION = ("Loads EVA02-CLIP-L-14-336 (EVA02_CLIP_L_336_psz14_s6B.pt) for IdentityFromImages, which then "
                    "builds identities for MultiIDApply on Flux.1 (PuLID-Flux).")
 
