@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..faces.geometry import ARCFACE_TEMPLATE
-from ..insightface.arcface import similarity_transform
+from ..insightface.arcface import arcface_template, similarity_transform
 from .eva_clip import IMAGE_SIZE, normalise
 
 ALIGN_SIZE = 512
@@ -30,17 +29,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FaceParser = Callable[[torch.Tensor], torch.Tensor]
 
 
-def template(size: int = ALIGN_SIZE) -> np.ndarray:
-    """Where the 5 keypoints go in a size x size crop, by insightface's ``estimate_norm`` rule."""
-    if size % 112 == 0:
-        return ARCFACE_TEMPLATE * (size / 112.0)
-    ratio = size / 128.0
-    return ARCFACE_TEMPLATE * ratio + np.array([8.0 * ratio, 0.0], np.float32)
-
-
 def align_for_pulid(image_rgb: np.ndarray, keypoints: np.ndarray, size: int = ALIGN_SIZE) -> np.ndarray:
     """(size, size, 3) uint8 RGB crop of the face, keypoints on the template."""
-    matrix = similarity_transform(np.asarray(keypoints, np.float32), template(size))
+    matrix = similarity_transform(np.asarray(keypoints, np.float32), arcface_template(size))
     return cv2.warpAffine(image_rgb, matrix, (size, size), borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_RGB)
 
 
