@@ -55,6 +55,31 @@ FACEID_LORAS = {"ip-adapter-faceid_sd15.bin": "ip-adapter-faceid_sd15_lora.safet
                 "ip-adapter-faceid_sdxl.bin": "ip-adapter-faceid_sdxl_lora.safetensors"}
 FACEID_LORA_STRENGTH = 0.6
 
+# Flux.1 dev as ComfyUI's own template (flux_dev_full_text_to_image) loads it, and PuLID-Flux with the
+# files lldacing/ComfyUI_PuLID_Flux_ll's README puts beside it (EVA-CLIP in models/clip, the face
+# parser in models/facexlib).
+PULID = f"{HF}/guozinan/PuLID/resolve/main"
+FLUX_TEXT = f"{HF}/comfyanonymous/flux_text_encoders/resolve/main"
+MODELS.update({
+    "flux1-dev.safetensors": ModelFile(
+        "diffusion_models", "Flux.1 dev", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
+    "clip_l.safetensors": ModelFile("text_encoders", "Flux.1's CLIP-L text encoder", f"{FLUX_TEXT}/clip_l.safetensors"),
+    "t5xxl_fp16.safetensors": ModelFile("text_encoders", "Flux.1's T5-XXL text encoder",
+                                        f"{FLUX_TEXT}/t5xxl_fp16.safetensors"),
+    "ae.safetensors": ModelFile(
+        "vae", "Flux.1's VAE", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
+    "pulid_flux_v0.9.1.safetensors": ModelFile("pulid", "PuLID-Flux", f"{PULID}/pulid_flux_v0.9.1.safetensors"),
+    "EVA02_CLIP_L_336_psz14_s6B.pt": ModelFile(
+        "clip", "EVA02-CLIP-L-14-336, PuLID's face features",
+        f"{HF}/QuanSun/EVA-CLIP/resolve/main/EVA02_CLIP_L_336_psz14_s6B.pt"),
+    "parsing_bisenet.pth": ModelFile(
+        "facexlib", "facexlib's face parser, for PuLID's face crops",
+        "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth"),
+})
+# Files the pack finds by itself (no loader widget names them), by the node that needs them: a
+# workflow with that node lists them in its ``models`` metadata and the README's table.
+FOUND_BY_PACK = {"MagicIDEvaClipLoader": ["parsing_bisenet.pth"]}
+
 # insightface's packs are folders of .onnx files found by the pack itself (no loader widget),
 # unpacked from insightface's own release zips (what FaceAnalysis downloads).
 INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
@@ -88,7 +113,7 @@ def metadata(widget_values: list[str]) -> list[dict]:
     return entries
 
 
-FAMILIES = {"sd15": "SD1.5", "sdxl": "SDXL"}
+FAMILIES = {"sd15": "SD1.5", "sdxl": "SDXL", "flux": "Flux.1"}
 
 
 def _workflow_list(names: list[str], every: dict[str, list[str]]) -> str:

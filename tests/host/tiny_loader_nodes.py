@@ -57,6 +57,26 @@ def tiny_clip(seed: int = 0):
     return clip
 
 
+def tiny_flux_clip(seed: int = 0):
+    """A real ComfyUI CLIP of Flux.1's kind (ComfyUI's FluxTokenizer and FluxClipModel: CLIP-L's pooled
+    vector, T5-XXL's tokens), one layer each, as wide as the tiny Flux reads them (tiny_models.TINY_FLUX)."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.flux
+
+    flux = tiny_models.TINY_FLUX
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.flux.FluxTokenizer,
+                                                    comfy.text_encoders.flux.FluxClipModel)
+    options = {"clip_l_model_config": {"num_hidden_layers": 1, "intermediate_size": 64, "num_attention_heads": 2,
+                                       "hidden_size": flux["vec_in_dim"]},
+               "t5xxl_model_config": {"num_layers": 1, "d_model": flux["context_in_dim"], "d_ff": 64, "num_heads": 2,
+                                      "d_kv": flux["context_in_dim"] // 2},
+               "load_device": CPU, "offload_device": CPU, "dtype": torch.float32}
+    clip = comfy.sd.CLIP(target=target, model_options=options)
+    tiny_models._seed_weights(clip.cond_stage_model, seed, std=0.02)
+    return clip
+
+
 def tiny_controlnet(seed: int = 0):
     """A real ComfyUI ControlNet whose control model matches the tiny UNet's layout."""
     import comfy.cldm.cldm
@@ -99,6 +119,53 @@ class TinyControlNetLoader:
 
     def load(self, control_net_name):
         return (tiny_controlnet(seed=4),)
+
+
+class TinyUNETLoader:
+    """Stands in for UNETLoader (the Flux workflows' diffusion model): ComfyUI's Flux class, tiny widths."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"unet_name": ("STRING", {"default": ""}), "weight_dtype": ("STRING", {"default": ""})}}
+
+    def load(self, unet_name, weight_dtype):
+        return (tiny_models.tiny_flux_model(seed=1),)
+
+
+class TinyDualCLIPLoader:
+    """Stands in for DualCLIPLoader (type flux): tiny_flux_clip."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CLIP",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name1": ("STRING", {"default": ""}), "clip_name2": ("STRING", {"default": ""}),
+                             "type": ("STRING", {"default": "flux"})},
+                "optional": {"device": ("STRING", {"default": "default"})}}
+
+    def load(self, clip_name1, clip_name2, type, device="default"):
+        return (tiny_flux_clip(seed=2),)
+
+
+class TinyVAELoader:
+    """Stands in for VAELoader (Flux's ae.safetensors): a TAESD-layout VAE with Flux's 16 latent channels."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VAE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": ("STRING", {"default": ""})}}
+
+    def load(self, vae_name):
+        return (tiny_models.tiny_vae(seed=3, latent_channels=16),)
 
 
 class _LiftedDlibEmbedder:
@@ -195,7 +262,9 @@ class TinyFaceDetectMasks:
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
                "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity",
-               "FaceDetectMasks": "TinyFaceDetectMasks"}
+               "FaceDetectMasks": "TinyFaceDetectMasks",
+               "UNETLoader": "TinyUNETLoader", "DualCLIPLoader": "TinyDualCLIPLoader", "VAELoader": "TinyVAELoader"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
                        "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity,
-                       "TinyFaceDetectMasks": TinyFaceDetectMasks}
+                       "TinyFaceDetectMasks": TinyFaceDetectMasks, "TinyUNETLoader": TinyUNETLoader,
+                       "TinyDualCLIPLoader": TinyDualCLIPLoader, "TinyVAELoader": TinyVAELoader}
