@@ -18,6 +18,8 @@ class ModelFile:
     folder: str  # under ComfyUI/models
     what: str
     url: str  # the public download link the peers' READMEs give
+    directory: str | None = None  # ComfyUI's name for the folder (folder_paths), where it is not ``folder``
+    offered: bool = True  # in the workflows' models metadata; False: the pack finds it, no folder_paths name
 
     @property
     def source(self) -> str:
@@ -69,15 +71,18 @@ MODELS.update({
     "ae.safetensors": ModelFile(
         "vae", "Flux.1's VAE", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
     "pulid_flux_v0.9.1.safetensors": ModelFile("pulid", "PuLID-Flux", f"{PULID}/pulid_flux_v0.9.1.safetensors"),
+    # models/clip, where PuLID users have it; ComfyUI knows that folder as text_encoders (the front end
+    # calls "clip" an invalid directory)
     "EVA02_CLIP_L_336_psz14_s6B.pt": ModelFile(
         "clip", "EVA02-CLIP-L-14-336, PuLID's face features",
-        f"{HF}/QuanSun/EVA-CLIP/resolve/main/EVA02_CLIP_L_336_psz14_s6B.pt"),
+        f"{HF}/QuanSun/EVA-CLIP/resolve/main/EVA02_CLIP_L_336_psz14_s6B.pt", directory="text_encoders"),
+    # found by IdentityFromImages in models/facexlib, a folder ComfyUI only knows once a PuLID pack registers it
     "parsing_bisenet.pth": ModelFile(
         "facexlib", "facexlib's face parser, for PuLID's face crops",
-        "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth"),
+        "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth", offered=False),
 })
-# Files the pack finds by itself (no loader widget names them), by the node that needs them: a
-# workflow with that node lists them in its ``models`` metadata and the README's table.
+# Files the pack finds by itself (no loader widget names them), by the node that needs them: the README's
+# table lists them for a workflow with that node.
 FOUND_BY_PACK = {"MagicIDEvaClipLoader": ["parsing_bisenet.pth"]}
 
 # insightface's packs are folders of .onnx files found by the pack itself (no loader widget),
@@ -104,12 +109,12 @@ def metadata(widget_values: list[str]) -> list[dict]:
     entries, seen = [], set()
     for value in widget_values:
         name = file_name(value)
-        if name not in MODELS or value in seen:
+        if name not in MODELS or value in seen or not MODELS[name].offered:
             continue
         seen.add(value)
         model = MODELS[name]
         names = [name, value] if value != name else [name]
-        entries += [{"name": n, "url": model.url, "directory": model.folder} for n in names]
+        entries += [{"name": n, "url": model.url, "directory": model.directory or model.folder} for n in names]
     return entries
 
 
