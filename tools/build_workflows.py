@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.workflow_builder import Graph  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
-from tools.workflow_models import (FACEID_LORA_STRENGTH, FACEID_LORAS, FOUND_BY_PACK,  # noqa: E402
+from tools.workflow_models import (ANTELOPEV2_NODES, FACEID_LORA_STRENGTH, FACEID_LORAS, FOUND_BY_PACK,  # noqa: E402
                                    INSIGHTFACE_NODES, MODELS, file_name, metadata, model_table, readme_with_table)
 from tools.workflow_preview import write_previews  # noqa: E402
 
@@ -451,8 +451,10 @@ def readme_model_table(built: dict) -> str:
     for name, (g, _) in built.items():
         for value in dict.fromkeys(model_values(g)):
             used_by.setdefault(file_name(value), []).append(name)
-    insightface = [name for name, (g, _) in built.items() if any(n.type in INSIGHTFACE_NODES for n in g.nodes)]
-    return model_table(used_by, insightface, list(built))
+    antelopev2 = [name for name, (g, _) in built.items() if any(n.type in ANTELOPEV2_NODES for n in g.nodes)]
+    insightface = [name for name, (g, _) in built.items()
+                   if any(n.type in INSIGHTFACE_NODES for n in g.nodes) and name not in antelopev2]
+    return model_table(used_by, insightface, list(built), antelopev2)
 
 
 def sizes_for(g: Graph, recorded: dict) -> dict[int, tuple[float, float]]:

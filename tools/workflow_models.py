@@ -89,6 +89,7 @@ FOUND_BY_PACK = {"MagicIDEvaClipLoader": ["parsing_bisenet.pth"]}
 # unpacked from insightface's own release zips (what FaceAnalysis downloads).
 INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
 INSIGHTFACE_NODES = {"IdentityFromImages"}  # nodes that need a pack (FaceDetectMasks only uses one when there)
+ANTELOPEV2_NODES = {"MagicIDEvaClipLoader"}  # PuLID-Flux identities: antelopev2's own ArcFace vectors
 
 TABLE_START = "<!-- model table: made by tools/build_workflows.py -->"
 TABLE_END = "<!-- end of model table -->"
@@ -137,8 +138,10 @@ def _workflow_list(names: list[str], every: dict[str, list[str]]) -> str:
     return "; ".join(f"{', '.join(s)} ({families})" for families, s in by_families.items())
 
 
-def model_table(used_by: dict[str, list[str]], insightface_users: list[str], workflows: list[str]) -> str:
-    """The README's table: file name -> folder, where to get it, which workflows need it."""
+def model_table(used_by: dict[str, list[str]], insightface_users: list[str], workflows: list[str],
+                antelopev2_users: list[str] = ()) -> str:
+    """The README's table: file name -> folder, where to get it, which workflows need it.
+    ``antelopev2_users``: the workflows whose identities need antelopev2 itself (PuLID-Flux's)."""
     every = {f: [w for w in workflows if w.endswith(f"_{f}")] for f in FAMILIES}
     rows = ["| File | Folder (in `ComfyUI/models/`) | Where to get it | Needed by |", "| --- | --- | --- | --- |"]
     for name, model in MODELS.items():
@@ -150,6 +153,10 @@ def model_table(used_by: dict[str, list[str]], insightface_users: list[str], wor
         rows.append(f"| insightface's antelopev2 or buffalo_l pack (ArcFace identities; its `.onnx` files) "
                     f"| `insightface/models/antelopev2/` (or `buffalo_l/`) | {zips}, unzipped "
                     f"| {_workflow_list(insightface_users, every)} |")
+    if antelopev2_users:
+        rows.append(f"| insightface's antelopev2 pack (PuLID-Flux reads its ArcFace; buffalo_l cannot stand in) "
+                    f"| `insightface/models/antelopev2/` | [antelopev2.zip]({INSIGHTFACE_RELEASE}/antelopev2.zip), "
+                    f"unzipped | {_workflow_list(antelopev2_users, every)} |")
     return "\n".join(rows) + "\n"
 
 
