@@ -279,7 +279,7 @@ def _pack_module(of, name: str):
 
 class TinyEvaClipLoader:
     """Stands in for MagicIDEvaClipLoader: the pack's MAGICID_EVA_CLIP around TinyEvaTower (the real file is
-    1.2 GB and read through timm, which ComfyUI's requirements do not bring)."""
+    856 MB and read through timm, which ComfyUI's requirements do not bring)."""
 
     CATEGORY = "MagicID tests"
     FUNCTION = "load"
