@@ -181,6 +181,6 @@ def test_workflow_lists_its_model_files_for_the_front_end(path, defs):
                 entry = listed.get(value)
                 assert entry is not None, f"{path.stem}: {value} is not in the workflow's models metadata"
                 model = MODELS[file_name(value)]
-                assert (entry["directory"], entry["url"]) == (model.folder, model.url)
+                assert (entry["directory"], entry["url"]) == (model.directory or model.folder, model.url)
                 assert entry["url"].startswith("https://huggingface.co/") and entry["url"].endswith(file_name(value))
     assert all(set(m) == {"name", "url", "directory"} for m in listed.values())

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.workflow_builder import Graph  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
-from tools.workflow_models import (FACEID_LORA_STRENGTH, FACEID_LORAS, INSIGHTFACE_NODES, MODELS,  # noqa: E402
-                                   file_name, metadata, model_table, readme_with_table)
+from tools.workflow_models import (ANTELOPEV2_NODES, FACEID_LORA_STRENGTH, FACEID_LORAS, FOUND_BY_PACK,  # noqa: E402
+                                   INSIGHTFACE_NODES, MODELS, file_name, metadata, model_table, readme_with_table)
 from tools.workflow_preview import write_previews  # noqa: E402
 
 README = WORKFLOWS_DIR.parent / "README.md"
@@ -302,6 +302,128 @@ WORKFLOWS = {
 }
 
 
+# --- Flux.1 dev with PuLID-Flux identities -----------------------------------------------
+
+# ComfyUI's own Flux.1 dev template (flux_dev_full_text_to_image): the diffusion model, its two text
+# encoders and its VAE as separate files; euler / simple, cfg 1, the guidance in the conditioning.
+FLUX = {"unet": "flux1-dev.safetensors", "clip_l": "clip_l.safetensors", "t5": "t5xxl_fp16.safetensors",
+        "vae": "ae.safetensors", "pulid": "pulid_flux_v0.9.1.safetensors", "eva_clip": "EVA02_CLIP_L_336_psz14_s6B.pt"}
+FLUX_GUIDANCE = 3.5
+PIXEL_BUDGET["flux"], ZOOM["flux"] = 1.0, 1024  # Flux.1 works at about 1 MP; IDRestore pads crops to 16 px
+PULID_NOTE = ("PuLID reads insightface's antelopev2 pack: ComfyUI/models/insightface/models/antelopev2/*.onnx "
+              "(antelopev2.zip from insightface's releases, unzipped), and facexlib's face parser: "
+              "parsing_bisenet.pth -> ComfyUI/models/facexlib/ (facexlib's v0.2.0 release).")
+
+
+def flux_base(g: Graph, positive: str):
+    """Flux.1 dev's loaders and its prompt through FluxGuidance (no negative: cfg 1)."""
+    with g.stage("Model"):
+        unet = g.add("UNETLoader", title="Flux.1 dev", unet_name=FLUX["unet"])
+        clip = g.add("DualCLIPLoader", clip_name1=FLUX["clip_l"], clip_name2=FLUX["t5"], type="flux")
+        vae = g.add("VAELoader", vae_name=FLUX["vae"])
+        text = g.add("CLIPTextEncode", title="Prompt", text=positive, clip=clip["CLIP"])
+        guided = g.add("FluxGuidance", conditioning=text[0], guidance=FLUX_GUIDANCE)
+    return unet, clip, vae, guided
+
+
+def pulid_identities_from(g: Graph, files: list[str]):
+    """One IdentityFromImages per reference photo, each with the EVA-CLIP PuLID reads; then the PuLID file."""
+    with g.stage("Identities"):
+        eva = g.add("MagicIDEvaClipLoader", eva_clip_name=FLUX["eva_clip"])
+        chain = None
+        for i, file in enumerate(files):
+            who = f"person {i}"
+            photo = g.add("LoadImage", title=f"Reference photo: {who}", image=file)
+            extra = {"identities": chain["identities"]} if chain else {}
+            chain = g.add("IdentityFromImages", title=f"Identity of {who}", images=photo["IMAGE"], name=who,
+                          eva_clip=eva[0], **extra)
+        pulid = g.add("MagicIDAdapterLoader", title="PuLID-Flux", adapter_file=f"pulid/{FLUX['pulid']}")
+    return chain, pulid
+
+
+def flux_files() -> list[str]:
+    return [FLUX[k] for k in ("unet", "clip_l", "t5", "vae", "pulid", "eva_clip")]
+
+
+def group_photo_flux(people: int, words: bool = False):
+    def build(g: Graph) -> str:
+        who = f"{people} friends"
+        unet, clip, vae, positive = flux_base(g, f"a group photo of {who}, smiling, natural light, 35mm photo")
+        with g.stage("Faces"):
+            photo = g.add("LoadImage", title=f"Layout photo ({people} people)", image="group_photo.jpg")
+            layout = g.add("ImageScaleToTotalPixels", title="Layout at Flux's size", image=photo["IMAGE"],
+                           upscale_method="lanczos", megapixels=PIXEL_BUDGET["flux"])
+            faces = g.add("FaceDetectMasks", image=layout["IMAGE"], max_faces=people)
+        identities, pulid = pulid_identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
+        with g.stage("Identities"):
+            said = {"person_prompts": person_prompts(g, clip["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
+                if words else {}
+            patched = g.add("MultiIDApply", model=unet["MODEL"], adapter=pulid["adapter"],
+                            identities=identities["identities"], faces=faces["faces"], **said)
+        with g.stage("Sampling"):
+            latent = g.add("VAEEncode", pixels=layout["IMAGE"], vae=vae["VAE"])
+            # cfg 1: Flux dev's guidance is in the conditioning; the negative is never computed
+            nothing = g.add("ConditioningZeroOut", title="No negative (cfg 1)", conditioning=positive[0])
+            sample = g.add("KSampler", model=patched["model"], positive=positive[0], negative=nothing[0],
+                           latent_image=latent[0], seed=42, steps=20, cfg=1.0, sampler_name="euler",
+                           scheduler="simple")
+            image = g.add("VAEDecode", samples=sample[0], vae=vae["VAE"])
+        with g.stage("Output"):
+            g.add("SaveImage", images=image[0], filename_prefix="MagicID_group_flux")
+            g.add("PreviewImage", title="Who owns which face", images=patched["ownership"])
+        g.note(model_note(
+            f"A Flux.1 dev group photo of {who}, each with their own face (PuLID-Flux identities, each acting "
+            "only on its own face's tokens, in one pass), at the layout photo's places. Layout photo: any photo "
+            f"with {people} people, of any size: it is scaled to about {PIXEL_BUDGET['flux']:g} megapixel (aspect "
+            "kept) before the faces are found and the latent is made. person_a.jpg ... : one reference photo per "
+            "person, in the order of the faces; MultiIDApply's face_indices (or the chips under it) pick which "
+            "identity goes to which numbered face. Sampling as ComfyUI's Flux.1 dev template: FluxGuidance 3.5, "
+            "cfg 1, euler / simple."
+            + (" Each person also has their own words (the PersonPrompt chain, one per identity, in the same "
+               "order): they act only with that person's image tokens, next to the main prompt."
+               if words else ""),
+            flux_files(), [PULID_NOTE]))
+        return f"Group photo, {people} identities{', each with own words' if words else ''} (Flux.1 dev)"
+    return build
+
+
+def restore_faces_flux(g: Graph) -> str:
+    unet, _, vae, positive = flux_base(g, "a sharp, detailed photo of a face, natural skin")
+    with g.stage("Faces"):
+        picture = g.add("LoadImage", title="Picture to repair", image="picture_to_repair.png")
+        faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
+    identities, pulid = pulid_identities_from(g, ["person_a.jpg", "person_b.jpg"])
+    with g.stage("Identities"):
+        patched = g.add("MultiIDApply", model=unet["MODEL"], adapter=pulid["adapter"],
+                        identities=identities["identities"], faces=faces["faces"])
+    with g.stage("Sampling"):
+        restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
+                         vae=vae["VAE"], positive=positive[0], cfg=1.0, scheduler="simple",
+                         zoom_size=ZOOM["flux"])
+    with g.stage("Output"):
+        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored_flux")
+        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
+                      assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
+        g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
+    g.note(model_note(
+        "Repairs the faces of any picture with Flux.1 dev, each towards its own reference photo (PuLID-Flux "
+        "identities, matched to the faces automatically; or set face_indices / the chips under MultiIDApply). "
+        "Each face is cropped, zoomed to about 1 megapixel (padded to whole 16 px tokens), inverted and "
+        "regenerated at cfg 1 with FluxGuidance's guidance (no negative), and pasted back: every pixel outside "
+        "the face masks stays exactly as it was.",
+        flux_files(), [PULID_NOTE]))
+    return "Restore faces with references (Flux.1 dev)"
+
+
+WORKFLOWS.update({
+    "magicid_group_2_ids_flux": group_photo_flux(2),
+    "magicid_group_4_ids_flux": group_photo_flux(4),
+    "magicid_group_4_prompts_flux": group_photo_flux(4, words=True),
+    "magicid_restore_faces_flux": restore_faces_flux,
+})
+
+
 def build_all(defs: dict) -> dict[str, tuple[Graph, str]]:
     """name -> (graph, title) of every workflow whose nodes are all in the pack."""
     built = {}
@@ -319,7 +441,8 @@ def build_all(defs: dict) -> dict[str, tuple[Graph, str]]:
 
 def model_values(g: Graph) -> list[str]:
     """The widget values of ``g`` that name a model file of MODELS, in graph order."""
-    return [v for n in g.nodes for v in n.widgets if isinstance(v, str) and file_name(v) in MODELS]
+    named = [v for n in g.nodes for v in n.widgets if isinstance(v, str) and file_name(v) in MODELS]
+    return named + [f for n in g.nodes for f in FOUND_BY_PACK.get(n.type, [])]
 
 
 def readme_model_table(built: dict) -> str:
@@ -328,8 +451,10 @@ def readme_model_table(built: dict) -> str:
     for name, (g, _) in built.items():
         for value in dict.fromkeys(model_values(g)):
             used_by.setdefault(file_name(value), []).append(name)
-    insightface = [name for name, (g, _) in built.items() if any(n.type in INSIGHTFACE_NODES for n in g.nodes)]
-    return model_table(used_by, insightface, list(built))
+    antelopev2 = [name for name, (g, _) in built.items() if any(n.type in ANTELOPEV2_NODES for n in g.nodes)]
+    insightface = [name for name, (g, _) in built.items()
+                   if any(n.type in INSIGHTFACE_NODES for n in g.nodes) and name not in antelopev2]
+    return model_table(used_by, insightface, list(built), antelopev2)
 
 
 def sizes_for(g: Graph, recorded: dict) -> dict[int, tuple[float, float]]:

@@ -18,6 +18,8 @@ class ModelFile:
     folder: str  # under ComfyUI/models
     what: str
     url: str  # the public download link the peers' READMEs give
+    directory: str | None = None  # ComfyUI's name for the folder (folder_paths), where it is not ``folder``
+    offered: bool = True  # in the workflows' models metadata; False: the pack finds it, no folder_paths name
 
     @property
     def source(self) -> str:
@@ -55,10 +57,39 @@ FACEID_LORAS = {"ip-adapter-faceid_sd15.bin": "ip-adapter-faceid_sd15_lora.safet
                 "ip-adapter-faceid_sdxl.bin": "ip-adapter-faceid_sdxl_lora.safetensors"}
 FACEID_LORA_STRENGTH = 0.6
 
+# Flux.1 dev as ComfyUI's own template (flux_dev_full_text_to_image) loads it, and PuLID-Flux with the
+# files lldacing/ComfyUI_PuLID_Flux_ll's README puts beside it (EVA-CLIP in models/clip, the face
+# parser in models/facexlib).
+PULID = f"{HF}/guozinan/PuLID/resolve/main"
+FLUX_TEXT = f"{HF}/comfyanonymous/flux_text_encoders/resolve/main"
+MODELS.update({
+    "flux1-dev.safetensors": ModelFile(
+        "diffusion_models", "Flux.1 dev", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
+    "clip_l.safetensors": ModelFile("text_encoders", "Flux.1's CLIP-L text encoder", f"{FLUX_TEXT}/clip_l.safetensors"),
+    "t5xxl_fp16.safetensors": ModelFile("text_encoders", "Flux.1's T5-XXL text encoder",
+                                        f"{FLUX_TEXT}/t5xxl_fp16.safetensors"),
+    "ae.safetensors": ModelFile(
+        "vae", "Flux.1's VAE", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
+    "pulid_flux_v0.9.1.safetensors": ModelFile("pulid", "PuLID-Flux", f"{PULID}/pulid_flux_v0.9.1.safetensors"),
+    # models/clip, where PuLID users have it; ComfyUI knows that folder as text_encoders (the front end
+    # calls "clip" an invalid directory)
+    "EVA02_CLIP_L_336_psz14_s6B.pt": ModelFile(
+        "clip", "EVA02-CLIP-L-14-336, PuLID's face features",
+        f"{HF}/QuanSun/EVA-CLIP/resolve/main/EVA02_CLIP_L_336_psz14_s6B.pt", directory="text_encoders"),
+    # found by IdentityFromImages in models/facexlib, a folder ComfyUI only knows once a PuLID pack registers it
+    "parsing_bisenet.pth": ModelFile(
+        "facexlib", "facexlib's face parser, for PuLID's face crops",
+        "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth", offered=False),
+})
+# Files the pack finds by itself (no loader widget names them), by the node that needs them: the README's
+# table lists them for a workflow with that node.
+FOUND_BY_PACK = {"MagicIDEvaClipLoader": ["parsing_bisenet.pth"]}
+
 # insightface's packs are folders of .onnx files found by the pack itself (no loader widget),
 # unpacked from insightface's own release zips (what FaceAnalysis downloads).
 INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
 INSIGHTFACE_NODES = {"IdentityFromImages"}  # nodes that need a pack (FaceDetectMasks only uses one when there)
+ANTELOPEV2_NODES = {"MagicIDEvaClipLoader"}  # PuLID-Flux identities: antelopev2's own ArcFace vectors
 
 TABLE_START = "<!-- model table: made by tools/build_workflows.py -->"
 TABLE_END = "<!-- end of model table -->"
@@ -79,16 +110,16 @@ def metadata(widget_values: list[str]) -> list[dict]:
     entries, seen = [], set()
     for value in widget_values:
         name = file_name(value)
-        if name not in MODELS or value in seen:
+        if name not in MODELS or value in seen or not MODELS[name].offered:
             continue
         seen.add(value)
         model = MODELS[name]
         names = [name, value] if value != name else [name]
-        entries += [{"name": n, "url": model.url, "directory": model.folder} for n in names]
+        entries += [{"name": n, "url": model.url, "directory": model.directory or model.folder} for n in names]
     return entries
 
 
-FAMILIES = {"sd15": "SD1.5", "sdxl": "SDXL"}
+FAMILIES = {"sd15": "SD1.5", "sdxl": "SDXL", "flux": "Flux.1"}
 
 
 def _workflow_list(names: list[str], every: dict[str, list[str]]) -> str:
@@ -107,8 +138,10 @@ def _workflow_list(names: list[str], every: dict[str, list[str]]) -> str:
     return "; ".join(f"{', '.join(s)} ({families})" for families, s in by_families.items())
 
 
-def model_table(used_by: dict[str, list[str]], insightface_users: list[str], workflows: list[str]) -> str:
-    """The README's table: file name -> folder, where to get it, which workflows need it."""
+def model_table(used_by: dict[str, list[str]], insightface_users: list[str], workflows: list[str],
+                antelopev2_users: list[str] = ()) -> str:
+    """The README's table: file name -> folder, where to get it, which workflows need it.
+    ``antelopev2_users``: the workflows whose identities need antelopev2 itself (PuLID-Flux's)."""
     every = {f: [w for w in workflows if w.endswith(f"_{f}")] for f in FAMILIES}
     rows = ["| File | Folder (in `ComfyUI/models/`) | Where to get it | Needed by |", "| --- | --- | --- | --- |"]
     for name, model in MODELS.items():
@@ -120,6 +153,10 @@ def model_table(used_by: dict[str, list[str]], insightface_users: list[str], wor
         rows.append(f"| insightface's antelopev2 or buffalo_l pack (ArcFace identities; its `.onnx` files) "
                     f"| `insightface/models/antelopev2/` (or `buffalo_l/`) | {zips}, unzipped "
                     f"| {_workflow_list(insightface_users, every)} |")
+    if antelopev2_users:
+        rows.append(f"| insightface's antelopev2 pack (PuLID-Flux reads its ArcFace; buffalo_l cannot stand in) "
+                    f"| `insightface/models/antelopev2/` | [antelopev2.zip]({INSIGHTFACE_RELEASE}/antelopev2.zip), "
+                    f"unzipped | {_workflow_list(antelopev2_users, every)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -14,6 +14,9 @@ from insightface's ONNX files, which are not here. TinyIdentityFromImages / Tiny
 run the pack's own IdentityFromImages / IDSimilarity with one change, the embedder: the
 pack's dlib face finder and descriptor (real, shipped weights) lifted to 512-d by a fixed
 orthonormal map and labelled as ArcFace, so different people still get different embeddings.
+PuLID-Flux identities (IdentityFromImages with eva_clip) run the pack's PulidFaceEncoder with that
+stand-in as antelopev2's ArcFace, an ellipse for facexlib's face parser, and TinyEvaTower, which has
+the real EVA-CLIP's interface and sizes, for EVA02-CLIP-L-14-336 (TinyEvaClipLoader).
 """
 
 from __future__ import annotations
@@ -53,6 +56,26 @@ def tiny_clip(seed: int = 0):
     small = {"num_hidden_layers": 1, "intermediate_size": 128}
     clip = comfy.sd.CLIP(target=target, model_options={"clip_l_model_config": small, "load_device": CPU,
                                                        "offload_device": CPU, "dtype": torch.float32})
+    tiny_models._seed_weights(clip.cond_stage_model, seed, std=0.02)
+    return clip
+
+
+def tiny_flux_clip(seed: int = 0):
+    """A real ComfyUI CLIP of Flux.1's kind (ComfyUI's FluxTokenizer and FluxClipModel: CLIP-L's pooled
+    vector, T5-XXL's tokens), one layer each, as wide as the tiny Flux reads them (tiny_models.TINY_FLUX)."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.flux
+
+    flux = tiny_models.TINY_FLUX
+    target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.flux.FluxTokenizer,
+                                                    comfy.text_encoders.flux.FluxClipModel)
+    options = {"clip_l_model_config": {"num_hidden_layers": 1, "intermediate_size": 64, "num_attention_heads": 2,
+                                       "hidden_size": flux["vec_in_dim"]},
+               "t5xxl_model_config": {"num_layers": 1, "d_model": flux["context_in_dim"], "d_ff": 64, "num_heads": 2,
+                                      "d_kv": flux["context_in_dim"] // 2},
+               "load_device": CPU, "offload_device": CPU, "dtype": torch.float32}
+    clip = comfy.sd.CLIP(target=target, model_options=options)
     tiny_models._seed_weights(clip.cond_stage_model, seed, std=0.02)
     return clip
 
@@ -101,6 +124,53 @@ class TinyControlNetLoader:
         return (tiny_controlnet(seed=4),)
 
 
+class TinyUNETLoader:
+    """Stands in for UNETLoader (the Flux workflows' diffusion model): ComfyUI's Flux class, tiny widths."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"unet_name": ("STRING", {"default": ""}), "weight_dtype": ("STRING", {"default": ""})}}
+
+    def load(self, unet_name, weight_dtype):
+        return (tiny_models.tiny_flux_model(seed=1),)
+
+
+class TinyDualCLIPLoader:
+    """Stands in for DualCLIPLoader (type flux): tiny_flux_clip."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CLIP",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name1": ("STRING", {"default": ""}), "clip_name2": ("STRING", {"default": ""}),
+                             "type": ("STRING", {"default": "flux"})},
+                "optional": {"device": ("STRING", {"default": "default"})}}
+
+    def load(self, clip_name1, clip_name2, type, device="default"):
+        return (tiny_flux_clip(seed=2),)
+
+
+class TinyVAELoader:
+    """Stands in for VAELoader (Flux's ae.safetensors): a TAESD-layout VAE with Flux's 16 latent channels."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VAE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": ("STRING", {"default": ""})}}
+
+    def load(self, vae_name):
+        return (tiny_models.tiny_vae(seed=3, latent_channels=16),)
+
+
 class _LiftedDlibEmbedder:
     """Stands in for ArcFaceEmbedder: the pack's dlib embedder, 128-d -> 512-d (orthonormal)."""
 
@@ -139,6 +209,108 @@ def _with_stand_in_embedder(node_type: str, via: str = "make_embedder", **inputs
         module.make_embedder = real
 
 
+class _LiftedDlibArcFace(_LiftedDlibEmbedder):
+    """Stands in for the antelopev2 ArcFace PuLID-Flux reads: the same lifted dlib vector, as its raw one."""
+
+    def embed_raw(self, image, box, keypoints):
+        return self.embed(image, box, keypoints)
+
+
+class _EllipseParser:
+    """Stands in for facexlib's BiSeNet (face_parsing.FaceParser): logits of 19 labels, "skin" (1) inside the
+    ellipse the aligned face fills, "background" (0) around it."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = image.shape
+        y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+        inside = (x / 0.7) ** 2 + (y / 0.85) ** 2 <= 1
+        logits = torch.zeros(b, 19, h, w)
+        logits[:, 1], logits[:, 0] = inside.float(), (~inside).float()
+        return logits
+
+    def to(self, *args, **kwargs):
+        return self
+
+
+class _EvaBlock(torch.nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(width)
+
+    def forward(self, x, rope=None):
+        return x + 0.1 * self.norm(x)
+
+
+class _EvaPatches(torch.nn.Module):
+    def __init__(self, width: int, patch: int):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, width, patch, stride=patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TinyEvaTower(torch.nn.Module):
+    """Stands in for EVA02-CLIP-L-14-336's visual tower: timm's Eva interface as EvaClipVision drives it
+    (patch_embed, _pos_embed, norm_pre, blocks, norm, fc_norm, head) at the real sizes PuLID reads (336 px in
+    14 px patches: 577 tokens of 1024, a 768 embedding), with 24 cheap blocks; seeded."""
+
+    WIDTH, PATCH, TOKENS, EMBED, BLOCKS = 1024, 14, 577, 768, 24
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.patch_embed = _EvaPatches(self.WIDTH, self.PATCH)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, self.WIDTH))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, self.TOKENS, self.WIDTH))
+        self.norm_pre, self.fc_norm = torch.nn.Identity(), torch.nn.Identity()
+        self.blocks = torch.nn.ModuleList(_EvaBlock(self.WIDTH) for _ in range(self.BLOCKS))
+        self.norm = torch.nn.LayerNorm(self.WIDTH)
+        self.head = torch.nn.Linear(self.WIDTH, self.EMBED)
+        tiny_models._seed_weights(self, seed, std=0.05)
+
+    def _pos_embed(self, x):
+        return torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed, None
+
+
+def _pack_module(of, name: str):
+    """The module that defines ``name`` as the pack module ``of`` sees it (ComfyUI loaded the pack under its own name)."""
+    return sys.modules[getattr(of, name).__module__]
+
+
+class TinyEvaClipLoader:
+    """Stands in for MagicIDEvaClipLoader: the pack's MAGICID_EVA_CLIP around TinyEvaTower (the real file is
+    856 MB and read through timm, which ComfyUI's requirements do not bring)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MAGICID_EVA_CLIP",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"eva_clip_name": ("STRING", {"default": ""})}}
+
+    def load(self, eva_clip_name):
+        import nodes  # ComfyUI's
+
+        loader = sys.modules[nodes.NODE_CLASS_MAPPINGS["MagicIDEvaClipLoader"].__module__]
+        models = _pack_module(loader, "load_eva_clip_file")
+        return (models.ComfyEvaClip(models.EvaClipVision(TinyEvaTower(seed=6)), eva_clip_name),)
+
+
+def _stand_in_pulid_encoding(module, identity_core):
+    """IdentityFromImages' ``pulid_encoding`` with stand-ins for the models it finds (antelopev2's ArcFace,
+    facexlib's parser); the pack's PulidFaceEncoder runs on them and on the stand-in EVA-CLIP."""
+    import contextlib
+
+    encoder_class = _pack_module(_pack_module(module, "pulid_encoding"), "pulid_face_encoder").PulidFaceEncoder
+
+    @contextlib.contextmanager
+    def pulid_encoding(eva_clip, roots):
+        yield None if eva_clip is None else encoder_class(_LiftedDlibArcFace(identity_core), _EllipseParser(),
+                                                          eva_clip.vision)
+    return pulid_encoding
+
+
 class TinyIdentityFromImages:
     """Stands in for IdentityFromImages (same inputs and output)."""
 
@@ -150,10 +322,20 @@ class TinyIdentityFromImages:
     def INPUT_TYPES(cls):
         return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": ""}),
                              "backend": ("STRING", {"default": "auto"})},
-                "optional": {"identities": ("IDENTITIES",)}}
+                "optional": {"identities": ("IDENTITIES",), "eva_clip": ("MAGICID_EVA_CLIP",)}}
 
     def build(self, **inputs):
-        return _with_stand_in_embedder("IdentityFromImages", **inputs)
+        if inputs.get("eva_clip") is None:
+            return _with_stand_in_embedder("IdentityFromImages", **inputs)
+        import nodes  # ComfyUI's
+
+        module = sys.modules[nodes.NODE_CLASS_MAPPINGS["IdentityFromImages"].__module__]
+        real = module.pulid_encoding
+        module.pulid_encoding = _stand_in_pulid_encoding(module, sys.modules[module.make_embedder.__module__])
+        try:
+            return _with_stand_in_embedder("IdentityFromImages", **inputs)
+        finally:
+            module.pulid_encoding = real
 
 
 class TinyIDSimilarity:
@@ -195,7 +377,11 @@ class TinyFaceDetectMasks:
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
                "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity",
-               "FaceDetectMasks": "TinyFaceDetectMasks"}
+               "FaceDetectMasks": "TinyFaceDetectMasks",
+               "UNETLoader": "TinyUNETLoader", "DualCLIPLoader": "TinyDualCLIPLoader", "VAELoader": "TinyVAELoader",
+               "MagicIDEvaClipLoader": "TinyEvaClipLoader"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
                        "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity,
-                       "TinyFaceDetectMasks": TinyFaceDetectMasks}
+                       "TinyFaceDetectMasks": TinyFaceDetectMasks, "TinyUNETLoader": TinyUNETLoader,
+                       "TinyDualCLIPLoader": TinyDualCLIPLoader, "TinyVAELoader": TinyVAELoader,
+                       "TinyEvaClipLoader": TinyEvaClipLoader}

@@ -14,6 +14,11 @@ What is substituted, and why:
 - Adapter files: MagicIDAdapterLoader runs unchanged on tiny files written under the real
   names into models/ipadapter, in the real FaceID key layout, sized for the tiny UNet; so does
   LoraLoaderModelOnly on the FaceID LoRAs (models/loras: kohya keys, as h94's files, rank 4).
+- Flux.1: UNETLoader, DualCLIPLoader and VAELoader become tiny ComfyUI Flux models (ComfyUI's Flux
+  class and FluxClipModel at tiny widths, a 16-channel TAESD-layout VAE); pulid_flux_v0.9.1.safetensors
+  in models/pulid is a seeded file of the real key layout sized for that Flux, written by the
+  reference's own classes as tests/host/test_pulid_flux_host.py writes its file (the pack's own
+  classes, same key names, where MAGICID_PEERS_DIR does not hold the reference).
 - The other model files the workflows name (checkpoints, ControlNets) are empty files under their
   real names, never read (their loaders are substituted): the front end sees a complete install.
 - Work size: step counts, IDRestore's working size and the group workflows' pixel budget are
@@ -25,15 +30,18 @@ What is substituted, and why:
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from safetensors.torch import save_file
 
 from tests.host.comfy_server import PACK_DIR, PACK_NAME
+from tests.host.pulid_reference import TINY_CA, TINY_IDFORMER
 from tests.host.example_inputs import write_input_pictures
 from tests.host.tiny_loader_nodes import SUBSTITUTES  # noqa: F401  (re-exported for the callers)
 from tests.support.mgmica_layouts import faceid_state_dict
+from tests.support.pulid_layouts import pulid_flux_state_dict, reference_dir, reference_encoders
 from tools.workflow_models import FACEID_LORAS, MODELS
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +53,7 @@ TINY_UNET_ATTENTIONS = ["down_blocks_0_attentions_0", "down_blocks_1_attentions_
                         "up_blocks_0_attentions_1", "up_blocks_1_attentions_0", "up_blocks_1_attentions_1",
                         "mid_block_attentions_0"]
 ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin")
+PULID_FILE = "pulid_flux_v0.9.1.safetensors"
 FAST = {"steps": 2, "zoom_size": 256, "megapixels": 0.25}
 FAST_PER_NODE = {"IDRestore": {"refinement": 0}}  # DDIMInvert keeps its refinement
 
@@ -64,7 +73,20 @@ def make_workflow_base_dir(base: Path) -> Path:
         torch.save(faceid_state_dict(widths=TINY_UNET_WIDTHS, context_dim=768, seed=i),
                    base / "models" / "ipadapter" / name)
         save_file(faceid_lora_state_dict(seed=10 + i), base / "models" / "loras" / FACEID_LORAS[name])
+    save_file(pulid_flux_state_dict(pulid_flux_classes(), encoder_dims=TINY_IDFORMER, ca_dims=TINY_CA),
+              str(base / "models" / "pulid" / PULID_FILE))
     return base
+
+
+def pulid_flux_classes():
+    """What writes the tiny PuLID-Flux file: the reference's IDFormer / PerceiverAttentionCA where
+    MAGICID_PEERS_DIR holds it, else the pack's, whose parameter names are the file's keys
+    (tests/test_pulid_flux.py holds them to the reference's)."""
+    if reference_dir() is not None:
+        return reference_encoders()
+    from magicid_core.identity import pulid_flux
+
+    return SimpleNamespace(IDFormer=pulid_flux.IDFormer, PerceiverAttentionCA=pulid_flux.PulidCrossAttention)
 
 
 def faceid_lora_state_dict(rank: int = 4, seed: int = 0) -> dict:

@@ -53,11 +53,17 @@ def check_value(spec, value) -> str | None:
         return f"{value!r} is not a boolean"
     elif spec.type == "STRING" and not isinstance(value, str):
         return f"{value!r} is not a string"
-    elif spec.type == "COMBO" and spec.choices and value not in spec.choices:
+    elif spec.type == "COMBO" and spec.choices and value not in spec.choices and not _folder_file(spec, value):
         return f"{value!r} is not one of {list(spec.choices)[:12]}"
     elif spec.type == "COMBO" and not spec.choices and not (isinstance(value, str) and value):
         return f"{value!r} is not a file name"
     return None
+
+
+def _folder_file(spec, value) -> bool:
+    """A model file in a combo whose snapshot lists only the folder's fixed entries (VAELoader's
+    "pixel_space"): the files come from the user's folder, checked against the README instead."""
+    return is_model_choice(spec, value) and not any(is_model_choice(spec, c) for c in spec.choices)
 
 
 def _check_widgets(where: str, node: dict, defn: dict) -> list[str]:
