@@ -79,12 +79,22 @@ def _acting_rows(batch: int, transformer_options):
 
 
 def _joint_override(layout, previous, acting):
-    """The attention override for one call: the joint sequence's two attention calls (see JointLayout)."""
+    """The attention override for one call: the joint sequence's two attention calls (see JointLayout).
+
+    The call without words runs the model's own attention function (``func``: its output is the same to the
+    bit as without words). The masked call, over the few rows that see words, runs ComfyUI's
+    ``attention_pytorch`` (torch's fused attention, which takes an additive mask on CPU and GPU without
+    building the score matrix; ComfyUI's own xformers path hands masks to it too): on the CPU the model's
+    sub-quadratic attention costs twice as much per call.
+    """
+    from comfy.ldm.modules.attention import attention_pytorch
+
     def override(func, q, k, v, heads, mask=None, **kwargs):
         def attention(q_, k_, v_, bias):
+            chosen = func if bias is None else attention_pytorch
             if previous is not None:
-                return previous(func, q_, k_, v_, heads, mask=bias, **kwargs)
-            return func(q_, k_, v_, heads, mask=bias, **kwargs)
+                return previous(chosen, q_, k_, v_, heads, mask=bias, **kwargs)
+            return chosen(q_, k_, v_, heads, mask=bias, **kwargs)
         if mask is not None or q.shape[2] != layout.length or not kwargs.get("skip_reshape"):
             raise ValueError("the person prompts on Flux cannot share an attention with an attention mask or "
                              "another text layout: leave person_prompts unconnected with this model")

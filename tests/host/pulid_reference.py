@@ -97,12 +97,16 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
+def load_reference(comfy_nodes, work_dir: Path, facexlib_stand_in: bool | None = None) -> tuple[str, list[str]]:
     """Load the reference into ComfyUI, re-parametrised to the tiny Flux, and write the seeded file into a
-    models/pulid folder under ``work_dir``. Returns (the file's path, the stand-in modules added)."""
+    models/pulid folder under ``work_dir``. Returns (the file's path, the stand-in modules added).
+    facexlib_stand_in: None = only when facexlib is not installed (an installed one downloads its detector
+    when the reference runs: a process of its own, such as a bench, passes True)."""
     import folder_paths
 
-    stand_ins = {} if _importable("facexlib") else _facexlib_stand_in()
+    if facexlib_stand_in is None:
+        facexlib_stand_in = not _importable("facexlib")
+    stand_ins = _facexlib_stand_in() if facexlib_stand_in else {}
     if not _importable("timm"):
         stand_ins.update(_import_only_stand_in("timm", "timm.layers", "timm.models", "timm.models.layers", "timm.loss"))
     if not _importable("ftfy"):
@@ -129,10 +133,13 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
     return str(folder / FILE), added
 
 
-def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128):
-    """ApplyPulidFlux on ``model`` with identity ``seed``'s inputs (mask: (H, W) array, its attn_mask)."""
-    (pulid,) = classes["PulidFluxModelLoader"]().load_model(FILE)
-    raw, eva, hidden = identity_inputs(seed)
+def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128, pulid=None, inputs=None):
+    """ApplyPulidFlux on ``model`` with identity ``seed``'s inputs (mask: (H, W) array, its attn_mask).
+    pulid: PulidFluxModelLoader's output to reuse (one loader feeding chained nodes), else loaded here;
+    inputs: identity_inputs(seed), made beforehand."""
+    if pulid is None:
+        (pulid,) = classes["PulidFluxModelLoader"]().load_model(FILE)
+    raw, eva, hidden = identity_inputs(seed) if inputs is None else inputs
     image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():            # as ComfyUI's executor runs every node
         return classes["ApplyPulidFlux"]().apply_pulid_flux(
