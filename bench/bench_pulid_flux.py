@@ -145,7 +145,7 @@ def boot_comfy(work: Path):
     base = make_base_dir(work / "base")
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     asyncio.run(nodes.load_custom_node(str(base / "custom_nodes" / PACK_NAME)))
-    path, _ = load_reference(nodes, work, facexlib_stand_in=True)   # its own process: no detector to download
+    path, _ = load_reference(nodes, work)
     return nodes.NODE_CLASS_MAPPINGS, path
 
 

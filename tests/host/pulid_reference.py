@@ -97,16 +97,12 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def load_reference(comfy_nodes, work_dir: Path, facexlib_stand_in: bool | None = None) -> tuple[str, list[str]]:
+def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
     """Load the reference into ComfyUI, re-parametrised to the tiny Flux, and write the seeded file into a
-    models/pulid folder under ``work_dir``. Returns (the file's path, the stand-in modules added).
-    facexlib_stand_in: None = only when facexlib is not installed (an installed one downloads its detector
-    when the reference runs: a process of its own, such as a bench, passes True)."""
+    models/pulid folder under ``work_dir``. Returns (the file's path, the stand-in modules added)."""
     import folder_paths
 
-    if facexlib_stand_in is None:
-        facexlib_stand_in = not _importable("facexlib")
-    stand_ins = _facexlib_stand_in() if facexlib_stand_in else {}
+    stand_ins = {} if _importable("facexlib") else _facexlib_stand_in()
     if not _importable("timm"):
         stand_ins.update(_import_only_stand_in("timm", "timm.layers", "timm.models", "timm.models.layers", "timm.loss"))
     if not _importable("ftfy"):
