@@ -3,6 +3,7 @@
 ComfyUI-Manager runs this file (after the lines of requirements.txt). By hand, with ComfyUI's python:
 
     python install.py             # or: python install.py --dry-run, to see the plan only
+    python install.py --flux      # also what PuLID-Flux identities need (MultiIDApply on Flux.1)
 
 1. ``pip install -r requirements.txt``: packages that no other distribution installs under another name.
 2. ONNX Runtime: every build (onnxruntime, onnxruntime-gpu, -directml, -openvino, -silicon, ...) installs
@@ -10,6 +11,10 @@ ComfyUI-Manager runs this file (after the lines of requirements.txt). By hand, w
    DirectML. An installed build is kept; the CPU build ``onnxruntime`` is installed only when none is there.
 3. dlib: a dlib the user compiled and the prebuilt ``dlib-bin`` install the same ``dlib`` files. An
    importable dlib is kept; ``dlib-bin`` (no compiler needed) is installed only when none is there.
+4. With ``--flux`` only: timm (EVA-CLIP) and facexlib (face parsing), where not importable. facexlib with
+   ``--no-deps``: it declares opencv-python and numba, which would put another opencv variant over the
+   user's and another numpy; its face parser needs only torch and torchvision. Both need the torchvision
+   ComfyUI brings: without it nothing is installed (pip would fetch a torchvision pinned to another torch).
 
 Standard library only: it runs before anything else of the pack is installed. docs/install.md says more.
 """
@@ -27,6 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ONNXRUNTIME_CPU = "onnxruntime>=1.16"
 DLIB_PREBUILT = "dlib-bin>=19.24"
+TIMM = "timm>=1.0"
+FACEXLIB = "facexlib>=0.3"
 
 
 def _canonical(name: str) -> str:
@@ -76,6 +83,24 @@ def plan(onnxruntime_dists: list[str], onnxruntime_importable: bool,
     return install, notes
 
 
+def flux_plan(timm_importable: bool, facexlib_importable: bool,
+              torchvision_importable: bool) -> tuple[list[list[str]], list[str]]:
+    """(pip install argument lists, notes) for PuLID-Flux's optional packages."""
+    if not torchvision_importable:
+        return [], ["PuLID-Flux: torchvision is not installed, so timm and facexlib are not either (pip would "
+                    "bring a torchvision pinned to another torch): install the torchvision that matches your "
+                    "torch, from where your torch came from, then run install.py --flux again"]
+    install, notes = [], []
+    for module, present, args in (("timm", timm_importable, [TIMM]),
+                                  ("facexlib", facexlib_importable, ["--no-deps", FACEXLIB])):
+        if present:
+            notes.append(f"PuLID-Flux: keeping the installed {module}")
+        else:
+            install.append(args)
+            notes.append(f"PuLID-Flux: installing {' '.join(args)}")
+    return install, notes
+
+
 def pip_command() -> list[str]:
     """pip of this interpreter; uv's pip where the environment has no pip (uv-made venvs)."""
     if importable("pip"):
@@ -90,6 +115,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would be installed, install nothing")
     parser.add_argument("-q", "--quiet", action="store_true", help="pass -q to pip")
+    parser.add_argument("--flux", action="store_true",
+                        help="also install timm and facexlib (--no-deps), for PuLID-Flux identities")
     args = parser.parse_args(argv)
     pip = pip_command()
     requirements = ["-q"] * args.quiet + ["-r", str(HERE / "requirements.txt")]
@@ -101,10 +128,17 @@ def main(argv=None) -> int:
                           distributions_of("dlib"), importable("dlib"))
     for note in notes:
         print("MagicID install:", note)
-    if install and not args.dry_run:
-        subprocess.check_call(pip + ["install"] + ["-q"] * args.quiet + install)
-    elif install:
-        print("MagicID install: would run", " ".join(pip + ["install"] + install))
+    commands = [install] if install else []
+    if args.flux:
+        flux_installs, flux_notes = flux_plan(importable("timm"), importable("facexlib"), importable("torchvision"))
+        commands += flux_installs
+        for note in flux_notes:
+            print("MagicID install:", note)
+    for command in commands:
+        if args.dry_run:
+            print("MagicID install: would run", " ".join(pip + ["install"] + command))
+        else:
+            subprocess.check_call(pip + ["install"] + ["-q"] * args.quiet + command)
     return 0
 
 

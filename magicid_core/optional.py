@@ -33,11 +33,15 @@ PACKAGES = {
         "insightface models (antelopev2 / buffalo_l) in ComfyUI/models/insightface/models/<pack>, or mediapipe"),
     "face_recognition_models": OptionalPackage(
         "face_recognition_models", "any Python 3", "insightface models (antelopev2 / buffalo_l)"),
+    # PuLID-Flux's two: `python install.py --flux` installs both (docs/install.md)
     "timm": OptionalPackage(
-        "timm", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
+        "timm", "Python 3.10-3.13 (with the torchvision ComfyUI brings; or: python install.py --flux)",
         "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need EVA-CLIP, read through timm)"),
+    # --no-deps: facexlib declares opencv-python and numba, which would replace the user's opencv variant
+    # and numpy; its face parser needs only torch and torchvision
     "facexlib": OptionalPackage(
-        "facexlib", "Python 3.10-3.13 (with the torchvision ComfyUI brings)",
+        "--no-deps facexlib", "Python 3.10-3.13 (with the torchvision ComfyUI brings; --no-deps keeps your "
+        "opencv and numpy; or: python install.py --flux)",
         "IP-Adapter FaceID or InstantID on SD1.5 / SDXL (PuLID-Flux identities need facexlib's face parsing)"),
     "onnxruntime": OptionalPackage(
         "onnxruntime", "Python 3.10-3.13", "the dlib backends (dlib-bin + face_recognition_models)"),

@@ -8,6 +8,7 @@ Map and glossary: docs/ARCHITECTURE.md.
 """
 
 from .ddim_invert import DDIMInvert
+from .eva_clip_loader import MagicIDEvaClipLoader
 from .face_detect import FaceDetectMasks
 from .id_restore import IDRestore
 from .id_similarity import IDSimilarity
@@ -26,6 +27,7 @@ _NODES = {
     "IdentityFromImages": (IdentityFromImages, "Identity From Images (MagicID)"),
     "IdentityFromEmbedding": (IdentityFromEmbedding, "Identity From Embedding (MagicID, insightface)"),
     "MagicIDAdapterLoader": (MagicIDAdapterLoader, "MagicID Adapter Loader"),
+    "MagicIDEvaClipLoader": (MagicIDEvaClipLoader, "MagicID EVA-CLIP Loader"),
     "PersonPrompt": (PersonPrompt, "Person Prompt (MagicID)"),
     "MultiIDApply": (MultiIDApply, "Multi-ID Apply (MGMICA)"),
     "DDIMInvert": (DDIMInvert, "DDIM Invert (exact)"),

@@ -14,6 +14,7 @@ CATEGORY = "MagicID"
 FACES = "FACES"  # the custom type carrying magicid_core.FaceSet between nodes
 IDENTITIES = "IDENTITIES"  # a list of magicid_core.Identity, one per person
 PERSON_PROMPTS = "PERSON_PROMPTS"  # a list of magicid_core.diffusion.PersonPrompt, one per person
+EVA_CLIP = "MAGICID_EVA_CLIP"  # host/pulid_models.ComfyEvaClip: EVA-CLIP for PuLID-Flux identities
 
 
 def images_to_numpy(image: torch.Tensor) -> list[np.ndarray]:

@@ -11,9 +11,10 @@ from ..magicid_core.identity.embedders import (BACKENDS, build_identity, embeddi
                                                identity_from_embeddings, make_embedder)
 from ..magicid_core.identity.embedding_models import DLIB
 from ..magicid_core.insightface import find_pack_or_reason
-from .common import CATEGORY, IDENTITIES, images_to_numpy
+from .common import CATEGORY, EVA_CLIP, IDENTITIES, images_to_numpy
 from .host.clip_vision import ComfyFaceCLIPEncoder
 from .host.folders import insightface_roots
+from .host.pulid_models import pulid_encoding
 
 
 class IdentityFromImages:
@@ -35,6 +36,11 @@ class IdentityFromImages:
                     "For IP-Adapter FaceID Plus / Plus v2 adapters: CLIPVisionLoader with "
                     "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors. Each reference face's aligned crop is "
                     "encoded as IPAdapter_plus does; not needed for FaceID, portrait or InstantID."}),
+                "eva_clip": (EVA_CLIP, {"tooltip":
+                    "For PuLID-Flux (MultiIDApply on Flux.1): MagicIDEvaClipLoader. Each reference face is also "
+                    "encoded as ApplyPulidFlux encodes it: insightface antelopev2's raw ArcFace vector, EVA-CLIP "
+                    "of the aligned face with its background removed by facexlib's parsing_bisenet.pth "
+                    "(models/facexlib). Needs the antelopev2 pack whatever the backend."}),
             },
         }
 
@@ -42,10 +48,11 @@ class IdentityFromImages:
     RETURN_NAMES = ("identities",)
     FUNCTION = "build"
     CATEGORY = f"{CATEGORY}/identity"
-    DESCRIPTION = ("Build one person's identity (a face embedding, and with clip_vision the face's CLIP features "
-                   "for FaceID Plus) from reference images, for MultiIDApply and IDRestore.")
+    DESCRIPTION = ("Build one person's identity (a face embedding, with clip_vision the face's CLIP features "
+                   "for FaceID Plus, with eva_clip what PuLID-Flux reads) from reference images, for "
+                   "MultiIDApply and IDRestore.")
 
-    def build(self, images, name, backend, identities=None, clip_vision=None):
+    def build(self, images, name, backend, identities=None, clip_vision=None, eva_clip=None):
         import comfy.utils
 
         before = list(identities or [])
@@ -56,8 +63,10 @@ class IdentityFromImages:
         progress = comfy.utils.ProgressBar(len(references))
         roots = insightface_roots()
         encoder = None if clip_vision is None else ComfyFaceCLIPEncoder(clip_vision)
-        identity = build_identity(name, references, make_embedder(backend, roots),
-                                  on_image=lambda i: progress.update(1), clip_encoder=encoder)
+        embedder = make_embedder(backend, roots)
+        with pulid_encoding(eva_clip, roots) as pulid_encoder:      # None without eva_clip
+            identity = build_identity(name, references, embedder, on_image=lambda i: progress.update(1),
+                                      clip_encoder=encoder, pulid_encoder=pulid_encoder)
         notes = []
         no_pack = find_pack_or_reason(roots)[1] if backend == "auto" else ""
         if no_pack and identity.embedding_model == DLIB.family:   # say why, on the node and in the log

@@ -2,63 +2,46 @@
 
 The vendored tower (its own ``_build_vision_tower`` from its EVA02-CLIP-L-14-336 config, its own
 initialisation, seeded and perturbed) writes the
-file in the real format (a torch.save'd state dict, ``visual.*`` keys plus text-tower keys, 16-bit); ours
-reads it through timm; for the same image the embedding and the 5 hidden states PuLID reads agree to
-float32 rounding (1e-5 of the largest value). Needs timm (with torchvision) and MAGICID_PEERS_DIR; the
-vendored code imports ftfy for its tokenizer, which is a stand-in module here when missing (unused).
+file in the real format (a torch.save'd state dict, ``visual.*`` keys plus text-tower keys, 16-bit); the
+vendored tower reads it back through the reference's own reader (which, for this config, drops the file's
+rotary tables and keeps its float32 ones), ours through timm; for the same image the embedding and the 5
+hidden states PuLID reads agree to float32 rounding (1e-5 of the largest value). Needs timm (with
+torchvision) and MAGICID_PEERS_DIR; the vendored code imports ftfy for its tokenizer, which is a stand-in
+module here when missing (unused). tests/host/test_pulid_identity_host.py runs the reference's whole loader.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import sys
-import types
 
 import pytest
 import torch
 
 from magicid_core.identity.eva_clip import HIDDEN_BLOCKS, load_eva_clip, normalise
-from tests.support.pulid_layouts import missing_reference, reference_dir
+from tests.support.pulid_layouts import eva_clip_file_state, missing_reference, reference_eva_clip
 
 TOLERANCE = 1e-5
 
 
 def _missing() -> str:
     if importlib.util.find_spec("timm") is None or importlib.util.find_spec("torchvision") is None:
-        return "timm (with torchvision) is not installed: pip install timm to read EVA-CLIP"
+        return "timm (with torchvision) is not installed: python install.py --flux (or pip install timm) to read EVA-CLIP"
     return missing_reference()
 
 
 pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "present")
 
 
-def _reference_tower():
-    """The vendored EVA-CLIP's visual tower, built by its own code from its own config."""
-    if importlib.util.find_spec("ftfy") is None:
-        sys.modules.setdefault("ftfy", types.ModuleType("ftfy"))
-    sys.path.insert(0, str(reference_dir()))
-    try:
-        from eva_clip.model import _build_vision_tower
-    finally:
-        sys.path.remove(str(reference_dir()))
-    config = json.loads((reference_dir() / "eva_clip" / "model_configs" / "EVA02-CLIP-L-14-336.json").read_text())
-    return _build_vision_tower(config["embed_dim"], config["vision_cfg"]).eval()
-
-
-def test_eva_clip_through_timm_equals_the_vendored_eva_clip(tmp_path):
-    torch.manual_seed(7)                 # the vendored code's own initialisation, seeded
-    tower = _reference_tower()
-    gen = torch.Generator().manual_seed(8)
-    with torch.no_grad():                # and every weight moved a little, so no gain is exactly 1, no bias 0
-        for p in tower.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=gen))
-    state = {f"visual.{k}": v.half() for k, v in tower.state_dict().items()}
-    state["text.token_embedding.weight"] = torch.zeros(8, 4, dtype=torch.half)     # the text tower: ignored
-    state["logit_scale"] = torch.tensor(4.6)
+def test_eva_clip_through_timm_equals_the_vendored_eva_clip(tmp_path, monkeypatch):
+    tower, state = eva_clip_file_state(seed=7)
+    _, reference_read = reference_eva_clip()
     path = tmp_path / "EVA02_CLIP_L_336_psz14_s6B.pt"
     torch.save(state, path)
-    tower.load_state_dict({k[len("visual."):]: v.float() for k, v in state.items() if k.startswith("visual.")})
+    monkeypatch.setenv("RoPE", "1")      # as the reference's create_model sets it for EVA02-CLIP-L-14-336
+    as_read = reference_read(str(path))
+    assert "visual.rope.freqs_cos" in state and "visual.rope.freqs_cos" not in as_read
+    tower.load_state_dict({k[len("visual."):]: v for k, v in as_read.items() if k.startswith("visual.")},
+                          strict=False)      # strict=False as its load_checkpoint: the rotary tables stay its own
     image = normalise(torch.rand(1, 3, 336, 336, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
         their_embedding, their_hidden = tower(image, return_all_features=False, return_hidden=True, shuffle=False)

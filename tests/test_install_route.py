@@ -75,6 +75,26 @@ def test_dry_run_installs_nothing():
     assert "would run" in out and "ONNX Runtime: keeping" in out and "dlib: keeping" in out
 
 
+def test_flux_installs_timm_and_facexlib_without_its_dependencies():
+    """facexlib's declared opencv-python and numba would replace the user's opencv variant and numpy."""
+    to_install, notes = install.flux_plan(False, False, True)
+    assert to_install == [[install.TIMM], ["--no-deps", install.FACEXLIB]]
+    assert install.flux_plan(True, True, True)[0] == []
+    assert all("keeping" in n for n in install.flux_plan(True, True, True)[1])
+
+
+def test_flux_installs_nothing_without_torchvision():
+    """timm would bring a torchvision from PyPI pinned to a torch other than the user's."""
+    to_install, notes = install.flux_plan(False, False, False)
+    assert to_install == [] and "torchvision is not installed" in notes[0]
+
+
+def test_dry_run_with_flux_says_what_it_would_do_for_pulid():
+    out = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--dry-run", "--flux"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "PuLID-Flux:" in out
+
+
 # --- clean venvs, with the network -----------------------------------------------------------------
 
 network = pytest.mark.skipif(os.environ.get("MAGICID_INSTALL_TESTS") != "1",

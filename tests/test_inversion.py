@@ -62,15 +62,16 @@ def test_inversion_regenerates_off_data_latent(prediction):
     assert error <= 10 * refined.reconstruction_error() <= 1e3 * max(error, 1e-7)
 
 
+@pytest.mark.parametrize("steps", [25, 50])
 @pytest.mark.parametrize("precision", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("prediction", ["eps", "v", "flow"])
-def test_half_precision_model_is_inverted_to_its_floor_in_few_calls(prediction, precision):
+def test_half_precision_model_is_inverted_to_its_floor_in_few_calls(prediction, precision, steps):
     """A model whose x0 is rounded to fp16 / bf16 (what a GPU computes): told the precision, refinement
     stops at the floor that rounding sets, within 2x of the best error refinement reaches at all (any
     call budget, not told, refining until the residual stalls), in at most 3.5x the calls of plain DDIM."""
     model = _mixture(prediction)
     rounded = lambda x, sigma: model(x, sigma).to(precision).to(x.dtype)  # noqa: E731
-    x0, sigmas = _off_data(model), _schedule(prediction, 25)
+    x0, sigmas = _off_data(model), _schedule(prediction, steps)
 
     def error(inversion):
         return relative_rmse(regenerate(rounded, inversion.latent, sigmas), x0)
@@ -79,7 +80,7 @@ def test_half_precision_model_is_inverted_to_its_floor_in_few_calls(prediction, 
     told = invert(rounded, x0, sigmas, precision=precision)
     assert error(told) <= 2 * best
     assert told.model_calls <= 3.5 * plain.model_calls
-    assert error(plain) > 10 * error(told)
+    assert error(plain) > 3 * error(told)   # 4.7x at flow bf16 50 steps, where plain DDIM is at its best
 
 
 def test_trajectory_is_the_regeneration_path():

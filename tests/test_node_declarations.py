@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.workflow_defs import PACK_DIR, _load_pack
 
-SUBCATEGORIES = {"faces", "identity", "diffusion", "control", "restore"}
+SUBCATEGORIES = {"faces", "identity", "diffusion", "control", "restore", "loaders"}
 NODE_FILES = sorted(p for p in (PACK_DIR / "nodes").glob("*.py") if p.name not in ("__init__.py", "common.py"))
 
 

@@ -302,8 +302,9 @@ def pulid_patch(pulid, identities, image_faces, face_indices=None, weights=None,
     missing = [getattr(i, "name", str(n)) for n, i in enumerate(identities) if getattr(i, "pulid", None) is None]
     if missing:
         raise ValueError(f"identities {missing} carry no PuLID inputs (EVA-CLIP features of the face), so they "
-                         f"cannot reach {pulid.name}: build them with IdentityFromImages on the insightface "
-                         "backend with the EVA-CLIP and face parsing files present (docs/flux.md)")
+                         f"cannot reach {pulid.name}: connect MagicIDEvaClipLoader to IdentityFromImages' "
+                         "eva_clip input and build them again (IdentityFromEmbedding and KinIDBlend make "
+                         "identities for SD adapters only; docs/flux.md)")
     weights = [1.0] * len(identities) if weights is None else [float(w) for w in weights]
     if len(weights) != len(identities):
         raise ValueError(f"{len(weights)} weights given for {len(identities)} identities")

@@ -135,6 +135,11 @@ def _cached_embedder(backend: str, pack_folder: str | None = None, pack: str | N
     return ArcFaceEmbedder(pack_folder, pack)
 
 
+def pack_embedder(pack) -> ArcFaceEmbedder:
+    """ArcFace of a found insightface pack: the same object make_embedder gives for that pack."""
+    return _cached_embedder("arcface", str(pack.folder), pack.name)
+
+
 def make_embedder(backend: str = "auto", models_roots=None):
     """An embedder by name; ``auto`` = ArcFace when an insightface pack is found, else dlib.
 
@@ -149,7 +154,7 @@ def make_embedder(backend: str = "auto", models_roots=None):
         return _cached_embedder("dlib")
     pack, no_pack = find_pack_or_reason(models_roots)
     if pack is not None:
-        return _cached_embedder("arcface", str(pack.folder), pack.name)
+        return pack_embedder(pack)
     if backend == "auto":
         return _cached_embedder("dlib")
     raise InsightFaceModelError(no_pack)
@@ -172,7 +177,8 @@ def check_dlib_identities(adapter, identities, models_roots=None) -> None:
                      f"{adapter.describe()} reads {adapter.embedding_dim}-d ArcFace embeddings. {why}")
 
 
-def build_identity(name: str, images, embedder, hint: str = "", on_image=None, clip_encoder=None) -> Identity:
+def build_identity(name: str, images, embedder, hint: str = "", on_image=None, clip_encoder=None,
+                   pulid_encoder=None) -> Identity:
     """An Identity from one or several reference images of one person.
 
     In each image the most prominent face (area x score) is the person; its embedding is averaged with the
@@ -182,11 +188,13 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
     ``on_image(i)`` is called after each image (progress reporting).
     ``clip_encoder`` (face_clip.FaceCLIPEncoder): also encode each reference face's aligned crop with
     CLIP vision, what FaceID Plus / Plus v2 adapters read (the Identity's ``face_clip``).
+    ``pulid_encoder`` (pulid_inputs.PulidFaceEncoder): also make what PuLID-Flux reads of each reference
+    (the Identity's ``pulid``), with its own antelopev2 pack whatever the embedder.
     """
     images = list(images)
     if not images:
         raise ValueError(f"identity {name!r}: no reference images given")
-    vectors, raw_norms, crops = [], [], []
+    vectors, raw_norms, crops, pulid_faces = [], [], [], []
     embed_raw = getattr(embedder, "embed_raw", None)   # backends with a raw vector keep its norm
     for i, given in enumerate(images):
         image = to_rgb_uint8(given)
@@ -202,12 +210,24 @@ def build_identity(name: str, images, embedder, hint: str = "", on_image=None, c
             vectors.append(l2_normalise(raw))
         if clip_encoder is not None:   # from the given pixels, as IPAdapter_plus converts them
             crops.append(face_crops(given, face.keypoints))
+        if pulid_encoder is not None:
+            pulid_faces.append(_pulid_face(name, i, len(images), given, pulid_encoder))
         if on_image is not None:
             on_image(i)
     return Identity(name=name, embedding=l2_normalise(np.mean(vectors, axis=0)),
                     embedding_model=embedder.model_name, reference_count=len(vectors), hint=hint,
                     embedding_norm=float(np.mean(raw_norms)) if raw_norms else None,
-                    face_clip=face_clip_embedding(crops, clip_encoder) if crops else None)
+                    face_clip=face_clip_embedding(crops, clip_encoder) if crops else None,
+                    pulid=pulid_encoder.inputs(pulid_faces) if pulid_faces else None)
+
+
+def _pulid_face(name: str, index: int, count: int, image, encoder):
+    encoded = encoder.encode(image)
+    if encoded is None:
+        raise ValueError(f"identity {name!r}: insightface's antelopev2 pack found no face in reference image "
+                         f"{index + 1} of {count}, and PuLID-Flux reads its ArcFace vector; use a clear, roughly "
+                         "frontal photo of the face")
+    return encoded
 
 
 # Widths of image embeddings that are NOT face identities: CLIP vision (IPAdapterEncoder's EMBEDS).

@@ -4,7 +4,9 @@ The file PuLID users have is ``EVA02_CLIP_L_336_psz14_s6B.pt`` (the whole CLIP: 
 tower's keys), in ComfyUI's models/clip or models/text_encoders, where lldacing's loader looks for it.
 timm's ``eva02_large_patch14_clip_336`` is the same network, and timm's own checkpoint filter reads
 EVA-CLIP's ``visual.*`` keys (the text tower is left out); its numbers equal those of the EVA-CLIP code
-the reference vendors (tests/test_eva_clip.py). What PuLID reads of it:
+the reference vendors (tests/test_eva_clip.py). The rotary tables stored in the file (16-bit in the 16-bit
+file) are not read: the reference's loader drops them too (its ``RoPE`` switch, set by this model's config)
+and computes them in float32, as timm does, to the same numbers. What PuLID reads of it:
 - the embedding: the head's projection (1024 -> 768) of the final-normed class token;
 - the hidden states: the inputs of blocks 4, 8, 12, 16 and 20, each (577, 1024): class token + 24x24 patches.
 """
@@ -25,6 +27,7 @@ IMAGE_SIZE = 336
 MEAN = (0.48145466, 0.4578275, 0.40821073)            # OpenAI CLIP's normalisation, as EVA-CLIP uses it
 STD = (0.26862954, 0.26130258, 0.27577711)
 HIDDEN_BLOCKS = (4, 8, 12, 16, 20)
+PURPOSE = "PuLID-Flux's EVA-CLIP (the face's features)"
 
 
 class EvaClipVision:
@@ -37,8 +40,8 @@ class EvaClipVision:
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 3, 336, 336) image, normalised with MEAN / STD -> (B, 768) embedding, 5 x (B, 577, 1024)."""
         net = self.model
-        dtype = next(net.parameters()).dtype
-        x, rope = net._pos_embed(net.patch_embed(image.to(dtype)))
+        weight = next(net.parameters())
+        x, rope = net._pos_embed(net.patch_embed(image.to(weight.device, weight.dtype)))
         x = net.norm_pre(x)
         hidden = []
         for index, block in enumerate(net.blocks):
@@ -62,7 +65,7 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
 
 def eva_clip_from_state_dict(state_dict: dict, name: str = EVA_CLIP_FILE, dtype=torch.float32) -> EvaClipVision:
     """An EVA-CLIP state dict (``visual.*`` keys, text keys ignored) -> EvaClipVision through timm."""
-    timm = require("timm", "PuLID-Flux's EVA-CLIP (the face's features)")
+    timm = require("timm", PURPOSE)
     from timm.models.eva import checkpoint_filter_fn
 
     if not any(k.startswith("visual.") for k in state_dict):
@@ -73,29 +76,13 @@ def eva_clip_from_state_dict(state_dict: dict, name: str = EVA_CLIP_FILE, dtype=
     except RuntimeError as error:
         raise ValueError(f"{name} is not EVA02-CLIP-L-14-336 ({str(error).splitlines()[0]}): "
                          f"use {EVA_CLIP_FILE}") from None
-    _use_file_rope(model, state_dict)
     return EvaClipVision(model.to(dtype))
-
-
-def _use_file_rope(model, state_dict: dict) -> None:
-    """The rotary tables stored in the file (``visual.rope.freqs_sin/cos``, 16-bit in a 16-bit file) are what the
-    reference's EVA-CLIP loads and computes with; timm recomputes them in float32 and skips them, which moves
-    the features by ~1e-4 relative. Where the file has them, timm uses them too (same layout: cat(sin, cos))."""
-    sin, cos = state_dict.get("visual.rope.freqs_sin"), state_dict.get("visual.rope.freqs_cos")
-    cached = getattr(getattr(model, "rope", None), "pos_embed", None)
-    if sin is None or cos is None or cached is None:
-        return
-    tables = torch.cat([sin, cos], dim=-1)
-    if tables.shape != cached.shape:
-        raise ValueError(f"the file's rotary tables are {tuple(tables.shape)}, EVA02-CLIP-L-14-336 at 336 px uses "
-                         f"{tuple(cached.shape)}: use {EVA_CLIP_FILE}")
-    with torch.no_grad():
-        cached.copy_(tables.to(cached.dtype))
 
 
 def load_eva_clip(path: str, dtype=torch.float32) -> EvaClipVision:
     """Read the EVA-CLIP file safely (torch.load with weights_only=True, or safetensors)."""
     name = os.path.basename(path)
+    require("timm", PURPOSE)            # before reading 856 MB
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         state_dict = load_file(path)

@@ -18,14 +18,20 @@ LABELS = 19
 
 
 class FaceParser:
-    """parse(image (B, 3, H, W) ImageNet-normalised) -> (B, 19, H, W) logits (BiSeNet's first output)."""
+    """parse(image (B, 3, H, W) ImageNet-normalised) -> (B, 19, H, W) logits (BiSeNet's first output), on the
+    CPU; the network runs where it sits (``to``)."""
 
     def __init__(self, network: torch.nn.Module):
         self.network = network.eval()
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return self.network(image)[0]
+        weight = next(self.network.parameters())
+        return self.network(image.to(weight.device, weight.dtype))[0].float().cpu()
+
+    def to(self, *args, **kwargs) -> "FaceParser":
+        self.network.to(*args, **kwargs)
+        return self
 
 
 def load_face_parser(path: str) -> FaceParser:

@@ -1,10 +1,13 @@
 """Where ComfyUI keeps the model files this pack reads (resolved through ``folder_paths``): the
-insightface models of the identity backends and the adapter files of MagicIDAdapterLoader."""
+insightface models of the identity backends, the adapter files of MagicIDAdapterLoader, and the EVA-CLIP
+and face parser of PuLID-Flux identities."""
 
 from __future__ import annotations
 
 import os
 
+from ...magicid_core.identity.eva_clip import missing_eva_clip_message
+from ...magicid_core.identity.face_parsing import PARSING_FILE, missing_parser_message
 from ...magicid_core.insightface.packs import default_models_roots
 
 
@@ -61,4 +64,50 @@ def adapter_path(adapter_file: str) -> str:
                                 "ip-adapter-faceid_sdxl.bin into models/ipadapter, InstantID's "
                                 "ip-adapter.bin into models/instantid, or pulid_flux_v0.9.1.safetensors "
                                 "into models/pulid")
+    return path
+
+
+# ComfyUI's text_encoders folder list holds models/text_encoders and models/clip (its legacy name), where
+# lldacing's PuLID-Flux loader looks for EVA02_CLIP_L_336_psz14_s6B.pt
+EVA_CLIP_FOLDER = "text_encoders"
+FACEXLIB_FOLDER = "facexlib"        # models/facexlib: facexlib's weights, as the PuLID packs register it
+
+
+def eva_clip_choices() -> list[str]:
+    """Every file in models/clip and models/text_encoders (and their extra_model_paths.yaml folders)."""
+    import folder_paths
+
+    return folder_paths.get_filename_list(EVA_CLIP_FOLDER)
+
+
+def eva_clip_path(name: str) -> str | None:
+    import folder_paths
+
+    return folder_paths.get_full_path(EVA_CLIP_FOLDER, name)
+
+
+def missing_eva_clip(name: str) -> str:
+    """Why ``name`` cannot be read: the file to get and the folders it goes into."""
+    import folder_paths
+
+    return f"{name} is not there. " + missing_eva_clip_message(folder_paths.get_folder_paths(EVA_CLIP_FOLDER))
+
+
+def register_facexlib_folder() -> None:
+    """models/facexlib, known to folder_paths as the PuLID packs register it (if none did)."""
+    import folder_paths
+
+    if FACEXLIB_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[FACEXLIB_FOLDER] = (
+            [os.path.join(folder_paths.models_dir, FACEXLIB_FOLDER)], folder_paths.supported_pt_extensions)
+
+
+def face_parser_path() -> str:
+    """parsing_bisenet.pth in models/facexlib (or a registered facexlib folder); a clear error without it."""
+    import folder_paths
+
+    register_facexlib_folder()
+    path = folder_paths.get_full_path(FACEXLIB_FOLDER, PARSING_FILE)
+    if path is None:
+        raise FileNotFoundError(missing_parser_message(folder_paths.get_folder_paths(FACEXLIB_FOLDER)))
     return path

@@ -5,8 +5,9 @@ The reference is loaded by ComfyUI's custom-node loader from MAGICID_PEERS_DIR; 
 CA dims are set to the tiny Flux's (``TINY_IDFORMER``, ``TINY_CA``), its code otherwise unchanged. A seeded
 PuLID-Flux file of the real key layout is written by its own classes. Its inputs are stand-ins:
 insightface's FaceAnalysis returns a given face, the EVA-CLIP model returns given features, and facexlib
-(the face parser, whose output only feeds that EVA-CLIP) is a stand-in module when it is not installed;
-so are timm and ftfy, which the vendored EVA-CLIP imports and nothing here runs.
+(the face parser, whose output only feeds that EVA-CLIP) is a stand-in module when it is not installed
+(installed, its two files are written into the reference's models/facexlib by facexlib's classes); so are
+timm and ftfy, which the vendored EVA-CLIP imports, when they are not installed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.host.tiny_models import TINY_FLUX
-from tests.support.pulid_layouts import PEER, pulid_flux_state_dict, reference_dir
+from tests.support.pulid_layouts import PEER, parsing_bisenet_state, pulid_flux_state_dict, reference_dir
 
 TINY_IDFORMER = dict(dim=64, depth=5, heads=1, output_dim=32)
 TINY_CA = dict(dim=TINY_FLUX["hidden_size"], dim_head=128, heads=2, kv_dim=32)
@@ -35,14 +36,14 @@ KPS = np.array([[50, 55], [78, 55], [64, 70], [52, 88], [76, 88]], np.float32)
 class FaceAnalysisStandIn:
     """insightface FaceAnalysis as ApplyPulidFlux uses it: ``det_model.input_size``, ``get(image)``."""
 
-    def __init__(self, raw_embedding: np.ndarray):
+    def __init__(self, raw_embedding: np.ndarray, kps: np.ndarray = KPS):
         self.det_model = SimpleNamespace(input_size=(640, 640))
-        self.raw_embedding = raw_embedding.astype(np.float32)
+        self.raw_embedding, self.kps = raw_embedding.astype(np.float32), np.asarray(kps, np.float32)
 
     def get(self, image):
         from insightface.app.common import Face as InsightFace
 
-        return [InsightFace(bbox=np.array([40, 40, 90, 100], np.float32), kps=KPS.copy(), det_score=0.9,
+        return [InsightFace(bbox=np.array([40, 40, 90, 100], np.float32), kps=self.kps.copy(), det_score=0.9,
                             embedding=self.raw_embedding.copy())]
 
 
@@ -93,6 +94,17 @@ def _facexlib_stand_in() -> dict:
     return modules
 
 
+def write_facexlib_files(folder: Path) -> None:
+    """The two files ApplyPulidFlux's FaceRestoreHelper loads from models/facexlib (it would download them),
+    written by facexlib's own classes: the parser, seeded; the RetinaFace detector, which align mode 1 loads
+    but never runs."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(parsing_bisenet_state(), folder / "parsing_bisenet.pth")
+    torch.save(RetinaFace(network_name="resnet50", device="cpu").state_dict(), folder / "detection_Resnet50_Final.pth")
+
+
 def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
@@ -117,8 +129,9 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
         folder_paths.models_dir = models_dir
     if not loaded:
         raise RuntimeError(f"ComfyUI's custom-node loader failed to load {PEER} (see the log above)")
-    reference = next(m for name, m in sys.modules.items() if name.endswith(f"{PEER}.pulidflux"))
-    encoders = next(m for name, m in sys.modules.items() if name.endswith(f"{PEER}.encoders_flux"))
+    reference, encoders = reference_module(), reference_module("encoders_flux")
+    if "facexlib" not in stand_ins:
+        write_facexlib_files(Path(reference.FACEXLIB_DIR))
     # re-parametrised to the tiny Flux: the reference builds IDFormer() and PerceiverAttentionCA() by default
     reference.IDFormer = functools.partial(encoders.IDFormer, **TINY_IDFORMER)
     reference.PerceiverAttentionCA = functools.partial(encoders.PerceiverAttentionCA, **TINY_CA)
@@ -127,6 +140,11 @@ def load_reference(comfy_nodes, work_dir: Path) -> tuple[str, list[str]]:
     save_file(pulid_flux_state_dict(encoders, encoder_dims=TINY_IDFORMER, ca_dims=TINY_CA), str(folder / FILE))
     folder_paths.add_model_folder_path("pulid", str(folder))
     return str(folder / FILE), added
+
+
+def reference_module(name: str = "pulidflux"):
+    """A module of the reference as ComfyUI's loader imported it (pulidflux: its nodes, FACEXLIB_DIR)."""
+    return next(m for key, m in sys.modules.items() if key.endswith(f"{PEER}.{name}"))
 
 
 def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128, pulid=None, inputs=None):

@@ -67,3 +67,61 @@ def pulid_flux_state_dict(encoders, count: int = 20, seed: int = 0, dtype=torch.
     for i in range(count):   # one CA at a time: a real-width file is 1.2 GB in 16 bits, 2.3 GB in 32
         state.update(as_stored(ca_state_dict(encoders, i, seed, **(ca_dims or {}))))
     return state
+
+
+# -- EVA-CLIP and face parsing files, written by the reference's own code ------------------------------
+
+EVA_CONFIG = "EVA02-CLIP-L-14-336"
+
+
+def reference_eva_clip():
+    """(build, read): build() makes the vendored EVA-CLIP's visual tower by its own code from its own config
+    (seed torch first); read is its file reader ``load_state_dict``. Its tokenizer imports ftfy: a stand-in
+    module when missing (unused)."""
+    import json
+    import sys
+    import types
+
+    if "ftfy" not in sys.modules and importlib.util.find_spec("ftfy") is None:
+        sys.modules.setdefault("ftfy", types.ModuleType("ftfy"))
+    sys.path.insert(0, str(reference_dir()))
+    try:
+        from eva_clip.factory import load_state_dict
+        from eva_clip.model import _build_vision_tower
+    finally:
+        sys.path.remove(str(reference_dir()))
+    config = json.loads((reference_dir() / "eva_clip" / "model_configs" / f"{EVA_CONFIG}.json").read_text())
+    assert config["vision_cfg"]["rope"], "the reference's create_model sets RoPE=1 for this config"
+    return lambda: _build_vision_tower(config["embed_dim"], config["vision_cfg"]).eval(), load_state_dict
+
+
+def eva_clip_file_state(seed: int = 7) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """(the vendored tower, the state dict of an EVA02_CLIP_L_336_psz14_s6B.pt in the real format): the tower's
+    own initialisation, seeded, every weight moved a little (no gain exactly 1, no bias 0), stored in 16 bits
+    as ``visual.*`` with its rotary tables, beside text-tower keys of the real shapes and ``logit_scale``."""
+    build, _ = reference_eva_clip()
+    torch.manual_seed(seed)
+    tower = build()
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in tower.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    state = {f"visual.{k}": v.half() for k, v in tower.state_dict().items()}
+    state["text.positional_embedding"] = torch.randn(77, 768, generator=gen).half()    # the text tower: ignored
+    state["text.ln_final.weight"] = torch.ones(768, dtype=torch.half)
+    state["text.ln_final.bias"] = torch.zeros(768, dtype=torch.half)
+    state["logit_scale"] = torch.tensor(4.6)
+    return tower, state
+
+
+def parsing_bisenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """facexlib's own BiSeNet (19 labels), its initialisation seeded and moved a little: parsing_bisenet.pth."""
+    from facexlib.parsing.bisenet import BiSeNet
+
+    torch.manual_seed(seed)
+    network = BiSeNet(num_class=19)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    return network.state_dict()
