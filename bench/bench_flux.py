@@ -69,11 +69,8 @@ def main() -> None:
     args.cpu = True
     import utils.install_util  # noqa: F401  (ComfyUI's utils package before nodes puts comfy/ first, as main.py)
     import comfy.patcher_extension
-    import comfy.sample
     import nodes
-    from magicid_core.diffusion.placement import PersonPrompt
-    from magicid_core.faces.records import FaceSet, ImageFaces
-    from tiny_models import TINY_FLUX, flux_conditioning, tiny_flux_model, tiny_vae
+    from tiny_models import flux_conditioning, tiny_flux_model, tiny_vae
 
     base = Path(tempfile.mkdtemp())
     (base / "custom_nodes").mkdir()
@@ -94,36 +91,50 @@ def main() -> None:
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_count", counting)
 
     if not opts.only_words:
-        # 1. a Flux restore against img2img of the same crop
-        size, steps, strength = 256, opts.steps, 0.5
-        image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
-        face = ellipse_face(0, 0.5, 0.5, 0.2, size)
-        faces = FaceSet([ImageFaces(size, size, [face])])
+        bench_restore(classes, model, vae, positive, calls, opts)
+    bench_words(classes, words_host, model, positive, opts)
 
-        def restore():
-            calls["n"] = 0
-            classes["IDRestore"]().restore(image=image, faces=faces, model=model, vae=vae, positive=positive,
-                                           steps=steps, strength=strength, cfg=0.0, scheduler="simple",
-                                           zoom_size=256, context=0.4, feather=3, refinement=1, faces_to_restore="all")
-            return calls["n"]
 
-        def img2img():
-            calls["n"] = 0
-            (latent,) = classes["VAEEncode"]().encode(vae, image)
-            (out,) = classes["KSampler"]().sample(model, 0, steps, 1.0, "euler", "simple", positive, positive, latent,
-                                                  denoise=strength)
-            vae.decode(out["samples"])
-            return calls["n"]
+def bench_restore(classes, model, vae, positive, calls, opts) -> None:
+    """1. a Flux restore against img2img of the same crop."""
+    from magicid_core.faces.records import FaceSet, ImageFaces
 
-        t_restore, n_restore = best(restore, opts.repeat)
-        t_img2img, n_img2img = best(img2img, opts.repeat)
-        print(f"Flux restore of one face ({size} px crop, {steps} steps, strength {strength}, refinement 1): "
-              f"{n_restore} model calls, {t_restore:.2f} s CPU")
-        print(f"plain img2img of the same crop:                                     "
-              f"{n_img2img} model calls, {t_img2img:.2f} s CPU  -> {n_restore / n_img2img:.2f}x calls, "
-              f"{t_restore / t_img2img:.2f}x time")
+    size, steps, strength = 256, opts.steps, 0.5
+    image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    face = ellipse_face(0, 0.5, 0.5, 0.2, size)
+    faces = FaceSet([ImageFaces(size, size, [face])])
 
-    # 2. one step with four people's words against the main prompt alone
+    def restore():
+        calls["n"] = 0
+        classes["IDRestore"]().restore(image=image, faces=faces, model=model, vae=vae, positive=positive,
+                                       steps=steps, strength=strength, cfg=0.0, scheduler="simple",
+                                       zoom_size=256, context=0.4, feather=3, refinement=1, faces_to_restore="all")
+        return calls["n"]
+
+    def img2img():
+        calls["n"] = 0
+        (latent,) = classes["VAEEncode"]().encode(vae, image)
+        (out,) = classes["KSampler"]().sample(model, 0, steps, 1.0, "euler", "simple", positive, positive, latent,
+                                              denoise=strength)
+        vae.decode(out["samples"])
+        return calls["n"]
+
+    t_restore, n_restore = best(restore, opts.repeat)
+    t_img2img, n_img2img = best(img2img, opts.repeat)
+    print(f"Flux restore of one face ({size} px crop, {steps} steps, strength {strength}, refinement 1): "
+          f"{n_restore} model calls, {t_restore:.2f} s CPU")
+    print(f"plain img2img of the same crop:                                     "
+          f"{n_img2img} model calls, {t_img2img:.2f} s CPU  -> {n_restore / n_img2img:.2f}x calls, "
+          f"{t_restore / t_img2img:.2f}x time")
+
+
+def bench_words(classes, words_host, model, positive, opts) -> None:
+    """2. one step with four people's words against the main prompt alone, and the words concatenated."""
+    import comfy.sample
+    from magicid_core.diffusion.placement import PersonPrompt
+    from magicid_core.faces.records import FaceSet, ImageFaces
+    from tiny_models import TINY_FLUX
+
     people = FaceSet([ImageFaces(opts.size, opts.size, [ellipse_face(i, *f, opts.size) for i, f in enumerate(FOUR)])])
     said = [PersonPrompt(torch.randn(8, TINY_FLUX["context_in_dim"], generator=torch.Generator().manual_seed(i)), 1.0)
             for i in range(4)]
@@ -153,6 +164,7 @@ def main() -> None:
         print(f"   {name:38s} {t:8.4f}  {t / plain:.3f}x")
     print(f"   4 people's words / main prompt: {median[words_case] / plain:.3f}x (goal <= 1.15x); "
           f"the 32 words' tokens alone (concatenated, no masks): {median[concat_case] / plain:.3f}x")
+
 
 if __name__ == "__main__":
     main()
