@@ -83,9 +83,9 @@ def _joint_override(layout, previous, acting):
 
     The call without words runs the model's own attention function (``func``: its output is the same to the
     bit as without words). The masked call, over the few rows that see words, runs ComfyUI's
-    ``attention_pytorch`` (torch's fused attention, which takes an additive mask on CPU and GPU without
-    building the score matrix; ComfyUI's own xformers path hands masks to it too): on the CPU the model's
-    sub-quadratic attention costs twice as much per call.
+    ``attention_pytorch`` (torch's fused attention, ComfyUI's default on GPUs, takes the additive mask without
+    building the score matrix): on the CPU the model's sub-quadratic attention costs twice as much per call.
+    (``kwargs`` carry ComfyUI's ``_inside_attn_wrapper``, so attention_pytorch does not call this override again.)
     """
     from comfy.ldm.modules.attention import attention_pytorch
 
