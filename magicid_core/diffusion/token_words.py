@@ -138,6 +138,8 @@ class JointLayout:
         if acting is None:                                    # the words' own rows: nobody reads them
             return torch.cat([rows_plain.new_zeros(len(q), words, rows_plain.shape[2]), rows_plain], dim=1)
         special, bias = self._on_device(q.device, q.dtype)
+        if not isinstance(acting, slice):
+            acting = acting.to(q.device)                      # indexes with ``special`` below: one device
         q_act, k_act, v_act = (q, k, v) if isinstance(acting, slice) else (q[acting], k[acting], v[acting])
         rows_special = attention(q_act.index_select(2, special), k_act, v_act, bias.expand(q_act.shape[0], 1, -1, -1))
         owned = special[first_image:]
