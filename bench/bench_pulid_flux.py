@@ -1,17 +1,21 @@
 """PuLID-Flux through MultiIDApply: what N identities cost against one, side by side in one run.
 
-    python bench/bench_pulid_flux.py [--size 512] [--repeats 3]          # 1. one real-width block
+    python bench/bench_pulid_flux.py [--size 512] [--repeats 3] [--threads N]     # 1. one real-width block
     COMFYUI_DIR=... MAGICID_PEERS_DIR=... python bench/bench_pulid_flux.py --host   # + 2. and 3.
 
 1. One real-width Flux.1 double block (3072 wide, ComfyUI's DoubleStreamBlock when COMFYUI_DIR is set,
    seeded) and its PuLID CA (real dims) on a --size px picture (256 text tokens, cond batch): CPU time of
    block + residual with 4 identities in quadrants against 1 identity over the whole picture (goal <= 1.15x),
    and what 4 chained ApplyPulidFlux entries compute there (4 CAs over every token, each masked).
-2. The tiny Flux of the host tests (Flux.1's 19 + 38 blocks, 64 wide): CPU time per sampling step with
-   4 identities against 1, through MultiIDApply's patch.
-3. Peak memory (peak RSS of a fresh process over its RSS before the identities are applied) of sampling the
-   tiny Flux with 1, 2, 4 identities in one MultiIDApply against 1, 2, 4 chained ApplyPulidFlux nodes
-   (lldacing/ComfyUI_PuLID_Flux_ll run as shipped, re-parametrised to the tiny width; tests/host/pulid_reference.py).
+2. The tiny Flux of the host tests (Flux.1's 19 + 38 blocks, 64 wide, 8 x 8 tokens): CPU time per model call
+   (a step at cfg 1; what ComfyUI does when sampling switches models is not counted) with 4 identities in
+   quadrants, through MultiIDApply's patch.
+   Against 1 identity over the whole picture (the same tokens as 4 in quadrants: the goal's ratio) and
+   against 1 identity on one quadrant (a quarter of the tokens).
+3. Peak memory (peak RSS of a fresh process over its RSS before the identities are applied, the
+   identities' inputs made before that) of sampling the tiny Flux with 1, 2, 4 identities in one
+   MultiIDApply against 1, 2, 4 chained ApplyPulidFlux nodes fed by one loader (lldacing/
+   ComfyUI_PuLID_Flux_ll run as shipped, re-parametrised to the tiny width; tests/host/pulid_reference.py).
 
 CPU time (time.process_time) keeps other load on the machine from skewing the ratios; give `uptime` with them.
 """
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from magicid_core.diffusion.token_identities import TokenIdentities  # noqa: E402
 from magicid_core.identity.pulid_flux import PulidCrossAttention  # noqa: E402
 from tests.support.pulid_layouts import seed_module  # noqa: E402
+from bench.device import clocked_model  # noqa: E402
 
 
 def quadrants(size: int, n: int = 4) -> np.ndarray:
@@ -146,29 +151,41 @@ def boot_comfy(work: Path):
     return nodes.NODE_CLASS_MAPPINGS, path
 
 
-def our_model(classes, base, n: int, size: int = 128):
+def our_inputs(n: int, size: int = 128, masks=None):
+    """n identities with PuLID inputs and their faces on ``masks`` (default: the first n quadrants)."""
     from magicid_core.faces.records import Face, FaceSet, Identity, ImageFaces, PulidInputs
-    from tests.host.pulid_reference import FILE, identity_inputs
+    from tests.host.pulid_reference import identity_inputs
 
     identities, faces = [], []
-    for i, mask in enumerate(quadrants(size)[:n]):
+    for i, mask in enumerate(quadrants(size)[:n] if masks is None else masks):
         raw, eva, hidden = identity_inputs(i)
         identities.append(Identity(f"p{i}", raw / np.linalg.norm(raw), "arcface:test",
                                    pulid=PulidInputs(raw[None], eva.numpy(), np.stack([h.numpy() for h in hidden]))))
         ys, xs = np.nonzero(mask)
         box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
         faces.append(Face(index=i, box=box, score=0.9, keypoints=np.zeros((5, 2), np.float32), head_box=box, mask=mask))
+    return identities, FaceSet([ImageFaces(size, size, faces)])
+
+
+def our_model(classes, base, n: int, size: int = 128, masks=None, inputs=None):
+    """MultiIDApply (one loader) with n identities (``inputs``: our_inputs(n, ...) made beforehand)."""
+    from tests.host.pulid_reference import FILE
+
+    identities, faces = our_inputs(n, size, masks) if inputs is None else inputs
     (adapter,) = classes["MagicIDAdapterLoader"]().load(f"pulid/{FILE}")
-    return classes["MultiIDApply"]().apply(base, adapter, identities, FaceSet([ImageFaces(size, size, faces)]),
+    return classes["MultiIDApply"]().apply(base, adapter, identities, faces,
                                            1.0, 0.0, 1.0, face_indices=", ".join(map(str, range(n))))[0]
 
 
-def chained_reference(classes, base, n: int, size: int = 128):
-    from tests.host.pulid_reference import apply_pulid_flux
+def chained_reference(classes, base, n: int, size: int = 128, inputs=None):
+    """n ApplyPulidFlux nodes, each with its quadrant as attn_mask, fed by one PulidFluxModelLoader."""
+    from tests.host.pulid_reference import FILE, apply_pulid_flux, identity_inputs
 
+    inputs = [identity_inputs(i) for i in range(n)] if inputs is None else inputs
+    (pulid,) = classes["PulidFluxModelLoader"]().load_model(FILE)
     model = base
     for i, mask in enumerate(quadrants(size)[:n]):
-        model = apply_pulid_flux(classes, model, i, 1.0, mask=mask, size=size)
+        model = apply_pulid_flux(classes, model, i, 1.0, mask=mask, size=size, pulid=pulid, inputs=inputs[i])
     return model
 
 
@@ -205,9 +222,15 @@ def child(kind: str, n: int) -> None:
         classes, _ = boot_comfy(Path(work))
         base = tiny_flux_model(seed=1)
         sample(base, 1)                          # ComfyUI's own first-run allocations happen before the baseline
+        if kind == "ours":
+            inputs = our_inputs(n)               # the identities' inputs (EVA-CLIP hidden states: 12 MB each)
+        else:
+            from tests.host.pulid_reference import identity_inputs
+            inputs = [identity_inputs(i) for i in range(n)]
         reset_peak_rss()
         before = rss_mb()
-        model = our_model(classes, base, n) if kind == "ours" else chained_reference(classes, base, n)
+        model = (our_model(classes, base, n, inputs=inputs) if kind == "ours"
+                 else chained_reference(classes, base, n, inputs=inputs))
         sample(model)
         peak = peak_rss_mb()
         print(json.dumps({"kind": kind, "n": n, "peak_over_baseline_mb": peak - before}))
@@ -219,24 +242,37 @@ def bench_tiny(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         classes, _ = boot_comfy(Path(work))
         base = tiny_flux_model(seed=1)
-        models = {1: our_model(classes, base, 1), 4: our_model(classes, base, 4)}
-        sample(models[1], 1)
-        steps = 3
-        times = {n: [] for n in models}
-        for _ in range(repeats):
-            for n, model in models.items():
-                times[n].append(cpu_time(lambda: sample(model, steps), 1) / steps)
-        one, four = (statistics.median(times[n]) for n in (1, 4))
-        print(f"2. tiny Flux, CPU s per step (median of {repeats}): 1 identity {one:.3f}, 4 identities {four:.3f}: "
-              f"{four / one:.3f}x (goal <= 1.15x)")
+        whole = np.ones((1, 128, 128), np.float32)
+        patched = {"no identity": base, "1 identity, whole picture": our_model(classes, base, 1, masks=whole),
+                   "1 identity, one quadrant": our_model(classes, base, 1),
+                   "4 identities, quadrants": our_model(classes, base, 4)}
+        times = {name: [] for name in patched}
+        models = {name: clocked_model(model, times[name]) for name, model in patched.items()}
+        for model in models.values():
+            sample(model, 1)                     # warm up (the identities' keys / values are kept from here on)
+        for t in times.values():
+            t.clear()
+        for _ in range(repeats):                 # interleaved, so drifting load hits every case alike
+            for model in models.values():
+                sample(model, 3)
+        median = {name: statistics.median(t) for name, t in times.items()}
+        print(f"2. tiny Flux (8 x 8 tokens), CPU s per model call (median of {3 * repeats}):")
+        for name, t in median.items():
+            print(f"   {name:28s} {t:8.4f}")
+        four = median["4 identities, quadrants"]
+        print(f"   4 identities / 1 identity over the whole picture (the same tokens): "
+              f"{four / median['1 identity, whole picture']:.3f}x (goal <= 1.15x)")
+        print(f"   4 identities / 1 identity on one quadrant (4x the tokens): "
+              f"{four / median['1 identity, one quadrant']:.3f}x")
 
 
-def bench_memory() -> None:
+def bench_memory(threads: int) -> None:
     print("3. tiny Flux, peak RSS over the RSS before applying (MB), each in a fresh process:")
     for n in (1, 2, 4):
         row = {}
         for kind in ("ours", "reference"):
-            done = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, __file__, "--child", kind, str(n), "--threads", str(threads)],
+                                  capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             row[kind] = json.loads(lines[-1])["peak_over_baseline_mb"] if lines else float("nan")
             if not lines:
@@ -249,16 +285,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="picture size of the real-width block (px)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--host", action="store_true", help="also 2. and 3. (needs COMFYUI_DIR, MAGICID_PEERS_DIR)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 keeps a loaded machine's spinning threads out of CPU time")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
     if options.child:
         child(options.child[0], int(options.child[1]))
         return
-    print(f"load average: {os.getloadavg()}")
+    print(f"load average: {os.getloadavg()}, torch threads: {torch.get_num_threads()}")
     bench_real_width(options.size, options.repeats)
     if options.host:
         bench_tiny(options.repeats)
-        bench_memory()
+        bench_memory(options.threads)
     print(f"load average: {os.getloadavg()}")
 
 

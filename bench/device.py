@@ -55,3 +55,18 @@ def cpu_bench(parser: argparse.ArgumentParser, why: str) -> torch.device:
     if device.type != "cpu":
         raise SystemExit(f"--device {known.device}: {why}; this bench measures the CPU only")
     return device
+
+
+def clocked_model(model, spent: list, seconds=time.process_time):
+    """A clone of the ComfyUI ``model`` whose every model call adds its ``seconds`` to ``spent``: the steps
+    alone, without what ComfyUI does when sampling switches models (loading it, moving and casting patches)."""
+    import comfy.patcher_extension
+
+    def timed(executor, *args, **kwargs):
+        start = seconds()
+        out = executor(*args, **kwargs)
+        spent.append(seconds() - start)
+        return out
+    clone = model.clone()
+    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "bench_clock", timed)
+    return clone

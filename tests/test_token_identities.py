@@ -77,3 +77,31 @@ def test_weight_zero_changes_nothing():
 def test_tokens_and_masks_must_pair():
     with pytest.raises(ValueError, match="2 identities' tokens for 1 face masks"):
         TokenIdentities(_tokens(2), np.ones((1, SIZE, SIZE), np.float32), [1, 1])
+
+
+def test_kept_keys_and_values_follow_the_cross_attentions_weights():
+    """K / V are kept per CA across calls; written weights (a state dict loaded) or a cast CA recompute them."""
+    masks = np.stack([_box(0, 32, 0, 64), _box(32, 64, 0, 64)])
+    ca, img = _ca(), _img()
+
+    def residual(identities, ca, img):
+        out = torch.zeros_like(img)
+        with torch.no_grad():
+            identities.add_residuals(ca, img, out, H, W)
+        return out
+
+    kept = TokenIdentities(_tokens(2), masks, [1.0, 0.8])
+    first = residual(kept, ca, img)
+    torch.testing.assert_close(residual(kept, ca, img), first, rtol=0, atol=0)
+    with torch.no_grad():
+        ca.to_kv.weight.mul_(1.5)
+        ca.norm1.bias.add_(0.1)
+    written = residual(kept, ca, img)
+    assert not torch.allclose(written, first)
+    torch.testing.assert_close(written, residual(TokenIdentities(_tokens(2), masks, [1.0, 0.8]), ca, img),
+                               rtol=0, atol=0)
+    ca.double()
+    cast = residual(kept, ca, img.double())
+    assert cast.dtype == torch.float64
+    torch.testing.assert_close(cast, residual(TokenIdentities(_tokens(2), masks, [1.0, 0.8]), ca, img.double()),
+                               rtol=0, atol=0)

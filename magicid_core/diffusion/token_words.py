@@ -1,9 +1,10 @@
 """Person words on a DiT: each person's own prompt inside one joint attention (Flux).
 
 A DiT has no cross-attention: text and image tokens attend to each other in one attention per
-block. The people's words are extra text tokens placed after the main prompt's,
+block. The people's words are extra text tokens placed before the main prompt's (Flux gives every
+text token the same position, so the order of text tokens changes nothing),
 
-    sequence = [main prompt (T0) ; words of person 1 ; ... ; words of person n ; image tokens]
+    sequence = [words of person 1 ; ... ; words of person n ; main prompt (T0) ; image tokens]
 
 and the attention is masked so that a person's words and the image tokens of everyone else do not
 attend to each other:
@@ -51,7 +52,7 @@ class TokenWords:
         return self.words[0].shape[-1]
 
     def tokens(self) -> torch.Tensor:
-        """(W, C): every person's words one after the other, as they follow the main prompt."""
+        """(W, C): every person's words one after the other, as they precede the main prompt."""
         return torch.cat(self.words)
 
     def layout(self, main: int, height: int, width: int, extra_image: int = 0) -> "JointLayout":
@@ -80,74 +81,82 @@ class TokenWords:
 
 @dataclass
 class JointLayout:
-    """The joint sequence [main ; words ; image] of one model call, and its two attention calls.
+    """The joint sequence [words ; main ; image] of one model call, and its two attention calls.
 
-    ``plain``: the rows (and keys) of the call without words, main prompt and image tokens.
-    ``special``: the rows that see words (main prompt, words, owned image tokens), attending to every
-    key under ``bias`` (len(special), L), an additive mask (0, log w, or -inf).
+    The words come first: every text token of Flux has RoPE position zero, so their place among the
+    text tokens changes nothing, and the call without words, [main ; image], is one slice of the
+    sequence (views of q, k, v: no copies). ``special``: the rows that see words (words, main prompt,
+    owned image tokens), attending to every key under ``bias`` (len(special), L), an additive mask
+    (0, log w, or -inf).
     """
 
-    main: int
     words: int
+    main: int
     length: int
-    plain: torch.Tensor
     special: torch.Tensor
     bias: torch.Tensor
+
+    def __post_init__(self):
+        self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}    # (device, dtype) -> (special, bias)
 
     @staticmethod
     def build(main: int, lengths: list[int], owned: list[torch.Tensor], image: int, weights) -> "JointLayout":
         words = sum(lengths)
-        length = main + words + image
-        first_image = main + words
-        starts = np.cumsum([main] + lengths[:-1]).tolist()
-        word_of = torch.full((words,), -1, dtype=torch.long)            # person of each word token
-        for i, (start, n) in enumerate(zip(starts, lengths)):
-            word_of[start - main:start - main + n] = i
+        length = words + main + image
+        first_image = words + main
+        word_of = torch.arange(len(lengths)).repeat_interleave(torch.tensor(lengths))   # person of each word token
         image_of = torch.full((image,), -1, dtype=torch.long)           # person owning each image token
         for i, tokens in enumerate(owned):
             image_of[tokens] = i
         owned_rows = torch.cat(owned).sort().values + first_image
         special = torch.cat([torch.arange(first_image), owned_rows])
-        # the person of each special row: -1 for the main prompt, i for words_i and image tokens of i
-        row_person = torch.cat([torch.full((main,), -1, dtype=torch.long), word_of, image_of[owned_rows - first_image]])
+        # the person of each special row: i for words_i and image tokens of i, -1 for the main prompt
+        row_person = torch.cat([word_of, torch.full((main,), -1, dtype=torch.long), image_of[owned_rows - first_image]])
         is_word_row = torch.zeros(len(special), dtype=torch.bool)
-        is_word_row[main:first_image] = True
+        is_word_row[:words] = True
 
         log_w = torch.tensor([math.log(w) if w > 0 else -math.inf for w in weights])
         bias = torch.zeros(len(special), length)
         # word columns: a word row sees its own person's words only; other rows see every word at log w
-        word_cols = bias[:, main:first_image]
         same = row_person[:, None] == word_of[None, :]
-        word_cols[:] = torch.where(is_word_row[:, None], torch.where(same, 0.0, -math.inf), log_w[word_of][None, :])
+        bias[:, :words] = torch.where(is_word_row[:, None], torch.where(same, 0.0, -math.inf), log_w[word_of][None, :])
         # image columns: a word row sees its own person's image tokens only
         image_cols = bias[:, first_image:]
         image_cols[is_word_row] = torch.where(row_person[is_word_row][:, None] == image_of[None, :], 0.0, -math.inf)
-        plain = torch.cat([torch.arange(main), torch.arange(first_image, length)])
-        return JointLayout(main, words, length, plain, special, bias)
+        return JointLayout(words, main, length, special, bias)
 
-    def attend(self, attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, words_act: torch.Tensor):
-        """The joint attention of [main ; words ; image] tokens, q/k/v (B, heads, L, d) -> (B, L, heads*d).
+    def attend(self, attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, acting):
+        """The joint attention of [words ; main ; image] tokens, q/k/v (B, heads, L, d) -> (B, L, heads*d).
 
         ``attention(q, k, v, bias)`` is the host's (bias None: unmasked). Two calls: the rows and keys
         without words exactly as the model computes them without words, then the rows that see words
-        over every key. ``words_act`` (B,) bool: False rows (uncond) keep the first call's rows, so
-        their words act nowhere.
+        over every key. ``acting``: the batch rows whose words act (``slice(None)``: all, a (n,) index,
+        None: none); the others (uncond) keep the first call's rows, so their words act nowhere.
         """
-        out = q.new_empty(q.shape[0], self.length, q.shape[1] * q.shape[3])
-        plain = self.plain.to(q.device)
-        rows_plain = attention(q[:, :, plain], k[:, :, plain], v[:, :, plain], None)
-        out[:, plain] = rows_plain
-        if not bool(words_act.any()):
-            out[:, self.main:self.main + self.words] = 0      # nobody reads them
-            return out
-        special = self.special.to(q.device)
-        bias = self.bias.to(q.device, q.dtype)[None, None].expand(q.shape[0], 1, -1, -1)
-        rows_special = attention(q[:, :, special], k, v, bias)
-        acts = words_act.to(q.device)[:, None, None]
-        kept = out[:, special]                                # the plain rows (words rows: not set yet)
-        kept[:, self.main:self.main + self.words] = rows_special[:, self.main:self.main + self.words]
-        out[:, special] = torch.where(acts, rows_special, kept)
+        words, first_image = self.words, self.words + self.main
+        rows_plain = attention(q[:, :, words:], k[:, :, words:], v[:, :, words:], None)
+        if acting is None:                                    # the words' own rows: nobody reads them
+            return torch.cat([rows_plain.new_zeros(len(q), words, rows_plain.shape[2]), rows_plain], dim=1)
+        special, bias = self._on_device(q.device, q.dtype)
+        if not isinstance(acting, slice):
+            acting = acting.to(q.device)                      # indexes with ``special`` below: one device
+        q_act, k_act, v_act = (q, k, v) if isinstance(acting, slice) else (q[acting], k[acting], v[acting])
+        rows_special = attention(q_act.index_select(2, special), k_act, v_act, bias.expand(q_act.shape[0], 1, -1, -1))
+        owned = special[first_image:]
+        if isinstance(acting, slice):
+            out = torch.cat([rows_special[:, :first_image], rows_plain[:, self.main:]], dim=1)
+            return out.index_copy_(1, owned, rows_special[:, first_image:])
+        out = torch.cat([rows_plain.new_zeros(len(q), words, rows_plain.shape[2]), rows_plain], dim=1)
+        out[acting, :first_image] = rows_special[:, :first_image]
+        out[acting[:, None], owned[None, :]] = rows_special[:, first_image:]
         return out
+
+    def _on_device(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``special`` and ``bias`` (1, 1, S, L) on the call's device and dtype, moved once."""
+        key = (str(device), dtype)
+        if key not in self._on:
+            self._on[key] = (self.special.to(device), self.bias.to(device, dtype)[None, None])
+        return self._on[key]
 
 
 def words_patch(prompts, image_faces, identity_faces: list[int] | None, context_dim: int) -> TokenWords | None:

@@ -36,15 +36,16 @@ DOUBLE_INTERVAL, SINGLE_INTERVAL = 2, 4   # a CA at every 2nd double and every 4
 CA_KEY = re.compile(r"^pulid_ca\.(\d+)\.")
 
 
-def _attend(q, k, v, heads: int) -> torch.Tensor:
-    """softmax(q kᵀ / sqrt(d)) v on (B, Nq, heads*d), (B|1, Nk, heads*d) -> (B, Nq, heads*d)."""
+def _attend(q, k, v, heads: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(d)) v on (B, Nq, heads*d), (B|1, Nk, heads*d) -> (B, Nq, heads*d).
+    mask: None, or (Nq, Nk) bool, True where a query may attend to a key."""
     b, nq, width = q.shape
     d = width // heads
     split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, d).transpose(1, 2)  # noqa: E731
     k, v = split(k), split(v)
     if k.shape[0] != b:             # one identity for every row of the batch (cond and uncond)
         k, v = k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)
-    out = F.scaled_dot_product_attention(split(q), k, v)
+    out = F.scaled_dot_product_attention(split(q), k, v, attn_mask=mask)
     return out.transpose(1, 2).reshape(b, nq, width)
 
 
@@ -83,10 +84,14 @@ class PulidCrossAttention(_PerceiverLayers):
         """(N, 32, kv_dim) identity tokens -> their K, V (each (N, 32, inner))."""
         return self.to_kv(self.norm1(id_tokens)).chunk(2, dim=-1)
 
+    def attend(self, img: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None):
+        """The residual for L image tokens (B, L, dim) from identity keys / values (1|B, S, inner); mask
+        (L, S) bool limits each token to some of the keys (several identities' keys side by side)."""
+        return self.to_out(_attend(self.to_q(self.norm2(img)), k, v, self.heads, mask))
+
     def forward(self, id_tokens: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         """(1|B, 32, kv_dim), (B, L, dim) -> the residual for those L image tokens (B, L, dim)."""
-        k, v = self.keys_values(id_tokens)
-        return self.to_out(_attend(self.to_q(self.norm2(img)), k, v, self.heads))
+        return self.attend(img, *self.keys_values(id_tokens))
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:

@@ -78,12 +78,17 @@ class PulidIdentityResidual:
         return self
 
     def __call__(self, img, transformer_options=None, ca_index=0, **_window):
+        """The residual on ``img``'s image tokens (the dit entry protocol, as ApplyPulidFlux's entries)."""
+        residual = torch.zeros_like(img)
+        self.add_to(img, residual, transformer_options, ca_index)
+        return residual
+
+    def add_to(self, img, target, transformer_options=None, ca_index=0) -> None:
+        """target += the residual computed from ``img`` (both (B, image tokens, D)); in place, on owned tokens only."""
         height, width, _ = token_layout(transformer_options or {})
         grid = height * width             # the latent's tokens; reference latents (Kontext) follow them
-        residual = torch.zeros_like(img)
-        self.identities.add_residuals(self.pulid.cross_attentions[ca_index], img[:, :grid], residual[:, :grid],
+        self.identities.add_residuals(self.pulid.cross_attentions[ca_index], img[:, :grid], target[:, :grid],
                                       height, width)
-        return residual
 
     def to(self, device_or_dtype):
         self.pulid.to(device_or_dtype)    # as the reference casts its CAs to the model's dtype
@@ -119,11 +124,14 @@ class MagicIDBlock:
             return out
         text = token_layout(options)[2] if self.kind == "single_block" else 0
         tokens = block_img[:, text:]
-        added = out["img"][:, text:]
+        img = out["img"].clone()          # block_img may be out["img"]: every entry reads it unchanged
         for callback, kwargs in active:
             rest = {k: v for k, v in kwargs.items() if k not in WINDOW}
-            added = added + callback(tokens, transformer_options=options, **rest)
-        out["img"] = torch.cat((out["img"][:, :text], added), dim=1) if text else added
+            if is_identity_entry(callback):
+                callback.add_to(tokens, img[:, text:], transformer_options=options, **rest)
+            else:
+                img[:, text:] += callback(tokens, transformer_options=options, **rest)
+        out["img"] = img
         return out
 
     def _run_base(self, args, extra):

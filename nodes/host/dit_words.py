@@ -1,12 +1,13 @@
 """Person words on Flux: the people's prompts beside the main prompt in Flux's joint attention.
 
 ComfyUI's side. Flux's ``_forward(x, timestep, context, ...)`` gives every text token of ``context``
-the RoPE position zero (``txt_ids`` are zeros) and runs ``txt_in`` on all of them, so words appended to
-``context`` are text tokens like the main prompt's. Every attention of Flux's blocks runs through
+the RoPE position zero (``txt_ids`` are zeros) and runs ``txt_in`` on all of them, so words put into
+``context`` (before the main prompt: the call without words is then one slice) are text tokens like the
+main prompt's. Every attention of Flux's blocks runs through
 ``optimized_attention``, which hands the call to ``transformer_options["optimized_attention_override"]``
 (``override(func, q, k, v, heads, mask=..., skip_reshape=True, ...)``) when one is set.
 
-Ours. A DIFFUSION_MODEL wrapper (:class:`PersonWordsWrapper`) appends the people's words to the
+Ours. A DIFFUSION_MODEL wrapper (:class:`PersonWordsWrapper`) puts the people's words into the
 context, and for that call sets an attention override that runs magicid_core's JointLayout.attend
 (two calls of the host's own attention: the rows without words as the model computes them, then the
 rows that see words under the mask). The entry carries the core's TokenWords; IDRestore crops it per
@@ -54,10 +55,10 @@ class PersonWordsWrapper:
         main = context.shape[1]
         layout = self.words.layout(main, height, width, extra)
         words = self.words.tokens().to(context.device, context.dtype)
-        context = torch.cat([context, words[None].expand(context.shape[0], -1, -1)], dim=1)
+        context = torch.cat([words[None].expand(context.shape[0], -1, -1), context], dim=1)
         transformer_options[LAYOUT] = (height, width, context.shape[1])   # PuLID's single blocks: text incl. words
-        words_act = ~_uncond_rows(len(x), transformer_options)
-        transformer_options[OVERRIDE] = _joint_override(layout, transformer_options.get(OVERRIDE), words_act)
+        acting = _acting_rows(len(x), transformer_options)
+        transformer_options[OVERRIDE] = _joint_override(layout, transformer_options.get(OVERRIDE), acting)
         return executor(x, timestep, context, *args, **kwargs)
 
 
@@ -66,24 +67,38 @@ def _tokens(reference_latent, patch) -> int:
     return -(-h // patch) * -(-w // patch)
 
 
-def _uncond_rows(batch: int, transformer_options) -> torch.Tensor:
-    """(batch,) bool: rows of the negative prompt (ComfyUI batches cond / uncond chunks in this order)."""
+def _acting_rows(batch: int, transformer_options):
+    """The batch rows whose words act, as JointLayout.attend takes them: every row of the positive prompt,
+    none of the negative's (ComfyUI batches cond / uncond chunks in this order). slice(None): all rows."""
     kinds = transformer_options.get("cond_or_uncond") or [0]
     per = batch // len(kinds)
-    return torch.tensor([k == 1 for k in kinds for _ in range(per)], dtype=torch.bool)
+    act = torch.tensor([k != 1 for k in kinds for _ in range(per)], dtype=torch.bool)
+    if bool(act.all()):
+        return slice(None)
+    return act.nonzero()[:, 0] if bool(act.any()) else None
 
 
-def _joint_override(layout, previous, words_act):
-    """The attention override for one call: the joint sequence's two attention calls (see JointLayout)."""
+def _joint_override(layout, previous, acting):
+    """The attention override for one call: the joint sequence's two attention calls (see JointLayout).
+
+    The call without words runs the model's own attention function (``func``: its output is the same to the
+    bit as without words). The masked call, over the few rows that see words, runs ComfyUI's
+    ``attention_pytorch`` (torch's fused attention, ComfyUI's default on GPUs, takes the additive mask without
+    building the score matrix): on the CPU the model's sub-quadratic attention costs twice as much per call.
+    (``kwargs`` carry ComfyUI's ``_inside_attn_wrapper``, so attention_pytorch does not call this override again.)
+    """
+    from comfy.ldm.modules.attention import attention_pytorch
+
     def override(func, q, k, v, heads, mask=None, **kwargs):
         def attention(q_, k_, v_, bias):
+            chosen = func if bias is None else attention_pytorch
             if previous is not None:
-                return previous(func, q_, k_, v_, heads, mask=bias, **kwargs)
-            return func(q_, k_, v_, heads, mask=bias, **kwargs)
+                return previous(chosen, q_, k_, v_, heads, mask=bias, **kwargs)
+            return chosen(q_, k_, v_, heads, mask=bias, **kwargs)
         if mask is not None or q.shape[2] != layout.length or not kwargs.get("skip_reshape"):
             raise ValueError("the person prompts on Flux cannot share an attention with an attention mask or "
                              "another text layout: leave person_prompts unconnected with this model")
-        return layout.attend(attention, q, k, v, words_act)
+        return layout.attend(attention, q, k, v, acting)
     return override
 
 

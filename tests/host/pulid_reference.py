@@ -147,10 +147,13 @@ def reference_module(name: str = "pulidflux"):
     return next(m for key, m in sys.modules.items() if key.endswith(f"{PEER}.{name}"))
 
 
-def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128):
-    """ApplyPulidFlux on ``model`` with identity ``seed``'s inputs (mask: (H, W) array, its attn_mask)."""
-    (pulid,) = classes["PulidFluxModelLoader"]().load_model(FILE)
-    raw, eva, hidden = identity_inputs(seed)
+def apply_pulid_flux(classes, model, seed, weight, start=0.0, end=1.0, mask=None, size=128, pulid=None, inputs=None):
+    """ApplyPulidFlux on ``model`` with identity ``seed``'s inputs (mask: (H, W) array, its attn_mask).
+    pulid: PulidFluxModelLoader's output to reuse (one loader feeding chained nodes), else loaded here;
+    inputs: identity_inputs(seed), made beforehand."""
+    if pulid is None:
+        (pulid,) = classes["PulidFluxModelLoader"]().load_model(FILE)
+    raw, eva, hidden = identity_inputs(seed) if inputs is None else inputs
     image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():            # as ComfyUI's executor runs every node
         return classes["ApplyPulidFlux"]().apply_pulid_flux(

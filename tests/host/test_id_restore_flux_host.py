@@ -134,3 +134,23 @@ def test_unsupported_family_and_missing_negative_are_refused(flux, scene):
                                                                              0.5, 1.0, 1))):
         with pytest.raises(ValueError, match=f"^{node} works on .* this model is SD3, which it does not support"):
             call()
+
+
+def test_a_flux_controlnet_steers_the_face_and_leaves_the_background_to_the_bit(flux, scene):
+    """A Flux ControlNet as ComfyUI's loader makes one (InstantX / Union layout: ComfyUI's ControlNetFlux,
+    the landmark map VAE-encoded) on IDRestore's control_net input: it acts on the regeneration, so the face
+    differs from the uncontrolled restore; every 8-bit pixel outside the feathered mask is the input's."""
+    from tests.host.tiny_controlnet import tiny_flux_controlnet
+
+    image, faces = scene
+    one = FaceSet([ImageFaces(*image.shape[:2], [max(faces[0].faces, key=lambda f: f.width)])])
+    plain, _ = run_node(flux, image, one)
+    for control_net in (tiny_flux_controlnet(), tiny_flux_controlnet(union_modes=10)):
+        controlled, report = run_node(flux, image, one, control_net=control_net, control_strength=1.0)
+        assert "restored" in report
+        keep = outside(image, one)
+        assert np.array_equal(controlled[keep], image[keep])
+        steered = np.abs(controlled[~keep] - plain[~keep])
+        print(f"Flux ControlNet ({control_net.control_model.num_union_modes} union modes): face moved by up to "
+              f"{steered.max():.3g} from the uncontrolled restore")
+        assert steered.max() > 1e-3

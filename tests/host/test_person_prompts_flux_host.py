@@ -84,17 +84,16 @@ def test_words_change_nothing_outside_their_people_at_every_block(host):
         in place, so the run without words goes first, on copies)."""
         options = args["transformer_options"]
         text = args["txt"].shape[1] if kind == "double_block" else options[host.LAYOUT][2]
-        main = text - layout.words
-        keep = torch.cat([torch.arange(main), torch.arange(text, args["pe"].shape[2])])
-        plain_args = {**args, "pe": args["pe"][:, :, keep],
+        main = text - layout.words                               # [words ; main prompt ; image]
+        plain_args = {**args, "pe": args["pe"][:, :, layout.words:],
                       "transformer_options": {k: v for k, v in options.items() if k != host.OVERRIDE}}
         if kind == "double_block":
-            plain_args["txt"], plain_args["img"] = args["txt"][:, :main].clone(), args["img"].clone()
+            plain_args["txt"], plain_args["img"] = args["txt"][:, layout.words:].clone(), args["img"].clone()
             plain_image = extra["original_block"](plain_args)["img"]
             out = extra["original_block"](args)
             image_out = out["img"]
         else:
-            plain_args["img"] = args["img"][:, keep].clone()
+            plain_args["img"] = args["img"][:, layout.words:].clone()
             plain_image = extra["original_block"](plain_args)["img"][:, main:]
             out = extra["original_block"](args)
             image_out = out["img"][:, text:]
