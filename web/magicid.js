@@ -129,6 +129,44 @@ function placeDomLabelsSoon(node, tries = 40) {
   if (!placeDomLabels(node) && tries > 0) setTimeout(() => placeDomLabelsSoon(node, tries - 1), 250);
 }
 
+// Nodes 2.0: the notes in a dark box just under the node's element, as wide as the node; the
+// browser wraps the text. Returns false while the node has no element yet.
+const DOM_NOTES = "magicid-notes";
+
+function placeDomNotes(node) {
+  const element = document.querySelector(`[data-node-id="${node.id}"]`);
+  if (!element) return false;
+  let box = element.querySelector(`:scope > .${DOM_NOTES}`);
+  if (!node.magicidNotes?.length) {
+    box?.remove();
+    node.magicidNoteLines = [];
+    return true;
+  }
+  if (!box) {
+    box = document.createElement("div");
+    box.className = DOM_NOTES;
+    Object.assign(box.style, {
+      position: "absolute", left: "0", right: "0", top: `calc(100% + ${NOTE.pad}px)`, pointerEvents: "none",
+      padding: `${NOTE.pad}px`, borderRadius: "5px", background: "rgba(0, 0, 0, 0.8)", color: "#ffd84d",
+      font: `${NOTE.font}px/${NOTE.line}px sans-serif`, whiteSpace: "normal", overflowWrap: "anywhere",
+    });
+    element.appendChild(box);
+  }
+  box.replaceChildren(...node.magicidNotes.map((note) => {
+    const line = document.createElement("div");
+    line.textContent = note;
+    return line;
+  }));
+  node.magicidNoteLines = box.innerText.split("\n"); // what was drawn (read by tests/host/web/check_extension.mjs)
+  node.magicidNoteBox = [box.offsetLeft, box.offsetTop, box.offsetWidth, box.offsetHeight, element.offsetWidth,
+    element.offsetHeight];
+  return true;
+}
+
+function placeDomNotesSoon(node, tries = 40) {
+  if (!placeDomNotes(node) && tries > 0) setTimeout(() => placeDomNotesSoon(node, tries - 1), 250);
+}
+
 function linkedNode(node, inputName) {
   const input = node.inputs?.find((i) => i.name === inputName || i.type === inputName);
   if (input?.link == null) return null;
@@ -264,6 +302,7 @@ app.registerExtension({
     if (NOTE_NODES.has(nodeData.name)) {
       after(nodeType, "onExecuted", (node, output) => {
         node.magicidNotes = notesFromOutput(output);
+        if (vueNodesMode()) placeDomNotesSoon(node);
         node.setDirtyCanvas(true, true);
       });
       after(nodeType, "onDrawForeground", drawNotes);

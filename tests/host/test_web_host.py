@@ -124,6 +124,9 @@ def test_the_fallback_note_is_drawn_under_face_detect_masks(reports):
     (note,) = [n for n in node["notes"] if n.startswith("no insightface pack found, so auto used")]
     assert "glintr100.onnx" in note and "models/insightface" in note
     assert " ".join(note.split()) in " ".join(node["noteLines"])   # every word drawn, in order
+    if reports["magicid"]["vueNodes"]:  # Nodes 2.0: a box under the node's element, as wide as it
+        left, top, width, height, node_width, node_height = node["noteBox"]
+        assert (left, width) == (0, node_width) and top > node_height and height > 0, node["noteBox"]
 
 
 def test_face_map_sets_face_indices(reports):

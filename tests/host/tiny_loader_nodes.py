@@ -101,6 +101,22 @@ class TinyControlNetLoader:
         return (tiny_controlnet(seed=4),)
 
 
+class TinyCLIPVisionLoader:
+    """Stands in for CLIPVisionLoader: a tiny seeded ComfyUI ClipVisionModel, as wide as the
+    tiny FaceID Plus v2 files of workflow_server.py read (TINY_CLIP_WIDTH)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CLIP_VISION",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name": ("STRING", {"default": ""})}}
+
+    def load(self, clip_name):
+        return (tiny_models.tiny_clip_vision(seed=6),)
+
+
 class _LiftedDlibEmbedder:
     """Stands in for ArcFaceEmbedder: the pack's dlib embedder, 128-d -> 512-d (orthonormal)."""
 
@@ -150,7 +166,7 @@ class TinyIdentityFromImages:
     def INPUT_TYPES(cls):
         return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": ""}),
                              "backend": ("STRING", {"default": "auto"})},
-                "optional": {"identities": ("IDENTITIES",)}}
+                "optional": {"identities": ("IDENTITIES",), "clip_vision": ("CLIP_VISION",)}}
 
     def build(self, **inputs):
         return _with_stand_in_embedder("IdentityFromImages", **inputs)
@@ -194,8 +210,10 @@ class TinyFaceDetectMasks:
 
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
+               "CLIPVisionLoader": "TinyCLIPVisionLoader",
                "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity",
                "FaceDetectMasks": "TinyFaceDetectMasks"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
+                       "TinyCLIPVisionLoader": TinyCLIPVisionLoader,
                        "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity,
                        "TinyFaceDetectMasks": TinyFaceDetectMasks}
