@@ -169,6 +169,11 @@ def clip_vision_for(g: Graph, adapter: str):
         return g.add("CLIPVisionLoader", title="CLIP vision (for FaceID Plus v2)", clip_name=CLIP_VISION_VIT_H)[0]
 
 
+def adapter_files(adapter: str) -> list[str]:
+    """The files the identity part of a graph loads: the adapter, its LoRA, and for FaceID Plus the CLIP vision model."""
+    return [adapter, FACEID_LORAS[adapter]] + ([CLIP_VISION_VIT_H] if reads_clip(adapter) else [])
+
+
 def either_adapter_note(family: str, adapter: str) -> list[str]:
     """What to change for the other FaceID file: the loader takes either."""
     if not reads_clip(adapter):
@@ -247,8 +252,8 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
             + (" Each person also has their own words (the PersonPrompt chain, one per identity, in the same "
                "order): they act only on that person's face, next to the main prompt, in the same single pass."
                if words else ""),
-            [ckpt, adapter, FACEID_LORAS[adapter]] + ([CLIP_VISION_VIT_H] if reads_clip(adapter) else [])
-            + [skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE] + either_adapter_note(family, adapter)))
+            [ckpt, *adapter_files(adapter), skeleton_cn] + ([face_cn] if face_cn else []),
+            [IDENTITY_NOTE] + either_adapter_note(family, adapter)))
         if kin:
             return f"Family photo ({family.upper()})"
         return f"Group photo, {people} identities{', each with own words' if words else ''} ({family.upper()})"
@@ -286,7 +291,7 @@ def restore_with_references(family: str):
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
             "with the chips under MultiIDApply. Everything outside the face masks stays as it was.",
-            [ckpt, adapter, FACEID_LORAS[adapter], CLIP_VISION_VIT_H] + ([face_cn] if face_cn else []),
+            [ckpt, *adapter_files(adapter)] + ([face_cn] if face_cn else []),
             [IDENTITY_NOTE] + either_adapter_note(family, adapter)))
         return f"Restore faces with matched references ({family.upper()})"
     return build
