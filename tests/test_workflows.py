@@ -185,5 +185,5 @@ def test_workflow_lists_its_model_files_for_the_front_end(path, defs):
                 assert entry["url"].startswith("https://huggingface.co/")
                 # a file saved under another name than the link's says which one to rename
                 linked = entry["url"].rsplit("/", 1)[-1]
-                assert linked == file_name(value) or (model.renamed(file_name(value)) and linked in model.what)
+                assert linked == file_name(value) or linked in model.what
     assert all(set(m) == {"name", "url", "directory"} for m in listed.values())

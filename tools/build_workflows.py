@@ -170,7 +170,8 @@ def clip_vision_for(g: Graph, adapter: str):
 
 
 def adapter_files(adapter: str) -> list[str]:
-    """The files the identity part of a graph loads: the adapter, its LoRA, and for FaceID Plus the CLIP vision model."""
+    """The files the identity part of a graph loads: the adapter, its LoRA and, for FaceID Plus, the
+    CLIP vision model."""
     return [adapter, FACEID_LORAS[adapter]] + ([CLIP_VISION_VIT_H] if reads_clip(adapter) else [])
 
 

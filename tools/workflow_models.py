@@ -19,10 +19,6 @@ class ModelFile:
     what: str
     url: str  # the public download link the peers' READMEs give
 
-    def renamed(self, name: str) -> bool:
-        """The link's file has another name than the one loaders expect ("download and rename")."""
-        return self.url.rsplit("/", 1)[-1] != name
-
     @property
     def source(self) -> str:
         """The link's short name: the Hugging Face repository, or the release file."""

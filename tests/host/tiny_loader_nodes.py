@@ -103,7 +103,7 @@ class TinyControlNetLoader:
 
 class TinyCLIPVisionLoader:
     """Stands in for CLIPVisionLoader: a tiny seeded ComfyUI ClipVisionModel, as wide as the
-    tiny FaceID Plus v2 files of workflow_server.py read (TINY_CLIP_WIDTH)."""
+    tiny FaceID Plus v2 files of workflow_server.py read (tiny_models.TINY_CLIP_VISION_WIDTH)."""
 
     CATEGORY = "MagicID tests"
     FUNCTION = "load"

@@ -48,7 +48,8 @@ async function drive(page) {
   // Wait for the whole run to reach the page (the preview shows; the front end's own requests
   // after a run, e.g. 1.5x's jobs list, are made in both modes), then for the overlay to be drawn.
   await page.waitForFunction(
-    () => ["FaceDetectMasks", "PreviewImage"].every((type) => window.app.graph.nodes.some((n) => n.type === type && n.imgs?.length)),
+    () => ["FaceDetectMasks", "PreviewImage"].every(
+      (type) => window.app.graph.nodes.some((n) => n.type === type && n.imgs?.length)),
     null, { timeout: 240000 });
   await page.waitForTimeout(2000);
   if (baseline) return;
@@ -107,10 +108,14 @@ async function drive(page) {
       }
       const before = text.value;
       const clicked = map.mouse({ type: "pointerdown" }, [20, (map.lastY ?? 0) + 5], node);
+      // what the map shows once the click is drawn (Nodes 2.0 draws it only when told)
+      await new Promise((r) => setTimeout(r, 300));
+      app.canvas.draw(true, true);
       const serialized = node.serialize().widgets_values;
       const realWidgets = node.widgets.filter((w) => w.serialize !== false).length;
       maps.push({ type, map: true, text: true, identities, lastY: map.lastY ?? null, before, after: text.value, clicked,
-        serializedCount: serialized.length, realWidgets, hasNull: serialized.some((v) => v === null) });
+        drawn: map.drawnChips ?? null, serializedCount: serialized.length, realWidgets,
+        hasNull: serialized.some((v) => v === null) });
     }
     app.canvas.draw(true, true);
     return maps;

@@ -32,7 +32,8 @@ try {
         links: saved.links.map((l) => (Array.isArray(l) ? l.slice(0, 6) : [l.id, l.origin_id, l.origin_slot,
           l.target_id, l.target_slot, l.type])),
         // node types the app does not know (1.5x also flags loaders whose model file is missing: not this)
-        missing: window.app.graph.nodes.filter((n) => !window.LiteGraph.registered_node_types[n.type]).map((n) => n.type),
+        missing: window.app.graph.nodes.filter((n) => !window.LiteGraph.registered_node_types[n.type])
+          .map((n) => n.type),
       };
     }, workflow);
   }
