@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.workflow_builder import Graph  # noqa: E402
 from tests.support.workflow_defs import WORKFLOWS_DIR, all_definitions  # noqa: E402
 from tests.support.workflow_geometry import SIZES_FILE, app_sizes, layout_problems  # noqa: E402
-from tools.workflow_models import (ANTELOPEV2_NODES, FACEID_LORA_STRENGTH, FACEID_LORAS, FOUND_BY_PACK,  # noqa: E402
+from tools.workflow_models import (ANTELOPEV2_NODES, CLIP_VISION_VIT_H, FACEID_LORA_STRENGTH, FACEID_LORAS,  # noqa: E402
+                                   FOUND_BY_PACK,
                                    INSIGHTFACE_NODES, MODELS, file_name, metadata, model_table, readme_with_table)
 from tools.workflow_preview import write_previews  # noqa: E402
 
@@ -108,14 +109,17 @@ def restore_faces(family: str):
     return build
 
 
-def identities_from(g: Graph, files: list[str], people: list[str] | None = None):
-    """One IdentityFromImages per reference photo, chained: identity i is person i."""
+def identities_from(g: Graph, files: list[str], people: list[str] | None = None, clip_vision=None):
+    """One IdentityFromImages per reference photo, chained: identity i is person i. With
+    ``clip_vision`` (a FaceID Plus adapter) each also carries its face's CLIP features."""
     people = people or [f"person {i}" for i in range(len(files))]
     chain = None
     with g.stage("Identities"):
         for file, who in zip(files, people):
             photo = g.add("LoadImage", title=f"Reference photo: {who}", image=file)
             extra = {"identities": chain["identities"]} if chain else {}
+            if clip_vision:
+                extra["clip_vision"] = clip_vision
             chain = g.add("IdentityFromImages", title=f"Identity of {who}", images=photo["IMAGE"], name=who,
                           **extra)
     return chain
@@ -135,10 +139,13 @@ def mmf_controls(g: Graph, faces, pos, neg, skeleton_cn: str, face_cn: str | Non
 
 
 FAMILIES = {  # checkpoint, adapter, skeleton ControlNet, face ControlNet
-    "sd15": ("v1-5-pruned-emaonly.safetensors", "ip-adapter-faceid_sd15.bin",
+    "sd15": ("v1-5-pruned-emaonly.safetensors", "ip-adapter-faceid-plusv2_sd15.bin",
              "control_v11p_sd15_openpose_fp16.safetensors", "control_v2p_sd15_mediapipe_face.safetensors"),
-    "sdxl": ("sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", "OpenPoseXL2.safetensors", None),
+    "sdxl": ("sd_xl_base_1.0.safetensors", "ip-adapter-faceid-plusv2_sdxl.bin", "OpenPoseXL2.safetensors", None),
 }
+# KinIDBlend's child is a blend of ArcFace vectors, with no face photo to read CLIP features
+# from, so the family workflows use plain FaceID.
+PLAIN_FACEID = {"sd15": "ip-adapter-faceid_sd15.bin", "sdxl": "ip-adapter-faceid_sdxl.bin"}
 # The pixels each family was trained at, in ComfyUI's megapixels (1024 x 1024 px each): 512 x 512
 # for SD1.5, 1024 x 1024 for SDXL. The layout photo is scaled to it, its aspect kept.
 PIXEL_BUDGET = {"sd15": 0.25, "sdxl": 1.0}
@@ -149,6 +156,34 @@ IDENTITY_NOTE = f"Identities need insightface's face models: {INSIGHTFACE}."
 # each person's own words (PersonPrompt), in the order of the identities
 PERSON_WORDS = ["laughing, red scarf", "eyes closed, calm smile", "older, grey beard, round glasses",
                 "curly hair, surprised, open mouth"]
+
+
+def reads_clip(adapter: str) -> bool:
+    return "faceid-plus" in adapter
+
+
+def clip_vision_for(g: Graph, adapter: str):
+    """ComfyUI's CLIPVisionLoader for a FaceID Plus adapter (its CLIP_VISION output), or None."""
+    if not reads_clip(adapter):
+        return None
+    with g.stage("Identities"):
+        return g.add("CLIPVisionLoader", title="CLIP vision (for FaceID Plus v2)", clip_name=CLIP_VISION_VIT_H)[0]
+
+
+def adapter_files(adapter: str) -> list[str]:
+    """The files the identity part of a graph loads: the adapter, its LoRA and, for FaceID Plus, the
+    CLIP vision model."""
+    return [adapter, FACEID_LORAS[adapter]] + ([CLIP_VISION_VIT_H] if reads_clip(adapter) else [])
+
+
+def either_adapter_note(family: str, adapter: str) -> list[str]:
+    """What to change for the other FaceID file: the loader takes either."""
+    if not reads_clip(adapter):
+        return []
+    plain = PLAIN_FACEID[family]
+    return [f"Only have {plain}? Pick it in MagicID Adapter Loader and {FACEID_LORAS[plain]} in the LoRA "
+            f"loader (both from {MODELS[plain].source}), and delete the CLIP vision loader: plain FaceID does not "
+            "read it."]
 
 
 def faceid(g: Graph, model, adapter: str):
@@ -171,6 +206,8 @@ def person_prompts(g: Graph, clip, texts: list[str]):
 
 def group_photo(family: str, people: int, kin: bool = False, words: bool = False):
     ckpt, adapter, skeleton_cn, face_cn = FAMILIES[family]
+    if kin:
+        adapter = PLAIN_FACEID[family]
 
     def build(g: Graph) -> str:
         who = "a family: two parents and their child" if kin else f"{people} friends"
@@ -187,7 +224,8 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
                 identities = g.add("KinIDBlend", parent_a=a["identities"], parent_b=b["identities"],
                                    include_parents=True)
         else:
-            identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)])
+            identities = identities_from(g, [f"person_{chr(97 + i)}.jpg" for i in range(people)],
+                                         clip_vision=clip_vision_for(g, adapter))
         with g.stage("Identities"):
             ip, lora = faceid(g, loader["MODEL"], adapter)
             said = {"person_prompts": person_prompts(g, loader["CLIP"], PERSON_WORDS[:people])["person_prompts"]} \
@@ -216,7 +254,8 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
             + (" Each person also has their own words (the PersonPrompt chain, one per identity, in the same "
                "order): they act only on that person's face, next to the main prompt, in the same single pass."
                if words else ""),
-            [ckpt, adapter, FACEID_LORAS[adapter], skeleton_cn] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+            [ckpt, *adapter_files(adapter), skeleton_cn] + ([face_cn] if face_cn else []),
+            [IDENTITY_NOTE] + either_adapter_note(family, adapter)))
         if kin:
             return f"Family photo ({family.upper()})"
         return f"Group photo, {people} identities{', each with own words' if words else ''} ({family.upper()})"
@@ -231,7 +270,7 @@ def restore_with_references(family: str):
         with g.stage("Faces"):
             picture = g.add("LoadImage", title="Output of another workflow", image="picture_to_repair.png")
             faces = g.add("FaceDetectMasks", image=picture["IMAGE"])
-        identities = identities_from(g, ["person_a.jpg", "person_b.jpg"])
+        identities = identities_from(g, ["person_a.jpg", "person_b.jpg"], clip_vision=clip_vision_for(g, adapter))
         with g.stage("Identities"):
             ip, lora = faceid(g, loader["MODEL"], adapter)
             patched = g.add("MultiIDApply", model=lora["MODEL"], adapter=ip["adapter"],
@@ -254,7 +293,8 @@ def restore_with_references(family: str):
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
             "with the chips under MultiIDApply. Everything outside the face masks stays as it was.",
-            [ckpt, adapter, FACEID_LORAS[adapter]] + ([face_cn] if face_cn else []), [IDENTITY_NOTE]))
+            [ckpt, *adapter_files(adapter)] + ([face_cn] if face_cn else []),
+            [IDENTITY_NOTE] + either_adapter_note(family, adapter)))
         return f"Restore faces with matched references ({family.upper()})"
     return build
 

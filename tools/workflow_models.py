@@ -30,6 +30,7 @@ class ModelFile:
 
 HF = "https://huggingface.co"
 FACEID = f"{HF}/h94/IP-Adapter-FaceID/resolve/main"
+CLIP_VISION_VIT_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 MODELS = {
     "v1-5-pruned-emaonly.safetensors": ModelFile(
         "checkpoints", "SD1.5", f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly.safetensors"),
@@ -51,10 +52,25 @@ MODELS = {
         "loras", "the LoRA of IP-Adapter FaceID SD1.5", f"{FACEID}/ip-adapter-faceid_sd15_lora.safetensors"),
     "ip-adapter-faceid_sdxl_lora.safetensors": ModelFile(
         "loras", "the LoRA of IP-Adapter FaceID SDXL", f"{FACEID}/ip-adapter-faceid_sdxl_lora.safetensors"),
+    "ip-adapter-faceid-plusv2_sd15.bin": ModelFile(
+        "ipadapter", "IP-Adapter FaceID Plus v2 for SD1.5", f"{FACEID}/ip-adapter-faceid-plusv2_sd15.bin"),
+    "ip-adapter-faceid-plusv2_sdxl.bin": ModelFile(
+        "ipadapter", "IP-Adapter FaceID Plus v2 for SDXL", f"{FACEID}/ip-adapter-faceid-plusv2_sdxl.bin"),
+    "ip-adapter-faceid-plusv2_sd15_lora.safetensors": ModelFile(
+        "loras", "the LoRA of IP-Adapter FaceID Plus v2 SD1.5", f"{FACEID}/ip-adapter-faceid-plusv2_sd15_lora.safetensors"),
+    "ip-adapter-faceid-plusv2_sdxl_lora.safetensors": ModelFile(
+        "loras", "the LoRA of IP-Adapter FaceID Plus v2 SDXL", f"{FACEID}/ip-adapter-faceid-plusv2_sdxl_lora.safetensors"),
+    # The CLIP vision model FaceID Plus reads (ViT-H, for SD1.5 and SDXL alike); h94 names it
+    # model.safetensors, IPAdapter_plus's README says to save it under this name.
+    CLIP_VISION_VIT_H: ModelFile(
+        "clip_vision", "CLIP vision ViT-H for FaceID Plus v2: h94's model.safetensors, renamed",
+        f"{HF}/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors"),
 }
 # The adapter's LoRA and the strength IPAdapter_plus's IPAdapterUnifiedLoaderFaceID gives it.
 FACEID_LORAS = {"ip-adapter-faceid_sd15.bin": "ip-adapter-faceid_sd15_lora.safetensors",
-                "ip-adapter-faceid_sdxl.bin": "ip-adapter-faceid_sdxl_lora.safetensors"}
+                "ip-adapter-faceid_sdxl.bin": "ip-adapter-faceid_sdxl_lora.safetensors",
+                "ip-adapter-faceid-plusv2_sd15.bin": "ip-adapter-faceid-plusv2_sd15_lora.safetensors",
+                "ip-adapter-faceid-plusv2_sdxl.bin": "ip-adapter-faceid-plusv2_sdxl_lora.safetensors"}
 FACEID_LORA_STRENGTH = 0.6
 
 # Flux.1 dev as ComfyUI's own template (flux_dev_full_text_to_image) loads it, and PuLID-Flux with the

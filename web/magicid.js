@@ -129,6 +129,44 @@ function placeDomLabelsSoon(node, tries = 40) {
   if (!placeDomLabels(node) && tries > 0) setTimeout(() => placeDomLabelsSoon(node, tries - 1), 250);
 }
 
+// Nodes 2.0: the notes in a dark box just under the node's element, as wide as the node; the
+// browser wraps the text. Returns false while the node has no element yet.
+const DOM_NOTES = "magicid-notes";
+
+function placeDomNotes(node) {
+  const element = document.querySelector(`[data-node-id="${node.id}"]`);
+  if (!element) return false;
+  let box = element.querySelector(`:scope > .${DOM_NOTES}`);
+  if (!node.magicidNotes?.length) {
+    box?.remove();
+    node.magicidNoteLines = [];
+    return true;
+  }
+  if (!box) {
+    box = document.createElement("div");
+    box.className = DOM_NOTES;
+    Object.assign(box.style, {
+      position: "absolute", left: "0", right: "0", top: `calc(100% + ${NOTE.pad}px)`, pointerEvents: "none",
+      padding: `${NOTE.pad}px`, borderRadius: "5px", background: "rgba(0, 0, 0, 0.8)", color: "#ffd84d",
+      font: `${NOTE.font}px/${NOTE.line}px sans-serif`, whiteSpace: "normal", overflowWrap: "anywhere",
+    });
+    element.appendChild(box);
+  }
+  box.replaceChildren(...node.magicidNotes.map((note) => {
+    const line = document.createElement("div");
+    line.textContent = note;
+    return line;
+  }));
+  node.magicidNoteLines = box.innerText.split("\n"); // what was drawn (read by tests/host/web/check_extension.mjs)
+  node.magicidNoteBox = [box.offsetLeft, box.offsetTop, box.offsetWidth, box.offsetHeight, element.offsetWidth,
+    element.offsetHeight];
+  return true;
+}
+
+function placeDomNotesSoon(node, tries = 40) {
+  if (!placeDomNotes(node) && tries > 0) setTimeout(() => placeDomNotesSoon(node, tries - 1), 250);
+}
+
 function linkedNode(node, inputName) {
   const input = node.inputs?.find((i) => i.name === inputName || i.type === inputName);
   if (input?.link == null) return null;
@@ -179,6 +217,7 @@ function addFaceMap(node, { kind, widget: widgetName }) {
     options: { serialize: false },
     draw(ctx, _node, width, y) {
       this.lastY = y;
+      this.lastWidth = width; // Nodes 2.0 draws it on its own canvas, narrower than the node
       const { chips, rects, nFaces } = chipsNow(width);
       ctx.save();
       ctx.font = "12px sans-serif";
@@ -189,6 +228,7 @@ function addFaceMap(node, { kind, widget: widgetName }) {
         const hint = nFaces ? "connect identities to place them" : "run FaceDetectMasks to see the faces";
         ctx.fillText(hint, width / 2, y + CHIP.height / 2);
       }
+      this.drawnChips = chips.map(({ label, active }) => ({ label, active })); // read by tests/host/web
       chips.forEach((chip, i) => {
         const [x, cy, w, h] = rects[i];
         ctx.fillStyle = chip.active ? "#2d5a88" : "#3a3a3a";
@@ -202,7 +242,7 @@ function addFaceMap(node, { kind, widget: widgetName }) {
     },
     mouse(event, pos) {
       if (event.type !== "pointerdown") return false;
-      const { chips, rects, nFaces, nIdentities } = chipsNow(node.size[0]);
+      const { chips, rects, nFaces, nIdentities } = chipsNow(this.lastWidth ?? node.size[0]);
       const hit = hitChip(rects, pos[0], pos[1] - (this.lastY ?? 0));
       if (hit < 0 || nFaces === 0) return false;
       const value = kind === "identities"
@@ -210,7 +250,7 @@ function addFaceMap(node, { kind, widget: widgetName }) {
         : toggleFace(safeText(text.value), chips[hit].key, nFaces);
       text.value = value;
       text.callback?.(value);
-      node.setDirtyCanvas(true, true);
+      redrawFaceMap(node);
       return true;
     },
     computeSize(width) {
@@ -219,6 +259,25 @@ function addFaceMap(node, { kind, widget: widgetName }) {
     },
   };
   node.addCustomWidget(widget);
+  // typing in the text widget, or rewiring faces or identities, changes the chips
+  after(node, "onConnectionsChange", () => redrawFaceMap(node));
+  const typed = text.callback;
+  text.callback = function (...args) {
+    const result = typed?.apply(this, args);
+    redrawFaceMap(node);
+    return result;
+  };
+}
+
+// The canvas redraws every widget when it is dirty; Nodes 2.0 draws a canvas widget on its own
+// canvas, again only when told (widget.triggerDraw, set by the front end's WidgetLegacy).
+function redrawFaceMap(node) {
+  node.widgets?.find((w) => w.name === "magicid_face_map")?.triggerDraw?.();
+  node.setDirtyCanvas(true, true);
+}
+
+function redrawFaceMaps(graph) {
+  for (const node of graph?.nodes ?? []) if (MAP_NODES[node.type]) redrawFaceMap(node);
 }
 
 // A typo in the text must not break drawing; the node itself reports it on run.
@@ -239,10 +298,11 @@ function safeText(value) {
   }
 }
 
-// Runs fn(node, ...arguments) after the node type's own method (and any other extension's).
-function after(nodeType, method, fn) {
-  const original = nodeType.prototype[method];
-  nodeType.prototype[method] = function (...args) {
+// Runs fn(node, ...arguments) after the method of a node type (its prototype) or of one node.
+function after(target, method, fn) {
+  const owner = target.prototype ?? target;
+  const original = owner[method];
+  owner[method] = function (...args) {
     const result = original?.apply(this, args);
     fn(this, ...args);
     return result;
@@ -257,6 +317,7 @@ app.registerExtension({
         node.magicidFaces = facesFromOutput(output);
         node.magicidImages = Array.isArray(output?.images) ? output.images : [];
         if (vueNodesMode()) placeDomLabelsSoon(node);
+        redrawFaceMaps(node.graph); // the face maps downstream now know the faces
         node.setDirtyCanvas(true, true);
       });
       after(nodeType, "onDrawForeground", drawFaceLabels);
@@ -264,6 +325,7 @@ app.registerExtension({
     if (NOTE_NODES.has(nodeData.name)) {
       after(nodeType, "onExecuted", (node, output) => {
         node.magicidNotes = notesFromOutput(output);
+        if (vueNodesMode()) placeDomNotesSoon(node);
         node.setDirtyCanvas(true, true);
       });
       after(nodeType, "onDrawForeground", drawNotes);

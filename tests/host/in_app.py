@@ -101,7 +101,8 @@ def node_sizes(measured: dict) -> dict[str, dict]:
 
 
 def live_boxes(measured: dict) -> dict[int, tuple]:
-    """node id -> (x, y, width, height), title bar included, as the app has them."""
+    """node id -> (x, y, width, height), title bar included, as the app has them (1.5x front ends
+    may give the ids as strings: they are the file's numbers)."""
     title = measured["titleHeight"]
-    return {n["id"]: (n["pos"][0], n["pos"][1] - title, n["size"][0], n["size"][1] + title)
+    return {int(n["id"]): (n["pos"][0], n["pos"][1] - title, n["size"][0], n["size"][1] + title)
             for n in measured["nodes"]}

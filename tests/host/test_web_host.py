@@ -124,6 +124,9 @@ def test_the_fallback_note_is_drawn_under_face_detect_masks(reports):
     (note,) = [n for n in node["notes"] if n.startswith("no insightface pack found, so auto used")]
     assert "glintr100.onnx" in note and "models/insightface" in note
     assert " ".join(note.split()) in " ".join(node["noteLines"])   # every word drawn, in order
+    if reports["magicid"]["vueNodes"]:  # Nodes 2.0: a box under the node's element, as wide as it
+        left, top, width, height, node_width, node_height = node["noteBox"]
+        assert (left, width) == (0, node_width) and top > node_height and height > 0, node["noteBox"]
 
 
 def test_face_map_sets_face_indices(reports):
@@ -137,15 +140,18 @@ def test_face_map_sets_face_indices(reports):
         assert m["map"] and m["text"], m
         # the face map is not saved: widgets_values keeps exactly the node's own widgets
         assert m["serializedCount"] == m["realWidgets"] and not m["hasNull"], m
-        if m["type"] == "IDRestore":  # clicking chip "face 0" turns face 0 off
+        if m["type"] == "IDRestore":  # clicking chip "face 0" turns face 0 off, and the map shows it
             assert (m["before"], m["clicked"]) == ("all", True)
             assert m["after"] == ", ".join(str(i) for i in range(1, n_faces))
+            assert m["drawn"] == [{"label": f"face {i}", "active": i > 0} for i in range(n_faces)], m["drawn"]
         if m["type"] == "MultiIDApply":
             assert m["identities"] == (2 if "IdentityFromImages" in reports["defs"] else 0)
         if m["type"] == "MultiIDApply" and m["identities"]:
             # "" (auto) becomes the identity order, then identity 0 moves on to face 1
             assert (m["before"], m["clicked"]) == ("", True)
             assert m["after"] == ", ".join(["1"] + [str(i) for i in range(1, m["identities"])])
+            assert [chip["label"] for chip in m["drawn"]] == [
+                f"ID {i} → face {face}" for i, face in enumerate(m["after"].split(", "))], m["drawn"]
 
 
 def test_shipped_workflows_load_in_the_app(comfy_server, reports):

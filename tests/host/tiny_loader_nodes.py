@@ -171,6 +171,22 @@ class TinyVAELoader:
         return (tiny_models.tiny_vae(seed=3, latent_channels=16),)
 
 
+class TinyCLIPVisionLoader:
+    """Stands in for CLIPVisionLoader: a tiny seeded ComfyUI ClipVisionModel, as wide as the
+    tiny FaceID Plus v2 files of workflow_server.py read (tiny_models.TINY_CLIP_VISION_WIDTH)."""
+
+    CATEGORY = "MagicID tests"
+    FUNCTION = "load"
+    RETURN_TYPES = ("CLIP_VISION",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name": ("STRING", {"default": ""})}}
+
+    def load(self, clip_name):
+        return (tiny_models.tiny_clip_vision(seed=6),)
+
+
 class _LiftedDlibEmbedder:
     """Stands in for ArcFaceEmbedder: the pack's dlib embedder, 128-d -> 512-d (orthonormal)."""
 
@@ -322,7 +338,8 @@ class TinyIdentityFromImages:
     def INPUT_TYPES(cls):
         return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": ""}),
                              "backend": ("STRING", {"default": "auto"})},
-                "optional": {"identities": ("IDENTITIES",), "eva_clip": ("MAGICID_EVA_CLIP",)}}
+                "optional": {"identities": ("IDENTITIES",), "eva_clip": ("MAGICID_EVA_CLIP",),
+                             "clip_vision": ("CLIP_VISION",)}}
 
     def build(self, **inputs):
         if inputs.get("eva_clip") is None:
@@ -376,11 +393,13 @@ class TinyFaceDetectMasks:
 
 # real node -> its stand-in; the stand-in keeps the real node's inputs and outputs
 SUBSTITUTES = {"CheckpointLoaderSimple": "TinyCheckpointLoader", "ControlNetLoader": "TinyControlNetLoader",
+               "CLIPVisionLoader": "TinyCLIPVisionLoader",
                "IdentityFromImages": "TinyIdentityFromImages", "IDSimilarity": "TinyIDSimilarity",
                "FaceDetectMasks": "TinyFaceDetectMasks",
                "UNETLoader": "TinyUNETLoader", "DualCLIPLoader": "TinyDualCLIPLoader", "VAELoader": "TinyVAELoader",
                "MagicIDEvaClipLoader": "TinyEvaClipLoader"}
 NODE_CLASS_MAPPINGS = {"TinyCheckpointLoader": TinyCheckpointLoader, "TinyControlNetLoader": TinyControlNetLoader,
+                       "TinyCLIPVisionLoader": TinyCLIPVisionLoader,
                        "TinyIdentityFromImages": TinyIdentityFromImages, "TinyIDSimilarity": TinyIDSimilarity,
                        "TinyFaceDetectMasks": TinyFaceDetectMasks, "TinyUNETLoader": TinyUNETLoader,
                        "TinyDualCLIPLoader": TinyDualCLIPLoader, "TinyVAELoader": TinyVAELoader,

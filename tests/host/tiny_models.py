@@ -119,6 +119,9 @@ def family_conditioning(family: str, seed: int = 0, tokens: int = 77):
     return [[torch.randn(1, tokens, 2048, generator=gen), {"pooled_output": torch.randn(1, 1280, generator=gen)}]]
 
 
+TINY_CLIP_VISION_WIDTH = 32  # the hidden size of tiny_clip_vision: what a FaceID Plus file for it reads
+
+
 def tiny_clip_vision(seed: int = 0, folder=None):
     """A ComfyUI CLIP_VISION (comfy.clip_vision.ClipVisionModel) of a tiny ViT config, seeded."""
     import json
@@ -127,7 +130,8 @@ def tiny_clip_vision(seed: int = 0, folder=None):
 
     import comfy.clip_vision
 
-    config = {"hidden_act": "quick_gelu", "hidden_size": 32, "image_size": 224, "intermediate_size": 64,
+    config = {"hidden_act": "quick_gelu", "hidden_size": TINY_CLIP_VISION_WIDTH, "image_size": 224,
+              "intermediate_size": 64,
               "layer_norm_eps": 1e-5, "model_type": "clip_vision_model", "num_attention_heads": 2,
               "num_channels": 3, "num_hidden_layers": 2, "patch_size": 14, "projection_dim": 32}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:

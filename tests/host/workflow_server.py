@@ -12,8 +12,12 @@ What is substituted, and why:
 - Identity model: IdentityFromImages becomes TinyIdentityFromImages (the pack's code with
   a dlib-based stand-in for insightface's ArcFace files; see tiny_loader_nodes.py).
 - Adapter files: MagicIDAdapterLoader runs unchanged on tiny files written under the real
-  names into models/ipadapter, in the real FaceID key layout, sized for the tiny UNet; so does
-  LoraLoaderModelOnly on the FaceID LoRAs (models/loras: kohya keys, as h94's files, rank 4).
+  names into models/ipadapter, in the real FaceID and FaceID Plus v2 key layouts, sized for the
+  tiny UNet; so does LoraLoaderModelOnly on the FaceID LoRAs (models/loras: kohya keys, as h94's
+  files, rank 4).
+- CLIP vision: CLIPVisionLoader becomes TinyCLIPVisionLoader (a tiny seeded ComfyUI
+  ClipVisionModel, as wide as the tiny Plus v2 files read); IdentityFromImages encodes each
+  reference face with it through the pack's own code.
 - Flux.1: UNETLoader, DualCLIPLoader and VAELoader become tiny ComfyUI Flux models (ComfyUI's Flux
   class and FluxClipModel at tiny widths, a 16-channel TAESD-layout VAE); pulid_flux_v0.9.1.safetensors
   in models/pulid is a seeded file of the real key layout sized for that Flux, written by the
@@ -40,6 +44,7 @@ from tests.host.comfy_server import PACK_DIR, PACK_NAME
 from tests.host.pulid_reference import TINY_CA, TINY_IDFORMER
 from tests.host.example_inputs import write_input_pictures
 from tests.host.tiny_loader_nodes import SUBSTITUTES  # noqa: F401  (re-exported for the callers)
+from tests.host.tiny_models import TINY_CLIP_VISION_WIDTH
 from tests.support.mgmica_layouts import faceid_state_dict
 from tests.support.pulid_layouts import pulid_flux_state_dict, reference_dir, reference_encoders
 from tools.workflow_models import FACEID_LORAS, MODELS
@@ -52,7 +57,8 @@ TINY_UNET_WIDTHS = [32, 64] + [64, 64, 32, 32] + [64]
 TINY_UNET_ATTENTIONS = ["down_blocks_0_attentions_0", "down_blocks_1_attentions_0", "up_blocks_0_attentions_0",
                         "up_blocks_0_attentions_1", "up_blocks_1_attentions_0", "up_blocks_1_attentions_1",
                         "mid_block_attentions_0"]
-ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin")
+ADAPTER_FILES = ("ip-adapter-faceid_sd15.bin", "ip-adapter-faceid_sdxl.bin",
+                 "ip-adapter-faceid-plusv2_sd15.bin", "ip-adapter-faceid-plusv2_sdxl.bin")
 PULID_FILE = "pulid_flux_v0.9.1.safetensors"
 FAST = {"steps": 2, "zoom_size": 256, "megapixels": 0.25}
 FAST_PER_NODE = {"IDRestore": {"refinement": 0}}  # DDIMInvert keeps its refinement
@@ -70,8 +76,9 @@ def make_workflow_base_dir(base: Path) -> Path:
         (base / "models" / model.folder).mkdir(exist_ok=True)
         (base / "models" / model.folder / name).touch()  # the front end lists it; the adapters and LoRAs follow
     for i, name in enumerate(ADAPTER_FILES):
-        torch.save(faceid_state_dict(widths=TINY_UNET_WIDTHS, context_dim=768, seed=i),
-                   base / "models" / "ipadapter" / name)
+        state = (faceid_plus_state_dict if "faceid-plus" in name else faceid_state_dict)(
+            widths=TINY_UNET_WIDTHS, context_dim=768, seed=i)
+        torch.save(state, base / "models" / "ipadapter" / name)
         save_file(faceid_lora_state_dict(seed=10 + i), base / "models" / "loras" / FACEID_LORAS[name])
     save_file(pulid_flux_state_dict(pulid_flux_classes(), encoder_dims=TINY_IDFORMER, ca_dims=TINY_CA),
               str(base / "models" / "pulid" / PULID_FILE))
@@ -87,6 +94,21 @@ def pulid_flux_classes():
     from magicid_core.identity import pulid_flux
 
     return SimpleNamespace(IDFormer=pulid_flux.IDFormer, PerceiverAttentionCA=pulid_flux.PulidCrossAttention)
+
+
+def faceid_plus_state_dict(widths: list[int], context_dim: int, seed: int) -> dict:
+    """A FaceID Plus v2 file for the tiny UNet and TinyCLIPVisionLoader: FaceID's layers and an
+    ``image_proj`` with ProjModelFaceIdPlus's keys (test_peer_parity_faceid_plus.py holds the pack's
+    reading of them to IPAdapter_plus's own class), shrunk to one perceiver layer of one head."""
+    from magicid_core.identity.projections import FaceIDPlusProjection
+
+    state = faceid_state_dict(widths=widths, context_dim=context_dim, seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        proj = FaceIDPlusProjection(embedding_dim=512, hidden=1024, context_dim=context_dim, tokens=4,
+                                    clip_dim=TINY_CLIP_VISION_WIDTH, depth=1, heads=1, ff_hidden=64)
+    state["image_proj"] = proj.state_dict()
+    return state
 
 
 def faceid_lora_state_dict(rank: int = 4, seed: int = 0) -> dict:

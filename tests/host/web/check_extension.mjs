@@ -45,14 +45,14 @@ async function drive(page) {
     window.app.canvas.ds.offset = [0, 0];
     await window.app.queuePrompt(0, 1);
   }, workflow);
-  // Wait for the FaceDetectMasks run to reach the node, then for the overlay to be drawn.
+  // Wait for the whole run to reach the page (the preview shows; the front end's own requests
+  // after a run, e.g. 1.5x's jobs list, are made in both modes), then for the overlay to be drawn.
   await page.waitForFunction(
-    () => window.app.graph.nodes.some((n) => n.type === "FaceDetectMasks" && n.imgs?.length),
+    () => ["FaceDetectMasks", "PreviewImage"].every(
+      (type) => window.app.graph.nodes.some((n) => n.type === type && n.imgs?.length)),
     null, { timeout: 240000 });
-  if (baseline) {
-    await page.waitForTimeout(2000);
-    return;
-  }
+  await page.waitForTimeout(2000);
+  if (baseline) return;
   await page.waitForFunction(() => {
     window.app.canvas.setDirty(true, true);
     return window.app.graph.nodes.some((n) => n.magicidLabels?.length);
@@ -64,6 +64,7 @@ async function drive(page) {
     labels: n.magicidLabels ?? null,
     notes: n.magicidNotes ?? null,
     noteLines: n.magicidNoteLines ?? null,
+    noteBox: n.magicidNoteBox ?? null, // Nodes 2.0: the notes' box and the node element's size
     previewBox: n.magicidPreviewBox ?? null, // Nodes 2.0: the preview <img>'s box the labels sit on
     size: [n.size[0], n.size[1]],
     widgets: (n.widgets ?? []).map((w) => ({ name: w.name, type: w.type, y: w.y ?? w.last_y ?? null })),
@@ -107,10 +108,14 @@ async function drive(page) {
       }
       const before = text.value;
       const clicked = map.mouse({ type: "pointerdown" }, [20, (map.lastY ?? 0) + 5], node);
+      // what the map shows once the click is drawn (Nodes 2.0 draws it only when told)
+      await new Promise((r) => setTimeout(r, 300));
+      app.canvas.draw(true, true);
       const serialized = node.serialize().widgets_values;
       const realWidgets = node.widgets.filter((w) => w.serialize !== false).length;
       maps.push({ type, map: true, text: true, identities, lastY: map.lastY ?? null, before, after: text.value, clicked,
-        serializedCount: serialized.length, realWidgets, hasNull: serialized.some((v) => v === null) });
+        drawn: map.drawnChips ?? null, serializedCount: serialized.length, realWidgets,
+        hasNull: serialized.some((v) => v === null) });
     }
     app.canvas.draw(true, true);
     return maps;

@@ -31,7 +31,9 @@ try {
           inputs: (n.inputs ?? []).map((i) => i.name) })),
         links: saved.links.map((l) => (Array.isArray(l) ? l.slice(0, 6) : [l.id, l.origin_id, l.origin_slot,
           l.target_id, l.target_slot, l.type])),
-        missing: window.app.graph.nodes.filter((n) => n.has_errors || n.type === undefined).map((n) => n.type),
+        // node types the app does not know (1.5x also flags loaders whose model file is missing: not this)
+        missing: window.app.graph.nodes.filter((n) => !window.LiteGraph.registered_node_types[n.type])
+          .map((n) => n.type),
       };
     }, workflow);
   }

@@ -86,9 +86,12 @@ async function runOne(page, item) {
   // every node that got images (outputs, LoadImage's own picture) has them loaded and drawn
   const waiting = await page.evaluate(async (shown) => {
     const { app } = window;
+    const loaded = (imgs) => imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+    // Nodes 2.0 (1.5x) shows a batch of images in the node's DOM element and leaves node.imgs empty
+    const inDom = (n) => Array.from(document.querySelectorAll(`[data-node-id="${n.id}"] img`));
     const pending = () => app.graph.nodes
       .filter((n) => shown.includes(String(n.id)) || n.type === "LoadImage")
-      .filter((n) => !(n.imgs?.length && n.imgs.every((img) => img.complete && img.naturalWidth > 0)));
+      .filter((n) => !loaded(n.imgs ?? []) && !(window.LiteGraph.vueNodesMode && loaded(inDom(n))));
     for (let i = 0; i < 240 && pending().length; i++) {
       // The app loads a node's images when it draws the node, and it draws only the nodes
       // in view: bring each waiting node into view in turn.
