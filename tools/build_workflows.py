@@ -262,6 +262,17 @@ def group_photo(family: str, people: int, kin: bool = False, words: bool = False
     return build
 
 
+def restored_outputs(g: Graph, restored, identities, faces, picture, prefix: str) -> None:
+    """A restore with references ends the same way on every family: the picture, each face before and
+    after, and the identity similarity before and after."""
+    with g.stage("Output"):
+        g.add("SaveImage", images=restored["image"], filename_prefix=prefix)
+        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
+        score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
+                      assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
+        g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
+
+
 def restore_with_references(family: str):
     ckpt, adapter, _, face_cn = FAMILIES[family]
 
@@ -283,12 +294,7 @@ def restore_with_references(family: str):
         with g.stage("Sampling"):
             restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
                              vae=loader["VAE"], positive=pos[0], negative=neg[0], zoom_size=ZOOM[family], **extra)
-        with g.stage("Output"):
-            g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored")
-            g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
-            score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
-                          assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
-            g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
+        restored_outputs(g, restored, identities, faces, picture, "MagicID_restored")
         g.note(model_note(
             "Repairs the faces of a picture another workflow made, each towards its own person: the "
             "references are matched to the faces automatically (leave face_indices empty), or set by hand "
@@ -440,12 +446,7 @@ def restore_faces_flux(g: Graph) -> str:
         restored = g.add("IDRestore", image=picture["IMAGE"], faces=faces["faces"], model=patched["model"],
                          vae=vae["VAE"], positive=positive[0], cfg=1.0, scheduler="simple",
                          zoom_size=ZOOM["flux"])
-    with g.stage("Output"):
-        g.add("SaveImage", images=restored["image"], filename_prefix="MagicID_restored_flux")
-        g.add("PreviewImage", title="Each face: before | after", images=restored["face_preview"])
-        score = g.add("IDSimilarity", image=restored["image"], identities=identities["identities"],
-                      assignment="match", faces=faces["faces"], image_before=picture["IMAGE"])
-        g.add("PreviewImage", title="Identity similarity, before and after", images=score["table"])
+    restored_outputs(g, restored, identities, faces, picture, "MagicID_restored_flux")
     g.note(model_note(
         "Repairs the faces of any picture with Flux.1 dev, each towards its own reference photo (PuLID-Flux "
         "identities, matched to the faces automatically; or set face_indices / the chips under MultiIDApply). "
