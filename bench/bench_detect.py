@@ -8,8 +8,9 @@ detections that are no face), median wall ms, CPU ms, and the ratio to the media
 Part 2, the whole analysis (detection, landmarks, keypoints, masks, skeletons, embeddings) of the
 1280x886 six-person photo: the mediapipe path (tiled BlazeFace + 478-point mesh + Pose) against the
 path without mediapipe (dlib HOG + dlib 68 points + head-only skeletons), both with dlib embeddings,
-each with today's detector settings and with the settings before the small-face work (BEFORE), side
-by side; then the six faces' embeddings alone, dlib-bin's own network against ours (numpy, same file).
+each with today's detector settings and with the detector of issue 23's day (BEFORE: the settings
+before the small-face work, its mediapipe tiles one at a time), side by side, and for mediapipe
+BEFORE's tile plan run two tiles at a time as today's is (what the new plan alone costs); then the six faces' embeddings alone, dlib-bin's own network against ours (numpy, same file).
 
 Part 3, recall on the small-face set (tests/support/small_faces.py: real public-domain faces of 32 to
 48 px, turned, tilted, low in contrast, dark, cut by the frame), per backend, per face-height band and
@@ -123,50 +124,51 @@ def part1(repeats: int) -> None:
 def part2(repeats: int) -> None:
     image, ovals = t1_like(1)
     print(f"2. whole analysis of the {image.shape[1]}x{image.shape[0]} six-person photo (embeddings: dlib ResNet); "
-          "each path with today's detector and BEFORE's, one after the other")
+          "each path with today's detector and BEFORE's (the detector of issue 23's day), in turn")
     print(f"{'path':<58} {'faces':>5} {'ms':>8} {'cpu ms':>8} {'x mp':>6} {'x before':>8}")
+    before_mp = dict(BEFORE["mediapipe"])
     paths = []
     if mediapipe_available():
         paths.append(("mediapipe: tiled + 478 mesh + Pose", AnalysisSettings(
             backend="mediapipe", landmark_backend="mediapipe_mesh", identity_backend="dlib"), True,
-            TiledMediapipeDetector(min_face=DEFAULT_MIN_FACE, **BEFORE["mediapipe"])))
+            TiledMediapipeDetector(min_face=DEFAULT_MIN_FACE, **before_mp),
+            # BEFORE's tile plan with today's threads: what the new plan alone costs
+            [("   BEFORE's tiles, run as today's (at once)", TiledMediapipeDetector(
+                min_face=DEFAULT_MIN_FACE, **dict(before_mp, tile_threads=None)))]))
     paths.append(("no mediapipe: dlib HOG + 68 points + head-only skeletons", AnalysisSettings(
         backend="dlib_hog", landmark_backend="dlib_68", identity_backend="dlib"), False,
-        DlibHogDetector(min_face=DEFAULT_MIN_FACE, **BEFORE["dlib_hog"])))
+        DlibHogDetector(min_face=DEFAULT_MIN_FACE, **BEFORE["dlib_hog"]), []))
     paths.append(("no mediapipe, without embeddings", AnalysisSettings(
         backend="dlib_hog", landmark_backend="dlib_68", embeddings=False), False,
-        DlibHogDetector(min_face=DEFAULT_MIN_FACE, **BEFORE["dlib_hog"])))
+        DlibHogDetector(min_face=DEFAULT_MIN_FACE, **BEFORE["dlib_hog"]), []))
     base = None
-    for name, settings, with_mediapipe, before in paths:
+    for name, settings, with_mediapipe, before, others in paths:
         # the no-mediapipe paths are run as they run without the package: no Pose, head-only skeletons
         analyze.mediapipe_available = (lambda: True) if with_mediapipe else (lambda: False)
-        # today's and BEFORE's detector alternate run by run, so both see the same load
-        now_ms, now_cpu, before_ms, before_cpu, faces = alternating(
-            lambda: analyze_image(image, settings), lambda: analyze_image(image, settings, detector=before), repeats)
-        base = base or (now_ms if with_mediapipe else None)
-        for label, ms, cpu, ratio in ((name, now_ms, now_cpu, now_ms / before_ms),
-                                      ("   the same with BEFORE's detector", before_ms, before_cpu, 1.0)):
+        rows = [(name, None), ("   the same with BEFORE's detector", before)] + others
+        # the detectors take turns run by run, so all see the same load
+        figures, faces = alternating([lambda d=d: analyze_image(image, settings, detector=d) for _, d in rows],
+                                     repeats)
+        base = base or (figures[0][0] if with_mediapipe else None)
+        for (label, _), (ms, cpu) in zip(rows, figures):
             vs_mp = f"{ms / base:6.2f}" if base else "     -"
-            print(f"{label:<58} {len(faces.faces):>5} {ms:8.0f} {cpu:8.0f} {vs_mp} {ratio:8.2f}")
+            print(f"{label:<58} {len(faces.faces):>5} {ms:8.0f} {cpu:8.0f} {vs_mp} {ms / figures[1][0]:8.2f}")
     analyze.mediapipe_available = mediapipe_available
     embeddings_alone(image, repeats)
 
 
-def alternating(call_a, call_b, repeats: int):
-    """Median wall and CPU ms of call_a and call_b run in turn (after one warm-up each), and a's result."""
-    result = call_a(), call_b()
-    times = {0: ([], []), 1: ([], [])}
+def alternating(calls, repeats: int):
+    """[(median wall ms, median CPU ms)] of each call, run in turn (after one warm-up each), and the
+    first call's result."""
+    result = [call() for call in calls][0]
+    times = [([], []) for _ in calls]
     for _ in range(repeats):
-        for key, call in ((0, call_a), (1, call_b)):
+        for (wall, cpu), call in zip(times, calls):
             t, c = time.perf_counter(), time.process_time()
-            out = call()
-            times[key][0].append((time.perf_counter() - t) * 1000)
-            times[key][1].append((time.process_time() - c) * 1000)
-            if key == 0:
-                result = out
-    (wall_a, cpu_a), (wall_b, cpu_b) = times[0], times[1]
-    return (statistics.median(wall_a), statistics.median(cpu_a), statistics.median(wall_b), statistics.median(cpu_b),
-            result)
+            call()
+            wall.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
+    return [(statistics.median(wall), statistics.median(cpu)) for wall, cpu in times], result
 
 
 def embeddings_alone(image: np.ndarray, repeats: int) -> None:

@@ -15,6 +15,12 @@ a group (FaceID for SD1.5, InstantID's 16 tokens for SDXL):
 Each run is warmed up by one step (model loading, and each patch's per-layer caches, built once per
 sampling run); times (bench/device.py) are the best of --repeat runs, interleaved; the ratios to
 the plain step are what to read. The SDXL UNet at full width holds about 10 GB of float32 weights.
+
+A step of SDXL at 1024 takes minutes on a CPU and two such steps differ by a few percent from load
+alone, more than the people add. So the bench also clocks, inside each MultiIDApply step, the time
+spent in MultiIDApply's entries (what the patch adds to every cross-attention layer: the owned
+cells' identity and word attention), and prints it as a share of the plain step: the people's
+cost measured directly, not as the difference of two long steps.
 """
 
 from __future__ import annotations
@@ -161,6 +167,7 @@ def main() -> None:
         runs["masked"] = (f"{n} ConditioningSetMask prompts", model, masked)
     (latent,) = nodes.EmptyLatentImage().generate(size, size, 1)
     now = clock(device)
+    in_entries = clock_entries(sys.modules[pack.add_identities.__module__], now)
 
     def step(m, pos):
         start = now()
@@ -170,17 +177,45 @@ def main() -> None:
     for _, m, pos in runs.values():          # warm-up: loading, allocations, each patch's per-layer caches
         step(m, pos)
     times = {name: [] for name in runs}
+    entries = {name: [] for name in runs}
     for _ in range(opts.repeat):             # interleaved: load spikes hit all alike
         for name, (_, m, pos) in runs.items():
+            in_entries.clear()
             times[name].append(step(m, pos))
+            entries[name].append(sum(in_entries))
     best = {name: min(t) for name, t in times.items()}
     print(f"one KSampler step, full-width {family.upper()} UNet, {size}x{size}, CFG on, {n} people, "
           f"best of {opts.repeat} after a warm-up step each ({describe(device)}); load average {os.getloadavg()[0]:.2f}")
-    print(f"{'':<46}{'s':>8}{'x plain':>9}   all runs")
+    print(f"{'':<46}{'s':>8}{'x plain':>9}{'added s':>10}{'1 + added/plain':>17}   all runs")
     for name, seconds in best.items():
-        print(f"{runs[name][0]:<46}{seconds:>8.2f}{seconds / best['plain']:>9.3f}   "
+        spent = min(entries[name])
+        direct = f"{spent:>10.2f}{1 + spent / best['plain']:>17.4f}" if spent else f"{'-':>10}{'-':>17}"
+        print(f"{runs[name][0]:<46}{seconds:>8.2f}{seconds / best['plain']:>9.3f}{direct}   "
               f"{', '.join(f'{t:.2f}' for t in times[name])}")
 
+
+def clock_entries(attn2_module, now) -> list:
+    """Seconds MultiIDApply's dispatchers (attn2 module's MagicIDAttn2) spend beyond the plain layer's
+    text attention (its host_attention): the entries and the adding of their residuals. One number per
+    layer call is appended to the returned list."""
+    spent: list = []
+    dispatch, host_attention = attn2_module.MagicIDAttn2.__call__, attn2_module.host_attention
+    text_time = [0.0]
+
+    def clocked_text(*args, **kwargs):
+        start = now()
+        out = host_attention(*args, **kwargs)
+        text_time[0] += now() - start
+        return out
+
+    def clocked_dispatch(self, *args, **kwargs):
+        start, text_before = now(), text_time[0]
+        out = dispatch(self, *args, **kwargs)
+        spent.append(now() - start - (text_time[0] - text_before))
+        return out
+    attn2_module.host_attention = clocked_text
+    attn2_module.MagicIDAttn2.__call__ = clocked_dispatch
+    return spent
 
 if __name__ == "__main__":
     main()

@@ -112,3 +112,17 @@ def test_tiled_detection_reports_each_tile_and_stops_when_progress_raises():
 
     with pytest.raises(Cancelled):
         detector.detect(image, progress=cancel)
+    assert detector.calls < len(seen), "the tiles after a cancel are not run"
+
+
+@needs_mediapipe
+def test_tiles_run_two_at_a_time_find_what_one_at_a_time_finds():
+    """On 2+ cores the tiles run on two mediapipe graphs at once (detection.TILE_THREADS): each tile is
+    the same computation, so the faces are the same to the bit."""
+    image, ovals = sizes_scene()
+    found = {}
+    for threads in (1, 2):
+        found[threads] = TiledMediapipeDetector(min_face=20, tile_threads=threads).detect(image)
+    assert len(found[2]) == len(ovals)
+    assert [(d.box.tolist(), d.score, d.keypoints.tolist()) for d in found[1]] == \
+        [(d.box.tolist(), d.score, d.keypoints.tolist()) for d in found[2]]

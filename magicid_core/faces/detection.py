@@ -17,7 +17,10 @@ insightface (models found), mediapipe (0.10.21 importable), dlib_hog that loads.
 from __future__ import annotations
 
 import math
+import os
+import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -113,18 +116,26 @@ def _plan(height: int, width: int, min_face: float, tile_per_face: float, level_
     return tiles
 
 
+# The tiles are independent and mediapipe's graph runs without the GIL, so on 2+ cores they run
+# two at a time, each thread on a graph of its own (a graph takes one image at a time): a 1280x886
+# photo's 31 tile runs take about the wall time of 16.
+TILE_THREADS = max(1, min(2, os.cpu_count() or 1))
 _MEDIAPIPE_LOCK = threading.Lock()
-_MEDIAPIPE_MODELS: dict = {}
+_MEDIAPIPE_POOLS: dict = {}
 
 
-def _mediapipe_face_detection(model_selection: int, min_score: float):
-    """One shared mediapipe FaceDetection graph per setting (building one costs ~50 ms)."""
+def _mediapipe_graphs(model_selection: int, min_score: float, count: int) -> queue.Queue:
+    """A pool of at least ``count`` mediapipe FaceDetection graphs per setting, built once (~50 ms
+    each); a thread takes one out for a tile and puts it back."""
+    mp = require_mediapipe("the mediapipe face detector")
     key = (model_selection, round(min_score, 3))
-    if key not in _MEDIAPIPE_MODELS:
-        mp = require_mediapipe("the mediapipe face detector")
-        _MEDIAPIPE_MODELS[key] = mp.solutions.face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=min_score)
-    return _MEDIAPIPE_MODELS[key]
+    with _MEDIAPIPE_LOCK:
+        pool, built = _MEDIAPIPE_POOLS.get(key, (queue.Queue(), 0))
+        for _ in range(count - built):
+            pool.put(mp.solutions.face_detection.FaceDetection(
+                model_selection=model_selection, min_detection_confidence=min_score))
+        _MEDIAPIPE_POOLS[key] = pool, max(built, count)
+        return pool
 
 
 def _mediapipe_to_detection(det, x0: float, y0: float, scale: float) -> Detection:
@@ -144,12 +155,14 @@ class TiledMediapipeDetector:
     name = "mediapipe"
 
     def __init__(self, min_face: float = DEFAULT_MIN_FACE, max_faces: int = 0, min_score: float = 0.5,
-                 tiled: bool = True, tile_per_face=TILE_PER_FACE, level_ratio: float = LEVEL_RATIO):
+                 tiled: bool = True, tile_per_face=TILE_PER_FACE, level_ratio: float = LEVEL_RATIO,
+                 tile_threads: int | None = None):
         self.min_face = float(min_face)
         self.max_faces = int(max_faces)
         self.min_score = float(min_score)
         self.tiled = tiled
         self.tile_per_face, self.level_ratio = tile_per_face, float(level_ratio)   # see tile_plan
+        self.tile_threads = tile_threads      # tiles run at once; None: TILE_THREADS
         require_mediapipe("the mediapipe face detector")   # fail here, where "auto" can move on
         self.calls = 0  # model runs of the last detect(), for benchmarks and tests
 
@@ -157,22 +170,36 @@ class TiledMediapipeDetector:
         h, w = image_rgb.shape[:2]
         tiles = (tile_plan(h, w, self.min_face, self.tile_per_face, self.level_ratio) if self.tiled
                  else [Tile(0, 0, max(h, w), interior=False)])
+        n_threads = self.tile_threads or TILE_THREADS
+        graphs = _mediapipe_graphs(1, self.min_score, n_threads)
+        levels = {}
+        for side in sorted({t.side for t in tiles}):
+            # One resize per level: the image at the scale where this level's tiles are 192 px.
+            scale = MODEL_INPUT / side
+            levels[side] = scale, image_rgb if scale == 1 else cv2.resize(
+                image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+        ran: list[Tile] = []
+
+        def run(tile: Tile) -> list[Detection]:
+            graph = graphs.get()
+            try:
+                ran.append(tile)
+                return self._detect_tile(graph, levels[tile.side][1], levels[tile.side][0], tile, (h, w))
+            finally:
+                graphs.put(graph)
+
         found: list[Detection] = []
-        done = 0
-        with _MEDIAPIPE_LOCK:
-            model = _mediapipe_face_detection(1, self.min_score)
-            for side in sorted({t.side for t in tiles}):
-                # One resize per level: the image at the scale where this level's tiles are 192 px.
-                scale = MODEL_INPUT / side
-                level = image_rgb if scale == 1 else cv2.resize(
-                    image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                    interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-                for tile in (t for t in tiles if t.side == side):
-                    found += self._detect_tile(model, level, scale, tile, (h, w))
-                    done += 1
-                    if progress is not None:
-                        progress(done, len(tiles))
-        self.calls = len(tiles)
+        threads = ThreadPoolExecutor(max_workers=n_threads)
+        try:
+            for done, dets in enumerate(threads.map(run, tiles), 1):   # in order; progress on this thread
+                found += dets
+                if progress is not None:
+                    progress(done, len(tiles))
+        finally:   # a cancel (progress raising) drops the tiles not yet started
+            threads.shutdown(wait=True, cancel_futures=True)
+            self.calls = len(ran)
         return finish(nms(found), self.min_face, self.max_faces)
 
     @staticmethod
