@@ -45,18 +45,10 @@ from magicid_core.faces.records import Face  # noqa: E402
 from magicid_core.identity.embedders import make_embedder  # noqa: E402
 from magicid_core.insightface import InsightFaceModelError, find_pack  # noqa: E402
 from magicid_core.optional import mediapipe_available  # noqa: E402
-from tests.support.face_scenes import group6, match, scene, sizes_scene  # noqa: E402
+from tests.support.face_scenes import group6, match, sizes_scene, t1_like  # noqa: E402
 from tests.support.small_faces import (  # noqa: E402
     BANDS, BEFORE, KINDS, Case, TrueFace, band_of, found_faces, small_face_cases)
 
-T1_PEOPLE = [("hopper", 104, 180, 330, False), ("astronaut", 96, 400, 290, True), ("hopper", 116, 640, 340, True),
-             ("astronaut", 120, 870, 300, False), ("hopper", 92, 1090, 360, False), ("astronaut", 110, 450, 640, False)]
-
-
-def t1_like(factor: int = 1):
-    """1280x886, six people with 92..120 px faces (t1.jpg's layout); factor 3 gives 427x295, faces 30..40 px."""
-    people = [(who, size / factor, x / factor, y / factor, mirrored) for who, size, x, y, mirrored in T1_PEOPLE]
-    return scene(round(1280 / factor), round(886 / factor), people, seed=21)
 
 
 def scenes():

@@ -42,6 +42,16 @@ def group6(factor: int = 1) -> tuple[np.ndarray, list[tuple]]:
     return image, ovals
 
 
+T1_PEOPLE = [("hopper", 104, 180, 330, False), ("astronaut", 96, 400, 290, True), ("hopper", 116, 640, 340, True),
+             ("astronaut", 120, 870, 300, False), ("hopper", 92, 1090, 360, False), ("astronaut", 110, 450, 640, False)]
+
+
+def t1_like(factor: int = 1):
+    """1280x886, six people with 92..120 px faces (t1.jpg's layout); factor 3 gives 427x295, faces 30..40 px."""
+    people = [(who, size / factor, x / factor, y / factor, mirrored) for who, size, x, y, mirrored in T1_PEOPLE]
+    return scene(round(1280 / factor), round(886 / factor), people, seed=21)
+
+
 def oval_mask(oval: tuple, height: int, width: int) -> np.ndarray:
     cx, cy, w, h = oval
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
