@@ -178,11 +178,13 @@ def main() -> None:
         step(m, pos)
     times = {name: [] for name in runs}
     entries = {name: [] for name in runs}
+    by_layer = {}                            # run -> {layer cells: seconds added there, last step}
     for _ in range(opts.repeat):             # interleaved: load spikes hit all alike
         for name, (_, m, pos) in runs.items():
             in_entries.clear()
             times[name].append(step(m, pos))
-            entries[name].append(sum(in_entries))
+            entries[name].append(sum(seconds for _, seconds in in_entries))
+            by_layer[name] = {cells: sum(t for c, t in in_entries if c == cells) for cells, _ in in_entries}
     best = {name: min(t) for name, t in times.items()}
     print(f"one KSampler step, full-width {family.upper()} UNet, {size}x{size}, CFG on, {n} people, "
           f"best of {opts.repeat} after a warm-up step each ({describe(device)}); load average {os.getloadavg()[0]:.2f}")
@@ -192,12 +194,15 @@ def main() -> None:
         direct = f"{spent:>10.2f}{1 + spent / best['plain']:>17.4f}" if spent else f"{'-':>10}{'-':>17}"
         print(f"{runs[name][0]:<46}{seconds:>8.2f}{seconds / best['plain']:>9.3f}{direct}   "
               f"{', '.join(f'{t:.2f}' for t in times[name])}")
+        if by_layer.get(name):
+            print(f"{'':<6}added by layer size (last step): " + ", ".join(
+                f"{cells} cells {t:.2f} s" for cells, t in sorted(by_layer[name].items(), reverse=True)))
 
 
 def clock_entries(attn2_module, now) -> list:
     """Seconds MultiIDApply's dispatchers (attn2 module's MagicIDAttn2) spend beyond the plain layer's
-    text attention (its host_attention): the entries and the adding of their residuals. One number per
-    layer call is appended to the returned list."""
+    text attention (its host_attention): the entries and the adding of their residuals. (the layer's
+    cells, seconds) of each layer call is appended to the returned list."""
     spent: list = []
     dispatch, host_attention = attn2_module.MagicIDAttn2.__call__, attn2_module.host_attention
     text_time = [0.0]
@@ -211,7 +216,7 @@ def clock_entries(attn2_module, now) -> list:
     def clocked_dispatch(self, *args, **kwargs):
         start, text_before = now(), text_time[0]
         out = dispatch(self, *args, **kwargs)
-        spent.append(now() - start - (text_time[0] - text_before))
+        spent.append((args[0].shape[1], now() - start - (text_time[0] - text_before)))   # (cells, s)
         return out
     attn2_module.host_attention = clocked_text
     attn2_module.MagicIDAttn2.__call__ = clocked_dispatch
