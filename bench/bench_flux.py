@@ -1,17 +1,18 @@
 """Flux.1 restore and per-person words on the tiny Flux, side by side in one run, in a real ComfyUI:
 
     COMFYUI_DIR=/path/to/ComfyUI python bench/bench_flux.py [--size 512] [--repeat 3] [--threads N] [--only-words]
+        [--device cpu|cuda]
 
 ComfyUI's own Flux class with Flux.1's 19 + 38 blocks at tiny widths (tests/host/tiny_models.py,
 seeded, nothing downloaded), cfg 1 with FluxGuidance's guidance as a Flux dev graph samples.
-1. Model calls (and CPU seconds) of IDRestore on one face against a plain img2img pass of the same
+1. Model calls (and time) of IDRestore on one face against a plain img2img pass of the same
    crop (VAE-encode the crop, KSampler with the same steps and denoise = strength, decode).
 2. One step at size x size with four people's words (PersonPrompt, 8 tokens each) beside the
    main prompt, against the main prompt alone (goal: at most 1.15x), and against the main prompt with
    the 32 words concatenated (what the words' tokens cost by themselves, without masks).
-Times are CPU seconds of this process (time.process_time): 1. the best of --repeat runs, 2. the median
-of the model calls of --repeat interleaved 3-step runs (what ComfyUI does when sampling switches models is
-not counted).
+Times (bench/device.py: CPU seconds of this process on the CPU, synchronised wall seconds on CUDA): 1. the
+best of --repeat runs, 2. the median of the model calls of --repeat interleaved 3-step runs (what ComfyUI
+does when sampling switches models is not counted).
 """
 
 from __future__ import annotations
@@ -22,23 +23,25 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 PACK = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PACK / "bench"))
+from device import add_device_argument, clock, clocked_model, describe, resolve_device  # noqa: E402
+
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
 FOUR = [(0.14, 0.4, 0.1), (0.38, 0.45, 0.09), (0.62, 0.4, 0.08), (0.86, 0.5, 0.07)]   # cx, cy, r of the side
 
 
-def best(run, repeat):
+def best(run, repeat, now):
     times = []
     for _ in range(repeat):
-        start = time.process_time()
+        start = now()
         out = run()
-        times.append(time.process_time() - start)
+        times.append(now() - start)
     return min(times), out
 
 
@@ -59,7 +62,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 keeps a loaded machine's spinning threads out of CPU time")
     parser.add_argument("--only-words", action="store_true", help="only 2. (the step with people's words)")
+    add_device_argument(parser)
     opts = parser.parse_args()
+    opts.device = resolve_device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if not Path(COMFYUI_DIR, "main.py").is_file():
@@ -67,7 +72,7 @@ def main() -> None:
     sys.path[:0] = [COMFYUI_DIR, str(PACK), str(PACK / "tests" / "host")]
     from comfy.cli_args import args
 
-    args.cpu = True
+    args.cpu = opts.device.type == "cpu"
     import utils.install_util  # noqa: F401  (ComfyUI's utils package before nodes puts comfy/ first, as main.py)
     import comfy.patcher_extension
     import nodes
@@ -82,7 +87,9 @@ def main() -> None:
     words_host = sys.modules[classes["MultiIDApply"].__module__.rsplit(".", 1)[0] + ".host.dit_words"]
     torch.set_grad_enabled(False)
 
-    model, vae = tiny_flux_model(seed=1), tiny_vae(seed=1, latent_channels=16)
+    model = tiny_flux_model(seed=1, load_device=opts.device)
+    vae = tiny_vae(seed=1, latent_channels=16, device=opts.device)
+    print(f"times: {describe(opts.device)}; load average {os.getloadavg()[0]:.2f}")
     (positive,) = classes["FluxGuidance"]().execute(flux_conditioning(1), 3.5)
     calls = {"n": 0}
 
@@ -120,19 +127,19 @@ def bench_restore(classes, model, vae, positive, calls, opts) -> None:
         vae.decode(out["samples"])
         return calls["n"]
 
-    t_restore, n_restore = best(restore, opts.repeat)
-    t_img2img, n_img2img = best(img2img, opts.repeat)
+    now = clock(opts.device)
+    t_restore, n_restore = best(restore, opts.repeat, now)
+    t_img2img, n_img2img = best(img2img, opts.repeat, now)
     print(f"Flux restore of one face ({size} px crop, {steps} steps, strength {strength}, refinement 1): "
-          f"{n_restore} model calls, {t_restore:.2f} s CPU")
+          f"{n_restore} model calls, {t_restore:.2f} s")
     print(f"plain img2img of the same crop:                                     "
-          f"{n_img2img} model calls, {t_img2img:.2f} s CPU  -> {n_restore / n_img2img:.2f}x calls, "
+          f"{n_img2img} model calls, {t_img2img:.2f} s  -> {n_restore / n_img2img:.2f}x calls, "
           f"{t_restore / t_img2img:.2f}x time")
 
 
 def bench_words(classes, words_host, model, positive, opts) -> None:
     """2. one step with four people's words against the main prompt alone, and the words concatenated."""
     import comfy.sample
-    from bench.device import clocked_model
     from magicid_core.diffusion.placement import PersonPrompt
     from magicid_core.faces.records import FaceSet, ImageFaces
     from tiny_models import TINY_FLUX
@@ -148,7 +155,7 @@ def bench_words(classes, words_host, model, positive, opts) -> None:
     words_case, concat_case = "4 people's words", "main prompt + the words concatenated"
     cases = {"main prompt": (model, positive), words_case: (with_words, positive), concat_case: (model, concatenated)}
     times = {name: [] for name in cases}
-    runs = {name: (clocked_model(m, times[name]), cond) for name, (m, cond) in cases.items()}
+    runs = {name: (clocked_model(m, times[name], clock(opts.device)), cond) for name, (m, cond) in cases.items()}
 
     def steps(m, cond, count):
         comfy.sample.sample(m, noise, count, 1.0, "euler", "simple", cond, cond, latent, disable_pbar=True, seed=0)
@@ -163,7 +170,7 @@ def bench_words(classes, words_host, model, positive, opts) -> None:
     tokens = (opts.size // 16) ** 2
     plain = median["main prompt"]
     print(f"one model call at {opts.size} px ({tokens} image tokens, 8 prompt tokens, 4 people with 8 words each), "
-          f"CPU s, median of {3 * opts.repeat}:")
+          f"s, median of {3 * opts.repeat}:")
     for name, t in median.items():
         print(f"   {name:38s} {t:8.4f}  {t / plain:.3f}x")
     print(f"   4 people's words / main prompt: {median[words_case] / plain:.3f}x (goal <= 1.15x); "

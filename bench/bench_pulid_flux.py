@@ -1,6 +1,6 @@
 """PuLID-Flux through MultiIDApply: what N identities cost against one, side by side in one run.
 
-    python bench/bench_pulid_flux.py [--size 512] [--repeats 3] [--threads N]     # 1. one real-width block
+    python bench/bench_pulid_flux.py [--size 512] [--repeats 3] [--threads N] [--device cpu|cuda]   # 1. one real-width block
     COMFYUI_DIR=... MAGICID_PEERS_DIR=... python bench/bench_pulid_flux.py --host   # + 2. and 3.
 
 1. One real-width Flux.1 double block (3072 wide, ComfyUI's DoubleStreamBlock when COMFYUI_DIR is set,
@@ -13,11 +13,13 @@
    Against 1 identity over the whole picture (the same tokens as 4 in quadrants: the goal's ratio) and
    against 1 identity on one quadrant (a quarter of the tokens).
 3. Peak memory (peak RSS of a fresh process over its RSS before the identities are applied, the
-   identities' inputs made before that) of sampling the tiny Flux with 1, 2, 4 identities in one
+   identities' inputs made before that; with --device cuda, the peak of torch's CUDA allocations over
+   those before) of sampling the tiny Flux with 1, 2, 4 identities in one
    MultiIDApply against 1, 2, 4 chained ApplyPulidFlux nodes fed by one loader (lldacing/
    ComfyUI_PuLID_Flux_ll run as shipped, re-parametrised to the tiny width; tests/host/pulid_reference.py).
 
-CPU time (time.process_time) keeps other load on the machine from skewing the ratios; give `uptime` with them.
+Times (bench/device.py): CPU seconds of this process on the CPU (other load on the machine skews the ratios
+less; give `uptime` with them), synchronised wall seconds with --device cuda.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 from magicid_core.diffusion.token_identities import TokenIdentities  # noqa: E402
 from magicid_core.identity.pulid_flux import PulidCrossAttention  # noqa: E402
 from tests.support.pulid_layouts import seed_module  # noqa: E402
-from bench.device import clocked_model  # noqa: E402
+from bench.device import add_device_argument, clock, clocked_model, describe, resolve_device  # noqa: E402
+
+DEVICE = torch.device("cpu")   # --device
 
 
 def quadrants(size: int, n: int = 4) -> np.ndarray:
@@ -52,12 +55,13 @@ def quadrants(size: int, n: int = 4) -> np.ndarray:
     return masks
 
 
-def cpu_time(fn, repeats: int) -> float:
+def timed(fn, repeats: int) -> float:
+    now = clock(DEVICE)
     times = []
     for _ in range(repeats):
-        start = time.process_time()
+        start = now()
         fn()
-        times.append(time.process_time() - start)
+        times.append(now() - start)
     return statistics.median(times)
 
 
@@ -68,12 +72,12 @@ def real_width_block(text_tokens: int):
     if os.environ.get("COMFYUI_DIR"):
         sys.path.insert(0, os.environ["COMFYUI_DIR"])
         from comfy.cli_args import args
-        args.cpu = True                          # before comfy.model_management looks for a GPU
+        args.cpu = DEVICE.type == "cpu"          # before comfy.model_management looks for a GPU
         from comfy.ldm.flux.layers import DoubleStreamBlock, EmbedND
         import comfy.ops
 
         block = seed_module(DoubleStreamBlock(3072, 24, mlp_ratio=4.0, qkv_bias=True,
-                                              operations=comfy.ops.disable_weight_init), seed=0).eval()
+                                              operations=comfy.ops.disable_weight_init), seed=0).eval().to(DEVICE)
         return block, EmbedND(dim=128, theta=10000, axes_dim=[16, 56, 56]), "ComfyUI's DoubleStreamBlock"
     return None, None, "no block (COMFYUI_DIR not set): residuals only"
 
@@ -82,22 +86,22 @@ def bench_real_width(size: int, repeats: int) -> None:
     grid = size // 16
     text = 256
     gen = torch.Generator().manual_seed(0)
-    img = torch.randn(1, grid * grid, 3072, generator=gen)
-    ca = seed_module(PulidCrossAttention(3072, 2048, 16), seed=1).eval()
-    tokens = torch.randn(4, 32, 2048, generator=gen)
+    img = torch.randn(1, grid * grid, 3072, generator=gen).to(DEVICE)
+    ca = seed_module(PulidCrossAttention(3072, 2048, 16), seed=1).eval().to(DEVICE)
+    tokens = torch.randn(4, 32, 2048, generator=gen).to(DEVICE)
     one = TokenIdentities(tokens[:1], np.ones((1, size, size), np.float32), [1.0])
     four = TokenIdentities(tokens, quadrants(size), [1.0] * 4)
-    owner_masks = [torch.zeros(1, grid * grid, 1) for _ in range(4)]
+    owner_masks = [torch.zeros(1, grid * grid, 1, device=DEVICE) for _ in range(4)]
     for i, owned in enumerate(four.owned_tokens(grid, grid)):
         owner_masks[i][:, owned] = 1
     block, embed, block_name = real_width_block(text)
     if block is not None:
-        txt = torch.randn(1, text, 3072, generator=gen)
-        vec = torch.randn(1, 3072, generator=gen)
+        txt = torch.randn(1, text, 3072, generator=gen).to(DEVICE)
+        vec = torch.randn(1, 3072, generator=gen).to(DEVICE)
         ids = torch.zeros(1, text + grid * grid, 3)
         ids[0, text:, 1] = torch.arange(grid).repeat_interleave(grid).float()
         ids[0, text:, 2] = torch.arange(grid).repeat(grid).float()
-        pe = embed(ids)
+        pe = embed(ids).to(DEVICE)
 
     def run(identities=None, chained=False):
         with torch.no_grad():
@@ -115,10 +119,10 @@ def bench_real_width(size: int, repeats: int) -> None:
     times = {name: [] for name in cases}
     for _ in range(repeats):        # interleaved, so drifting load hits every case alike
         for name, fn in cases.items():
-            times[name].append(cpu_time(fn, 1))
+            times[name].append(timed(fn, 1))
     median = {name: statistics.median(t) for name, t in times.items()}
     print(f"1. one real-width block, {size} px ({grid * grid} image + {text} text tokens), {block_name}, "
-          f"CPU s (median of {repeats}):")
+          f"s (median of {repeats}):")
     for name, t in median.items():
         print(f"   {name:36s} {t:8.3f}")
     base = median["block alone"] if block is not None else 0.0
@@ -136,7 +140,7 @@ def boot_comfy(work: Path):
 
     sys.path.insert(0, os.environ["COMFYUI_DIR"])
     from comfy.cli_args import args
-    args.cpu = True
+    args.cpu = DEVICE.type == "cpu"
     import comfy.model_management  # noqa: F401
     import utils.install_util  # noqa: F401
     import nodes
@@ -214,25 +218,41 @@ def peak_rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
+def memory_mb() -> float:
+    """What the peak is measured over: RSS on the CPU, torch's CUDA allocations on a GPU."""
+    return torch.cuda.memory_allocated(DEVICE) / 2 ** 20 if DEVICE.type == "cuda" else rss_mb()
+
+
+def reset_peak() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+    else:
+        reset_peak_rss()
+
+
+def peak_mb() -> float:
+    return torch.cuda.max_memory_allocated(DEVICE) / 2 ** 20 if DEVICE.type == "cuda" else peak_rss_mb()
+
+
 def child(kind: str, n: int) -> None:
     """One configuration in a fresh process: peak RSS over the RSS before the identities are applied."""
     from tests.host.tiny_models import tiny_flux_model
 
     with tempfile.TemporaryDirectory() as work:
         classes, _ = boot_comfy(Path(work))
-        base = tiny_flux_model(seed=1)
+        base = tiny_flux_model(seed=1, load_device=DEVICE)
         sample(base, 1)                          # ComfyUI's own first-run allocations happen before the baseline
         if kind == "ours":
             inputs = our_inputs(n)               # the identities' inputs (EVA-CLIP hidden states: 12 MB each)
         else:
             from tests.host.pulid_reference import identity_inputs
             inputs = [identity_inputs(i) for i in range(n)]
-        reset_peak_rss()
-        before = rss_mb()
+        reset_peak()
+        before = memory_mb()
         model = (our_model(classes, base, n, inputs=inputs) if kind == "ours"
                  else chained_reference(classes, base, n, inputs=inputs))
         sample(model)
-        peak = peak_rss_mb()
+        peak = peak_mb()
         print(json.dumps({"kind": kind, "n": n, "peak_over_baseline_mb": peak - before}))
 
 
@@ -241,13 +261,13 @@ def bench_tiny(repeats: int) -> None:
 
     with tempfile.TemporaryDirectory() as work:
         classes, _ = boot_comfy(Path(work))
-        base = tiny_flux_model(seed=1)
+        base = tiny_flux_model(seed=1, load_device=DEVICE)
         whole = np.ones((1, 128, 128), np.float32)
         patched = {"no identity": base, "1 identity, whole picture": our_model(classes, base, 1, masks=whole),
                    "1 identity, one quadrant": our_model(classes, base, 1),
                    "4 identities, quadrants": our_model(classes, base, 4)}
         times = {name: [] for name in patched}
-        models = {name: clocked_model(model, times[name]) for name, model in patched.items()}
+        models = {name: clocked_model(model, times[name], clock(DEVICE)) for name, model in patched.items()}
         for model in models.values():
             sample(model, 1)                     # warm up (the identities' keys / values are kept from here on)
         for t in times.values():
@@ -256,7 +276,7 @@ def bench_tiny(repeats: int) -> None:
             for model in models.values():
                 sample(model, 3)
         median = {name: statistics.median(t) for name, t in times.items()}
-        print(f"2. tiny Flux (8 x 8 tokens), CPU s per model call (median of {3 * repeats}):")
+        print(f"2. tiny Flux (8 x 8 tokens), s per model call (median of {3 * repeats}):")
         for name, t in median.items():
             print(f"   {name:28s} {t:8.4f}")
         four = median["4 identities, quadrants"]
@@ -267,11 +287,13 @@ def bench_tiny(repeats: int) -> None:
 
 
 def bench_memory(threads: int) -> None:
-    print("3. tiny Flux, peak RSS over the RSS before applying (MB), each in a fresh process:")
+    what = "CUDA memory allocated" if DEVICE.type == "cuda" else "RSS"
+    print(f"3. tiny Flux, peak {what} over the {what} before applying (MB), each in a fresh process:")
     for n in (1, 2, 4):
         row = {}
         for kind in ("ours", "reference"):
-            done = subprocess.run([sys.executable, __file__, "--child", kind, str(n), "--threads", str(threads)],
+            done = subprocess.run([sys.executable, __file__, "--child", kind, str(n), "--threads", str(threads),
+                                   "--device", str(DEVICE)],
                                   capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             row[kind] = json.loads(lines[-1])["peak_over_baseline_mb"] if lines else float("nan")
@@ -288,13 +310,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 keeps a loaded machine's spinning threads out of CPU time")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    add_device_argument(parser)
     options = parser.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(options.device)
     if options.threads:
         torch.set_num_threads(options.threads)
     if options.child:
         child(options.child[0], int(options.child[1]))
         return
-    print(f"load average: {os.getloadavg()}, torch threads: {torch.get_num_threads()}")
+    print(f"{describe(DEVICE)}; load average: {os.getloadavg()}, torch threads: {torch.get_num_threads()}")
     bench_real_width(options.size, options.repeats)
     if options.host:
         bench_tiny(options.repeats)

@@ -142,10 +142,10 @@ VERIFY_CROP = 1.5     # crop side / box side
 # it (the cameraman at 34..46 px: -0.22..0.02) and that the CNN confirms; below -0.25 come mostly
 # look-alikes, each costing a CNN crop (~75 ms).
 HOG_THRESHOLD = -0.25
-# Those faces score low because HOG sees them enlarged from few pixels. The lower threshold is for
-# finds up to LOW_MARGIN_UP_TO x min_face (box height): the 14 real faces below margin 0 in the
-# small-face set and t1.jpg at 427x295 have boxes of 29 to 41 px (min_face 32), while the finds below
-# 0 on the full-size group photos (boxes of 66 to 103 px) are all look-alikes the CNN rejects. A
+# Those faces score low because HOG sees them enlarged from few pixels, blurred. The lower threshold
+# is for finds up to LOW_MARGIN_UP_TO x min_face (box height): the 14 real faces the CNN confirms in
+# the small-face set and t1.jpg at 427x295 have boxes of 29 to 41 px (min_face 32), while on the
+# full-size group photos the one find below margin 0 is an 81 px look-alike the CNN rejects. A
 # larger find needs HOG's own margin, as before the small-face work.
 LOW_MARGIN_UP_TO = 1.5
 

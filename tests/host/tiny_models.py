@@ -55,7 +55,7 @@ def tiny_sd15_model(seed: int = 0, **unet_changes):
                                             offload_device=torch.device("cpu"))
 
 
-def tiny_vae(seed: int = 0, latent_channels: int = 4):
+def tiny_vae(seed: int = 0, latent_channels: int = 4, device=None):
     """A ComfyUI VAE with the TAESD layout (8x down, 4 latent channels; 16 like Flux's), seeded weights.
 
     Its latents are O(1) (unit latent scale, small weights), so a changed latent shows in
@@ -69,7 +69,7 @@ def tiny_vae(seed: int = 0, latent_channels: int = 4):
     with torch.no_grad():
         net.vae_scale.fill_(1.0)
         net.vae_shift.fill_(0.0)
-    return comfy.sd.VAE(sd=net.state_dict(), device=torch.device("cpu"), dtype=torch.float32)
+    return comfy.sd.VAE(sd=net.state_dict(), device=device or torch.device("cpu"), dtype=torch.float32)
 
 
 def text_conditioning(seed: int = 0, tokens: int = 77):
@@ -165,8 +165,9 @@ TINY_FLUX = {
 }
 
 
-def tiny_flux_model(seed: int = 0, **changes):
-    """A ComfyUI MODEL around ComfyUI's own Flux class (Flux.1 dev's layout, tiny widths), seeded, CPU."""
+def tiny_flux_model(seed: int = 0, load_device=None, **changes):
+    """A ComfyUI MODEL around ComfyUI's own Flux class (Flux.1 dev's layout, tiny widths), seeded; made on
+    the CPU, sampled on ``load_device`` (default the CPU; the benches' --device)."""
     import comfy.model_patcher
     import comfy.supported_models
 
@@ -174,7 +175,7 @@ def tiny_flux_model(seed: int = 0, **changes):
     model = config.get_model({}, device=torch.device("cpu"))
     _seed_weights(model.diffusion_model, seed, std=0.08)
     model.diffusion_model.float()
-    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device or torch.device("cpu"),
                                             offload_device=torch.device("cpu"))
 
 
