@@ -90,8 +90,8 @@ def test_dlib_hog_finds_turned_and_low_contrast_faces_its_old_settings_missed():
 
 def test_dlib_hog_checks_finds_below_its_own_margin_only_when_small(monkeypatch):
     """The lower HOG threshold is for small faces HOG sees enlarged (dlib_stack.LOW_MARGIN_UP_TO). On
-    the 1280x886 six-person scene an 81 px look-alike scores below HOG's own margin: it is dropped
-    without a CNN crop (~75 ms), and the six faces are found as before."""
+    the 1280x886 six-person scene large look-alikes score below HOG's own margin: they are dropped
+    without a CNN crop (~75 ms each), and the six faces are found as before."""
     import magicid_core.faces.dlib_stack as dlib_stack
     from tests.support.face_scenes import match, t1_like
 
@@ -104,7 +104,8 @@ def test_dlib_hog_checks_finds_below_its_own_margin_only_when_small(monkeypatch)
     assert not checked, f"CNN checks of {[b.tolist() for b in checked]}"
     monkeypatch.setattr(dlib_stack, "LOW_MARGIN_UP_TO", float("inf"))   # every find down to HOG_THRESHOLD
     DlibHogDetector(min_face=32).detect(image)
-    assert [round(float(b[3] - b[1])) for b in checked] == [81], "the look-alike the rule saves a check on"
+    heights = [round(float(b[3] - b[1])) for b in checked]   # 81 px; on numpy 2's opencv also 60 and 96
+    assert heights and all(h > 1.5 * 32 for h in heights), f"the checks the rule saves: boxes of {heights} px"
 
 
 def _face(det):
