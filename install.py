@@ -11,7 +11,9 @@ ComfyUI-Manager runs this file (after the lines of requirements.txt). By hand, w
    DirectML. An installed build is kept; the CPU build ``onnxruntime`` is installed only when none is there.
 3. dlib: a dlib the user compiled and the prebuilt ``dlib-bin`` install the same ``dlib`` files. An
    importable dlib is kept; ``dlib-bin`` (no compiler needed) is installed only when none is there.
-4. With ``--flux`` only: timm (EVA-CLIP) and facexlib (face parsing), where not importable. facexlib with
+4. With ``--flux``, or when the ComfyUI this pack sits in holds PuLID-Flux's files (models/pulid/*flux*,
+   the EVA-CLIP in models/clip or models/text_encoders: a Flux user, for whom ComfyUI-Manager runs this file
+   without options): timm (EVA-CLIP) and facexlib (face parsing), where not importable. facexlib with
    ``--no-deps``: it declares opencv-python and numba, which would put another opencv variant over the
    user's and another numpy; its face parser needs only torch and torchvision. Both need the torchvision
    ComfyUI brings: without it nothing is installed (pip would fetch a torchvision pinned to another torch).
@@ -34,6 +36,7 @@ ONNXRUNTIME_CPU = "onnxruntime>=1.16"
 DLIB_PREBUILT = "dlib-bin>=19.24"
 TIMM = "timm>=1.0"
 FACEXLIB = "facexlib>=0.3"
+EVA_CLIP_FILE = "EVA02_CLIP_L_336_psz14_s6B.pt"
 
 
 def _canonical(name: str) -> str:
@@ -101,6 +104,17 @@ def flux_plan(timm_importable: bool, facexlib_importable: bool,
     return install, notes
 
 
+def pulid_flux_files(pack_dir: Path = HERE) -> list[Path]:
+    """PuLID-Flux's files in the models folder of the ComfyUI whose custom_nodes hold ``pack_dir``
+    (PuLID-Flux weights in models/pulid, the EVA-CLIP in models/clip or models/text_encoders); [] elsewhere."""
+    if pack_dir.parent.name != "custom_nodes":
+        return []
+    models = pack_dir.parent.parent / "models"
+    found = sorted(f for f in (models / "pulid").glob("*") if "flux" in f.name.lower() and f.is_file())
+    return found + [models / folder / EVA_CLIP_FILE for folder in ("clip", "text_encoders")
+                    if (models / folder / EVA_CLIP_FILE).is_file()]
+
+
 def pip_command() -> list[str]:
     """pip of this interpreter; uv's pip where the environment has no pip (uv-made venvs)."""
     if importable("pip"):
@@ -129,7 +143,11 @@ def main(argv=None) -> int:
     for note in notes:
         print("MagicID install:", note)
     commands = [install] if install else []
-    if args.flux:
+    flux_files = [] if args.flux else pulid_flux_files()
+    if flux_files:
+        print(f"MagicID install: PuLID-Flux's files are here ({', '.join(f.name for f in flux_files)}): "
+              "also what PuLID-Flux identities need")
+    if args.flux or flux_files:
         flux_installs, flux_notes = flux_plan(importable("timm"), importable("facexlib"), importable("torchvision"))
         commands += flux_installs
         for note in flux_notes:

@@ -95,6 +95,28 @@ def test_dry_run_with_flux_says_what_it_would_do_for_pulid():
     assert "PuLID-Flux:" in out
 
 
+def test_a_comfyui_with_pulid_flux_files_gets_the_flux_packages_without_the_option(tmp_path):
+    """ComfyUI-Manager runs install.py without options: a ComfyUI holding PuLID-Flux's files (where
+    lldacing's install steps put them) is a Flux user's, and gets the --flux plan; another does not."""
+    comfy = tmp_path / "ComfyUI"
+    pack = comfy / "custom_nodes" / "ComfyUI-MagicID"
+    pack.mkdir(parents=True)
+    (comfy / "models" / "pulid").mkdir(parents=True)
+    (comfy / "models" / "pulid" / "ip-adapter_pulid_sdxl_fp16.safetensors").write_bytes(b"x")   # SDXL PuLID: no
+    assert install.pulid_flux_files(pack) == []
+    (comfy / "models" / "pulid" / "pulid_flux_v0.9.1.safetensors").write_bytes(b"x")
+    (comfy / "models" / "text_encoders").mkdir()
+    (comfy / "models" / "text_encoders" / install.EVA_CLIP_FILE).write_bytes(b"x")
+    assert [f.name for f in install.pulid_flux_files(pack)] == ["pulid_flux_v0.9.1.safetensors", install.EVA_CLIP_FILE]
+    assert install.pulid_flux_files(tmp_path / "somewhere" / "ComfyUI-MagicID") == []   # not in a custom_nodes
+
+    for name in ("install.py", "requirements.txt"):
+        (pack / name).write_bytes((PACK_DIR / name).read_bytes())
+    out = subprocess.run([sys.executable, str(pack / "install.py"), "--dry-run"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "PuLID-Flux's files are here (pulid_flux_v0.9.1.safetensors" in out and "PuLID-Flux:" in out
+
+
 # --- clean venvs, with the network -----------------------------------------------------------------
 
 network = pytest.mark.skipif(os.environ.get("MAGICID_INSTALL_TESTS") != "1",
