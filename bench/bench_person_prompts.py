@@ -18,9 +18,10 @@ the plain step are what to read. The SDXL UNet at full width holds about 10 GB o
 
 A step of SDXL at 1024 takes minutes on a CPU and two such steps differ by a few percent from load
 alone, more than the people add. So the bench also clocks, inside each MultiIDApply step, the time
-spent in MultiIDApply's entries (what the patch adds to every cross-attention layer: the owned
-cells' identity and word attention), and prints it as a share of the plain step: the people's
-cost measured directly, not as the difference of two long steps.
+MultiIDApply's dispatchers spend beyond the layer's own text attention (the owned cells' identity and
+word attention, and the adding of their residuals), and prints it as a share of the plain step
+("1 + added/plain", and by layer size): the people's cost measured directly, not as the difference
+of two long steps.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def clock_entries(attn2_module, now) -> list:
     attn2_module.host_attention = clocked_text
     attn2_module.MagicIDAttn2.__call__ = clocked_dispatch
     return spent
+
 
 if __name__ == "__main__":
     main()
