@@ -6,6 +6,10 @@
    MultiIDAttention patch serving 1, 2, 4, 6, 8 identities against a chain of as
    many single-identity patches (one per identity, each wrapping the previous), on real-size
    SD1.5 / SDXL attention tensors (cond + uncond batch of 2, 77 text tokens).
+3. Operations per layer call, what a GPU pays for in launches beyond the arithmetic: the torch
+   operations one call of the patch runs with 6 identities and 6 person prompts on an SDXL 32x32
+   layer (views, which launch nothing, counted apart), and those that copy from the host or wait
+   for the device (nonzero, item on a device tensor, a tensor moved to the device).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention  # noqa: E402
+from magicid_core.diffusion.attention import IdentityTokens, MultiIDAttention, PersonText  # noqa: E402
 from magicid_core.diffusion.ownership import bilinear_masks, ownership_masks  # noqa: E402
 from bench.device import add_device_argument, clock, describe, resolve_device  # noqa: E402
 
@@ -115,9 +119,47 @@ def cost_report(device=torch.device("cpu")):
     print()
 
 
+VIEWS = {"aten::transpose", "aten::unflatten", "aten::flatten", "aten::view", "aten::select", "aten::slice",
+         "aten::expand", "aten::reshape", "aten::numpy_T", "aten::t", "aten::alias", "aten::as_strided", "aten::unsqueeze"}
+
+
+def operations_report(device=torch.device("cpu")):
+    """3. torch operations of one layer call with 6 identities and 6 person prompts (SDXL 32x32)."""
+    from collections import Counter
+    from torch.profiler import ProfilerActivity, profile
+
+    n, cells, width, heads, context = 6, 32, 1280, 20, 2048
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, cells * cells, width, generator=g).to(device)
+    k, v = torch.randn(2, 77, width, generator=g).to(device), torch.randn(2, 77, width, generator=g).to(device)
+    opts = {"block": KEY[:2], "block_index": 0, "n_heads": heads, "cond_or_uncond": [1, 0],
+            "activations_shape": [2, width, cells, cells]}
+    to_k, to_v = (torch.randn(width, context, generator=g).to(device) * context ** -0.5 for _ in range(2))
+    text = PersonText(torch.randn(n * 77, context, generator=g), torch.arange(n).repeat_interleave(77),
+                      torch.ones(n), lambda key, words: (words @ to_k.T, words @ to_v.T))
+    patch = MultiIDAttention(tokens(n, width, context, 16, seed=n, device=device), group_masks(n), [1.0] * n,
+                             {KEY: 0}, text=text)
+    patch(q, k, v, opts)                       # warm: per-layer caches
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        patch(q, k, v, opts)
+    ops = [e.name for e in prof.events() if e.name.startswith("aten::")
+           and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    counts = Counter(ops)
+    views = sum(c for name, c in counts.items() if name in VIEWS)
+    # nested ones too (a copy runs inside a `to`); a Python number multiplied in is no copy (0-d)
+    every = Counter(e.name for e in prof.events() if e.input_shapes and e.input_shapes[0] != [])
+    waits = {name[6:]: every[name] for name in ("aten::nonzero", "aten::_to_copy") if every.get(name)}
+    print(f"== Operations of one layer call, 6 identities + 6 person prompts, SDXL 32x32 ({device.type}): "
+          f"{len(ops) - views} operations and {views} views; attention calls "
+          f"{counts.get('aten::scaled_dot_product_attention', 0)}; copies / waits {waits or 'none'}")
+    print("   most frequent: " + ", ".join(f"{name[6:]} {c}" for name, c in counts.most_common(12) if name not in VIEWS))
+    print()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_device_argument(parser)
     chosen = resolve_device(parser.parse_args().device)
     ownership_report()
     cost_report(chosen)
+    operations_report(chosen)

@@ -79,6 +79,7 @@ class PersonText:
     weights: torch.Tensor         # (P,) per person; 0 for a person without words
     project: Callable
     _placed: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see on()
+    _indices: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see tokens_of()
 
     def subset(self, keep: list[int]) -> "PersonText":
         """Only the people in ``keep`` (renumbered 0..len(keep)-1)."""
@@ -96,8 +97,10 @@ class PersonText:
         return self._placed[(device, dtype)]
 
     def tokens_of(self, person: int, device) -> torch.Tensor:
-        """Indices of ``person``'s tokens."""
-        return torch.nonzero(self.owner == person)[:, 0].to(device)
+        """Indices of ``person``'s tokens, on ``device``; kept (no host-to-device copy at every layer)."""
+        if (person, device) not in self._indices:
+            self._indices[(person, device)] = torch.nonzero(self.owner == person)[:, 0].to(device)
+        return self._indices[(person, device)]
 
     def speakers(self) -> torch.Tensor:
         """(P,) bool: people with words and a non-zero weight."""
@@ -138,6 +141,7 @@ class MultiIDAttention:
         self.previous = dict(previous or {})      # patches this one wraps, by block key
         self._owners: dict = {}
         self._kv: dict = {}
+        self._rows: dict = {}
 
     # -- the patch ---------------------------------------------------------------------
     def __call__(self, q, k, v, extra_options):
@@ -190,10 +194,12 @@ class MultiIDAttention:
 
         Person i's cells attend over the global prompt and i's words only (gathered per person, as
         the identities are): the same numbers as one attention over everyone's words with the others
-        masked out, at a fraction of the keys.
+        masked out, at a fraction of the keys. The prompt alone is the same keys for everyone: one
+        attention over all the owned cells.
         """
-        owned = self._text_cells(layer_size(q, extra_options, self.masks.shape[1:]), q)
-        cond = torch.nonzero(~batch_is_uncond(len(q), extra_options))[:, 0].to(q.device)
+        size = layer_size(q, extra_options, self.masks.shape[1:])
+        owned = self._text_cells(size, q)
+        _, cond = self._batch_rows(q, extra_options)
         added = q.new_zeros(len(q), len(owned.rows), q.shape[-1])
         if len(cond) == 0 or len(owned.rows) == 0:
             return owned.rows, added
@@ -201,14 +207,24 @@ class MultiIDAttention:
         q_cond, k_cond, v_cond = q[cond], k[cond], v[cond]
         heads, batch = extra_options["n_heads"], len(cond)
 
-        def attend(j, q_j):
+        def joint(j, q_j):
             mine = self.text.tokens_of(j, q.device)
-            joint = multi_head_attention(q_j, torch.cat([k_cond, k_words[:, mine].to(k.dtype).expand(batch, -1, -1)], 1),
-                                         torch.cat([v_cond, v_words[:, mine].to(v.dtype).expand(batch, -1, -1)], 1), heads)
-            alone = multi_head_attention(q_j, k_cond, v_cond, heads)
-            return (joint - alone) * float(self.text.weights[j])
-        added[cond] = attend_per_owner(q_cond, owned, attend)
+            return multi_head_attention(q_j, torch.cat([k_cond, k_words[:, mine].to(k.dtype).expand(batch, -1, -1)], 1),
+                                        torch.cat([v_cond, v_words[:, mine].to(v.dtype).expand(batch, -1, -1)], 1),
+                                        heads) * float(self.text.weights[j])
+        alone = multi_head_attention(q_cond[:, owned.rows], k_cond, v_cond, heads)
+        added[cond] = attend_per_owner(q_cond, owned, joint) - alone * self._row_weights(size, owned, q)
         return owned.rows, added
+
+    def _row_weights(self, size, owned: "OwnedPositions", q: torch.Tensor) -> torch.Tensor:
+        """(M, 1) the text weight of each owned cell's person, in owned.rows order (kept per layer size)."""
+        cache_key = ("text weights", size, q.device, q.dtype)
+        if cache_key not in self._owners:
+            weights = torch.zeros(len(owned.rows), 1)
+            for j, members in owned.groups:
+                weights[members.cpu()] = float(self.text.weights[j])
+            self._owners[cache_key] = weights.to(q.device, q.dtype)
+        return self._owners[cache_key]
 
     # -- the steps -----------------------------------------------------------------------
     def _base(self, key, q, k, v, extra_options):
@@ -241,8 +257,18 @@ class MultiIDAttention:
                 torch.stack([project(self.tokens.cond, w), project(self.tokens.uncond, w)]).to(q.device, q.dtype)
                 for w in (self.tokens.to_k[layer], self.tokens.to_v[layer]))    # (2, N*T, width)
         k_all, v_all = self._kv[cache_key]
-        is_uncond = batch_is_uncond(len(q), extra_options).to(q.device)
-        return k_all[is_uncond.long()], v_all[is_uncond.long()]            # (B, N*T, width)
+        is_uncond, _ = self._batch_rows(q, extra_options)
+        return k_all[is_uncond], v_all[is_uncond]                        # (B, N*T, width)
+
+    def _batch_rows(self, q: torch.Tensor, extra_options: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """((B,) 0 / 1 per batch row, 1 for uncond; the cond rows' indices), on q's device and kept
+        per batch layout, so that a GPU gets no host-to-device copy at every layer."""
+        chunks = tuple(extra_options.get("cond_or_uncond") or [0])
+        cache_key = (len(q), chunks, q.device)
+        if cache_key not in self._rows:
+            is_uncond = batch_is_uncond(len(q), extra_options)
+            self._rows[cache_key] = (is_uncond.long().to(q.device), torch.nonzero(~is_uncond)[:, 0].to(q.device))
+        return self._rows[cache_key]
 
     def _ownership(self, size: tuple[int, int], q: torch.Tensor) -> "OwnedPositions":
         """Cells of the people with a non-zero identity weight, grouped by owner."""
