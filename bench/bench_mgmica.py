@@ -8,8 +8,8 @@
    SD1.5 / SDXL attention tensors (cond + uncond batch of 2, 77 text tokens).
 3. Operations per layer call, what a GPU pays for in launches beyond the arithmetic: the torch
    operations one call of the patch runs with 6 identities and 6 person prompts on an SDXL 32x32
-   layer (views, which launch nothing, counted apart), and those that copy from the host or wait
-   for the device (nonzero, item on a device tensor, a tensor moved to the device).
+   layer (views, which launch nothing, counted apart), and those that make the host wait on a GPU
+   (nonzero, a tensor copied to another device or dtype).
 """
 
 from __future__ import annotations

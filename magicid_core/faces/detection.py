@@ -127,12 +127,11 @@ _MEDIAPIPE_POOLS: dict = {}
 def _mediapipe_graphs(model_selection: int, min_score: float, count: int) -> queue.Queue:
     """A pool of at least ``count`` mediapipe FaceDetection graphs per setting, built once (~50 ms
     each); a thread takes one out for a tile and puts it back."""
-    mp = require_mediapipe("the mediapipe face detector")
     key = (model_selection, round(min_score, 3))
     with _MEDIAPIPE_LOCK:
         pool, built = _MEDIAPIPE_POOLS.get(key, (queue.Queue(), 0))
         for _ in range(count - built):
-            pool.put(mp.solutions.face_detection.FaceDetection(
+            pool.put(require_mediapipe("the mediapipe face detector").solutions.face_detection.FaceDetection(
                 model_selection=model_selection, min_detection_confidence=min_score))
         _MEDIAPIPE_POOLS[key] = pool, max(built, count)
         return pool

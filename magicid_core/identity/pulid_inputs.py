@@ -50,9 +50,9 @@ def find_pulid_pack(models_roots):
                                     f"for it): {error}") from None
 
 
-def pulid_face_encoder(models_roots, parse: FaceParser, eva: EvaClipVision) -> "PulidFaceEncoder":
-    """The encoder with the antelopev2 pack found under ``models_roots`` (insightface's folders)."""
-    return PulidFaceEncoder(pack_embedder(find_pulid_pack(models_roots)), parse, eva)
+def pulid_face_encoder(pack, parse: FaceParser, eva: EvaClipVision) -> "PulidFaceEncoder":
+    """The encoder with the antelopev2 ``pack`` (find_pulid_pack's)."""
+    return PulidFaceEncoder(pack_embedder(pack), parse, eva)
 
 
 class PulidFaceEncoder:

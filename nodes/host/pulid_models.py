@@ -69,12 +69,12 @@ def pulid_encoding(eva_clip, insightface_roots: list[str]):
                          f"{type(eva_clip).__name__}")
     import comfy.model_management
 
-    find_pulid_pack(insightface_roots)
+    pack = find_pulid_pack(insightface_roots)
     path = face_parser_path()
     parser = _face_parser(path, os.path.getmtime(path))
     comfy.model_management.load_models_gpu([eva_clip.patcher], force_full_load=True)
     parser.to(eva_clip.patcher.load_device)
     try:
-        yield pulid_face_encoder(insightface_roots, parser, eva_clip.vision)
+        yield pulid_face_encoder(pack, parser, eva_clip.vision)
     finally:
         parser.to(eva_clip.patcher.offload_device)
