@@ -17,6 +17,7 @@ EMBEDS) come from MagicIDTestValue: a real SEGS with one field damaged, or a JSO
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -64,6 +65,18 @@ def _adapter_files(folder: Path) -> None:
             save_file(flatten(state), str(folder / name))
 
 
+def _eva_clip_files(folder: Path) -> None:
+    """Files in models/clip that are not EVA02-CLIP-L-14-336: garbage, empty, another model's weights."""
+    folder.mkdir(parents=True)
+    (folder / "garbage.pt").write_bytes(b"\x00\x01garbage" * 100)
+    (folder / "empty.pt").write_bytes(b"")
+    torch.save({"text_projection": torch.zeros(4, 4)}, folder / "other_clip.pt")
+
+
+# The EVA-CLIP is read through timm: without it, the loader's message names timm instead of the file.
+EVA_READER = importlib.util.find_spec("timm") is not None
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     conftest = _host_conftest()
@@ -72,6 +85,7 @@ def server(tmp_path_factory):
     (base / "custom_nodes" / "magicid_probe_nodes.py").symlink_to(HERE / "probe_nodes.py")
     write_input_pictures(base / "input")
     _adapter_files(base / "models" / "ipadapter")
+    _eva_clip_files(base / "models" / "clip")
     garbage_pack = base / "models" / "insightface" / "antelopev2"
     garbage_pack.mkdir(parents=True)
     (garbage_pack / "scrfd_10g_bnkps.onnx").write_bytes(b"not an onnx model")
@@ -183,6 +197,11 @@ def identity(**inputs) -> dict:
     node = {"images": ["person_a", 0], "name": "a", "backend": "dlib"}
     return {"idn": ("IdentityFromImages", {**node, **inputs}),
             "probe": ("MagicIDFiniteProbe", {"identities": ["idn", 0]})}
+
+
+def eva_identity(eva_clip_name: str) -> dict:
+    """MagicIDEvaClipLoader with ``eva_clip_name`` into IdentityFromImages' eva_clip."""
+    return {"eva": ("MagicIDEvaClipLoader", {"eva_clip_name": eva_clip_name}), **identity(eva_clip=["eva", 0])}
 
 
 def similarity(**inputs) -> dict:
@@ -386,6 +405,11 @@ CASES = [
     ("identity arcface garbage", identity(backend="arcface"), "error", "glintr100.onnx"),
     ("identity backend unknown", identity(backend="facenet"), "reject", "backend"),
     ("identity good", identity(), "finite", None),
+    # MagicIDEvaClipLoader (a real EVA-CLIP is 856 MB: tests/host/test_pulid_identity_host.py reads a seeded one)
+    ("eva_clip not in list", eva_identity("missing.pt"), "reject", "eva_clip_name"),
+    ("eva_clip garbage", eva_identity("garbage.pt"), "error", "garbage.pt" if EVA_READER else "timm"),
+    ("eva_clip empty file", eva_identity("empty.pt"), "error", "empty.pt" if EVA_READER else "timm"),
+    ("eva_clip another model", eva_identity("other_clip.pt"), "error", "other_clip.pt" if EVA_READER else "timm"),
     # IDSimilarity (dlib identities)
     ("similarity image nan", {**similarity(image=BAD_IMAGE), **poisoned("group", "nan")}, "error", "image"),
     ("similarity image_before nan", {**similarity(image_before=BAD_IMAGE), **poisoned("group", "nan")},
@@ -623,7 +647,8 @@ def test_the_table_covers_every_node_and_a_hundred_cases():
     assert len(CASES) >= 100 and len({c[0] for c in CASES + DOOR_CASES}) == len(CASES) + len(DOOR_CASES)
     classes = {cls for _, parts, _, _ in CASES for cls, _ in parts.values()}
     pack_nodes = {"FaceDetectMasks", "MultiIDApply", "DDIMInvert", "IDRestore", "IDSimilarity",
-                  "IdentityFromImages", "KinIDBlend", "MMFControlMaps", "MMFControlApply", "MagicIDAdapterLoader"}
+                  "IdentityFromImages", "KinIDBlend", "MMFControlMaps", "MMFControlApply", "MagicIDAdapterLoader",
+                  "MagicIDEvaClipLoader"}
     assert pack_nodes <= classes
 
 
