@@ -10,7 +10,8 @@ Part 2, the whole analysis (detection, landmarks, keypoints, masks, skeletons, e
 path without mediapipe (dlib HOG + dlib 68 points + head-only skeletons), both with dlib embeddings,
 each with today's detector settings and with the detector of issue 23's day (BEFORE: the settings
 before the small-face work, its mediapipe tiles one at a time), side by side, and for mediapipe
-BEFORE's tile plan run two tiles at a time as today's is (what the new plan alone costs); then the six faces' embeddings alone, dlib-bin's own network against ours (numpy, same file).
+BEFORE's tile plan run two tiles at a time as today's is (what the new plan alone costs); then the six
+faces' embeddings alone, dlib-bin's own network against ours (numpy, same file).
 
 Part 3, recall on the small-face set (tests/support/small_faces.py: real public-domain faces of 32 to
 48 px, turned, tilted, low in contrast, dark, cut by the frame), per backend, per face-height band and
@@ -50,7 +51,6 @@ from tests.support.small_faces import (  # noqa: E402
     BANDS, BEFORE, KINDS, Case, TrueFace, band_of, found_faces, small_face_cases)
 
 
-
 def scenes():
     yield "sample 1200x600", *group6(1)
     yield "sample 1/2", *group6(2)
@@ -61,15 +61,9 @@ def scenes():
 
 
 def timed(call, repeats: int):
-    """Median wall and CPU ms of call() after one warm-up run, and its last result."""
-    result = call()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        result = call()
-        wall.append((time.perf_counter() - t) * 1000)
-        cpu.append((time.process_time() - c) * 1000)
-    return statistics.median(wall), statistics.median(cpu), result
+    """Median wall and CPU ms of call() after one warm-up run, and its result."""
+    [(wall, cpu)], result = alternating([call], repeats)
+    return wall, cpu, result
 
 
 def recall(dets, ovals, min_face: float) -> tuple[str, int]:
